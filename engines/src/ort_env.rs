@@ -1,0 +1,158 @@
+//! ONNX Runtime: find the shared library, initialise the environment once, open CPU sessions.
+//!
+//! The library is loaded at run time (`ort`'s `load-dynamic`). It is looked for in
+//! `ORT_DYLIB_PATH`, then in the project's install folder (`.cache/onnxruntime/`, filled by
+//! `tools/setup_ort.sh`), then next to the `voxq` executable.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+
+use crate::EngineError;
+
+/// The ONNX Runtime version the project installs and is tested against.
+pub const ORT_VERSION: &str = "1.31.1";
+const LIB_NAME: &str = "libonnxruntime.so";
+
+static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Candidate locations of `libonnxruntime.so`, in search order.
+pub fn dylib_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        // An explicit setting is the only candidate: silently using another library would
+        // change results without saying so.
+        out.push(PathBuf::from(p));
+        return out;
+    }
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    out.push(project.join(".cache/onnxruntime").join(LIB_NAME));
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            out.push(dir.join(LIB_NAME));
+        }
+    }
+    out
+}
+
+/// Finds the ONNX Runtime shared library or says where it looked.
+pub fn find_dylib() -> Result<PathBuf, EngineError> {
+    let cands = dylib_candidates();
+    for c in &cands {
+        if c.is_file() {
+            return Ok(c.canonicalize().unwrap_or_else(|_| c.clone()));
+        }
+    }
+    Err(EngineError::OrtMissing {
+        looked: cands
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Loads ONNX Runtime (once per process) and returns the shared environment.
+pub fn environment() -> Result<&'static ort::environment::Environment, EngineError> {
+    // Find the library before touching the OnceLock so a missing library is reported with the
+    // paths that were searched, every time it is asked for.
+    let res = ENV.get_or_init(|| {
+        let path = find_dylib().map_err(|e| e.to_string())?;
+        let builder = ort::init_from(&path)
+            .map_err(|e| format!("{}: cannot load ONNX Runtime library: {e}", path.display()))?;
+        builder
+            .with_name("voxq")
+            .build()
+            .map_err(|e| format!("ONNX Runtime environment: {e}"))
+    });
+    res.as_ref().map_err(|e| EngineError::OrtInit(e.clone()))
+}
+
+/// How a CPU session is configured.
+#[derive(Debug, Clone)]
+pub struct CpuOptions {
+    /// Intra-op threads; 0 lets ONNX Runtime choose (one per physical core).
+    pub intra_threads: usize,
+    /// Graph optimisation level 0–3 (disable, basic, extended, all).
+    pub opt_level: u8,
+    /// Where ONNX Runtime should save the optimised model, if anywhere.
+    pub optimized_model_path: Option<PathBuf>,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            intra_threads: 0,
+            opt_level: 3,
+            optimized_model_path: None,
+        }
+    }
+}
+
+fn level(l: u8) -> GraphOptimizationLevel {
+    match l {
+        0 => GraphOptimizationLevel::Disable,
+        1 => GraphOptimizationLevel::Level1,
+        2 => GraphOptimizationLevel::Level2,
+        _ => GraphOptimizationLevel::All,
+    }
+}
+
+/// Opens a model file in an ONNX Runtime CPU session.
+pub fn cpu_session(model: &Path, opts: &CpuOptions) -> Result<Session, EngineError> {
+    let env = environment()?;
+    let open_err = |reason: String| EngineError::Open {
+        path: model.to_path_buf(),
+        reason,
+    };
+    if !model.is_file() {
+        return Err(open_err("file not found".into()));
+    }
+    let mut b = Session::builder(env)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_optimization_level(level(opts.opt_level))
+        .map_err(|e| open_err(e.to_string()))?;
+    if opts.intra_threads > 0 {
+        b = b
+            .with_intra_threads(opts.intra_threads)
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    if let Some(p) = &opts.optimized_model_path {
+        b = b
+            .with_optimized_model_path(p)
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    b.commit_from_file(model)
+        .map_err(|e| open_err(first_line(&e.to_string())))
+}
+
+/// Opens a model held in memory in an ONNX Runtime CPU session; `name` is used in errors.
+pub fn cpu_session_from_bytes(
+    name: &str,
+    bytes: &[u8],
+    opts: &CpuOptions,
+) -> Result<Session, EngineError> {
+    let env = environment()?;
+    let open_err = |reason: String| EngineError::Open {
+        path: PathBuf::from(name),
+        reason,
+    };
+    let mut b = Session::builder(env)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_optimization_level(level(opts.opt_level))
+        .map_err(|e| open_err(e.to_string()))?;
+    if opts.intra_threads > 0 {
+        b = b
+            .with_intra_threads(opts.intra_threads)
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    b.commit_from_memory(bytes)
+        .map_err(|e| open_err(first_line(&e.to_string())))
+}
+
+/// ONNX Runtime messages can span lines; errors in voxq are one line.
+pub fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}

@@ -1,0 +1,1 @@
+//! Conversion between ONNX TensorProto values and ONNX Runtime tensors.

@@ -1,0 +1,24 @@
+//! Typed errors of the exporter crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading, checking or writing an ONNX model.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid ONNX model ({reason})")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{path}: cannot serialise model ({reason})")]
+    Serialize { path: PathBuf, reason: String },
+    #[error("{path}: external data for tensor '{tensor}': {reason}")]
+    ExternalData {
+        path: PathBuf,
+        tensor: String,
+        reason: String,
+    },
+}

@@ -1,0 +1,1 @@
+//! ONNX model files: load and save `ModelProto`, including tensors kept in external data files.

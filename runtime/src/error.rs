@@ -1,0 +1,57 @@
+//! Typed errors of the runtime crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the runtime: audio input, front end, models, scoring, storage.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    // ---- audio (runtime::audio) ----
+    #[error("{path}: cannot read WAV: {reason}")]
+    WavRead { path: PathBuf, reason: String },
+    #[error("{path}: unsupported WAV format: {reason}")]
+    WavFormat { path: PathBuf, reason: String },
+    #[error("{path}: audio is empty (0 samples)")]
+    EmptyAudio { path: PathBuf },
+    #[error("{path}: audio too short: {samples} samples, at least {needed} needed for one frame")]
+    TooShort {
+        path: PathBuf,
+        samples: usize,
+        needed: usize,
+    },
+    #[error("{path}: audio contains NaN or infinite samples")]
+    NonFinite { path: PathBuf },
+    #[error("resampling {from} Hz -> {to} Hz: {reason}")]
+    Resample { from: u32, to: u32, reason: String },
+    #[error("fbank settings: {0}")]
+    FbankConfig(String),
+
+    // ---- configs, models, data files ----
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {reason}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{model}: {reason}")]
+    Model { model: PathBuf, reason: String },
+    #[error(transparent)]
+    Engine(#[from] engines::EngineError),
+
+    // ---- speaker verification ----
+    #[error("{path}: speaker '{speaker}' is not enrolled")]
+    UnknownSpeaker { path: PathBuf, speaker: String },
+    #[error("{0}")]
+    Scoring(String),
+    #[error("{path}: cannot draw plot: {reason}")]
+    Plot { path: PathBuf, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
