@@ -1,2 +1,391 @@
 //! voxq command line: argument types, calls into the libraries, exit codes.
-fn main() {}
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use engines::ort_env::CpuOptions;
+use runtime::audio::wav::read_wav;
+use runtime::bench::bench_embed;
+use runtime::fsutil::write_atomic;
+use runtime::speaker::config::SpeakerModel;
+use runtime::speaker::embed::Embedder;
+use runtime::speaker::eval::{embedding_line, evaluate, write_embeddings, write_scores};
+use runtime::speaker::metrics::{operating_points, DcfParams};
+use runtime::speaker::plot::{det_png, DetCurve};
+use runtime::speaker::store::Store;
+use runtime::speaker::trials::read_trials;
+
+#[derive(Parser)]
+#[command(
+    name = "voxq",
+    version,
+    about = "Quantize audio models to int8, build engines, serve them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compute speaker embeddings of WAV files.
+    Embed(EmbedArgs),
+    /// Enroll a speaker from one or more WAV files (mean of L2-normalised embeddings).
+    Enroll(EnrollArgs),
+    /// Score a WAV file against an enrolled speaker and decide accept/reject.
+    Verify(VerifyArgs),
+    /// Rank enrolled speakers by similarity to a WAV file.
+    Identify(IdentifyArgs),
+    /// Evaluate a model on a trial list: EER, minDCF, score file, DET curve.
+    Eval(EvalArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Speaker model: its JSON config, or its ONNX file with a JSON config beside it.
+    #[arg(long)]
+    model: PathBuf,
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+impl ModelArgs {
+    fn open(&self) -> Result<Embedder> {
+        let model = SpeakerModel::locate(&self.model)?;
+        let opts = CpuOptions {
+            intra_threads: self.threads,
+            ..CpuOptions::default()
+        };
+        Ok(Embedder::open(model, &opts)?)
+    }
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Write `path<TAB>values` lines here (atomically) instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// WAV files.
+    #[arg(required = true)]
+    audio: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct EnrollArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Enrollment store (JSON); created if missing.
+    #[arg(long)]
+    store: PathBuf,
+    /// Speaker name.
+    #[arg(long)]
+    speaker: String,
+    #[arg(required = true)]
+    audio: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long)]
+    speaker: String,
+    /// Decision threshold on the cosine score (default: the model config's `threshold`).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    audio: PathBuf,
+}
+
+#[derive(Args)]
+struct IdentifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    store: PathBuf,
+    /// How many candidates to list.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[arg(long)]
+    json: bool,
+    audio: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Trial list: `<1|0> <enroll> <test> [xlang]` per line.
+    #[arg(long)]
+    trials: PathBuf,
+    /// Folder the trial list's paths are relative to.
+    #[arg(long)]
+    audio_root: PathBuf,
+    /// Write a score file here.
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// Write a DET-curve PNG here.
+    #[arg(long)]
+    det: Option<PathBuf>,
+    /// Write the metrics as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write per-utterance embeddings (`name<TAB>values`) here.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Target prior for minDCF.
+    #[arg(long, default_value_t = 0.01)]
+    p_target: f64,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Speaker-embedding latency, real-time factor, peak RSS.
+    Embed(BenchEmbedArgs),
+}
+
+#[derive(Args)]
+struct BenchEmbedArgs {
+    /// Speaker model (JSON config or ONNX file).
+    #[arg(long)]
+    model: PathBuf,
+    /// Real speech to feed (repeated to each length).
+    #[arg(long)]
+    audio: PathBuf,
+    /// Input lengths in seconds.
+    #[arg(long, value_delimiter = ',', default_values_t = [3.0, 10.0])]
+    seconds: Vec<f64>,
+    /// Thread counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    threads: Vec<usize>,
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn cmd_embed(a: &EmbedArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let mut all = std::collections::BTreeMap::new();
+    let mut order = Vec::new();
+    for p in &a.audio {
+        let name = p.display().to_string();
+        all.insert(name.clone(), emb.embed_file(p)?);
+        order.push(name);
+    }
+    match &a.out {
+        Some(path) => write_embeddings(path, &all)?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            for name in order {
+                writeln!(out, "{}", embedding_line(&name, &all[&name]))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_enroll(a: &EnrollArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let cfg = &emb.model().config;
+    let mut store =
+        Store::open_or_new(&a.store, &cfg.name, emb.model_sha256()?, cfg.embedding_dim)?;
+    // Embed everything first: a bad file leaves the store untouched.
+    let embs = a
+        .audio
+        .iter()
+        .map(|p| emb.embed_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sp = store.enroll(&a.speaker, &embs)?.clone();
+    store.save()?;
+    println!(
+        "enrolled '{}': {} utterance(s) in total, store {}",
+        a.speaker,
+        sp.utterances,
+        a.store.display()
+    );
+    Ok(())
+}
+
+fn open_store(path: &Path, emb: &Embedder) -> Result<Store> {
+    let store = Store::open(path)?;
+    store.check_model(emb.model_sha256()?)?;
+    Ok(store)
+}
+
+fn cmd_verify(a: &VerifyArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let store = open_store(&a.store, &emb)?;
+    let threshold = match a.threshold.or(emb.model().config.threshold) {
+        Some(t) => t,
+        None => bail!(
+            "{}: the model config has no calibrated `threshold`; pass --threshold",
+            emb.model().config_path.display()
+        ),
+    };
+    let e = emb.embed_file(&a.audio)?;
+    let score = store.score(&a.speaker, &e)?;
+    let accept = score >= threshold;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"speaker": a.speaker, "score": score, "threshold": threshold,
+                "decision": if accept {"accept"} else {"reject"}})
+        );
+    } else {
+        println!(
+            "speaker={} score={score:.4} threshold={threshold:.4} decision={}",
+            a.speaker,
+            if accept { "accept" } else { "reject" }
+        );
+    }
+    Ok(())
+}
+
+fn cmd_identify(a: &IdentifyArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let store = open_store(&a.store, &emb)?;
+    if store.speakers.is_empty() {
+        bail!("{}: no speakers are enrolled", a.store.display());
+    }
+    let e = emb.embed_file(&a.audio)?;
+    let top = store.identify(&e, a.top.max(1));
+    if a.json {
+        println!("{}", serde_json::to_string(&top)?);
+    } else {
+        for (i, c) in top.iter().enumerate() {
+            println!("{}. {} {:.4}", i + 1, c.speaker, c.score);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: &EvalArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let trials = read_trials(&a.trials)?;
+    if !a.audio_root.is_dir() {
+        bail!("{}: audio root is not a folder", a.audio_root.display());
+    }
+    let dcf = DcfParams {
+        p_target: a.p_target,
+        ..DcfParams::default()
+    };
+    let ev = evaluate(&emb, &trials, &a.audio_root, dcf, !a.quiet)?;
+    println!(
+        "model {}: {} trials ({} target, {} non-target) over {} utterances",
+        ev.model, ev.trials, ev.all.targets, ev.all.nontargets, ev.utterances
+    );
+    println!(
+        "EER = {:.3}%  minDCF(p={}) = {:.4}  EER threshold = {:.4}",
+        ev.all.eer * 100.0,
+        a.p_target,
+        ev.all.min_dcf,
+        ev.all.eer_threshold
+    );
+    if let Some(x) = &ev.cross_language {
+        println!(
+            "cross-language targets ({}): EER = {:.3}%  minDCF = {:.4}",
+            x.targets,
+            x.eer * 100.0,
+            x.min_dcf
+        );
+    }
+    if let Some(p) = &a.scores {
+        write_scores(p, &trials, &ev.scores)?;
+    }
+    if let Some(p) = &a.json {
+        write_atomic(p, serde_json::to_string_pretty(&ev)?.as_bytes())?;
+    }
+    if let Some(p) = &a.embeddings {
+        write_embeddings(p, &ev.embeddings)?;
+    }
+    if let Some(p) = &a.det {
+        let (mut tar, mut non) = (Vec::new(), Vec::new());
+        for (t, s) in trials.iter().zip(&ev.scores) {
+            if t.target {
+                tar.push(*s)
+            } else {
+                non.push(*s)
+            }
+        }
+        let pts = operating_points(&tar, &non)?;
+        det_png(
+            p,
+            &format!("DET: {}", ev.model),
+            &[DetCurve {
+                label: ev.model.clone(),
+                points: &pts,
+                eer: ev.all.eer,
+            }],
+        )?;
+    }
+    Ok(())
+}
+
+fn cmd_bench(b: &BenchCmd) -> Result<()> {
+    match b {
+        BenchCmd::Embed(a) => {
+            let model = SpeakerModel::locate(&a.model)?;
+            let audio = read_wav(&a.audio)?;
+            if a.iterations == 0 {
+                bail!("--iterations must be at least 1");
+            }
+            let r = bench_embed(
+                &model,
+                &audio,
+                &a.audio,
+                &a.seconds,
+                &a.threads,
+                a.iterations,
+                a.warmup,
+            )
+            .context("bench embed")?;
+            print!("{}", r.markdown());
+            if let Some(p) = &a.json {
+                write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let res = match &cli.cmd {
+        Cmd::Embed(a) => cmd_embed(a),
+        Cmd::Enroll(a) => cmd_enroll(a),
+        Cmd::Verify(a) => cmd_verify(a),
+        Cmd::Identify(a) => cmd_identify(a),
+        Cmd::Eval(a) => cmd_eval(a),
+        Cmd::Bench(b) => cmd_bench(b),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost message already names the file and the problem.
+            let msg = e.to_string().replace('\n', " ");
+            eprintln!("voxq: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -29,4 +29,6 @@ pub enum EngineError {
         output: String,
         reason: String,
     },
+    #[error("tensor '{name}': {reason}")]
+    Tensor { name: String, reason: String },
 }

@@ -21,4 +21,10 @@ pub enum ExportError {
         tensor: String,
         reason: String,
     },
+    #[error(
+        "{path}: model is {bytes} bytes, over protobuf's 2 GiB limit; save it with external data (SaveOptions::external)"
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
+    #[error("{path}: invalid save options ({reason})")]
+    SaveOptions { path: PathBuf, reason: String },
 }

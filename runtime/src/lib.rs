@@ -1,7 +1,9 @@
 //! Runtime: audio front ends, speaker verification, metrics and benchmarks over engines.
 
 pub mod audio;
+pub mod bench;
 pub mod error;
+pub mod fsutil;
 pub mod speaker;
 
 pub use error::RuntimeError;

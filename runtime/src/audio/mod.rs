@@ -1,1 +1,9 @@
-//! Audio front ends.
+//! Audio front ends: WAV decoding, sample-rate conversion and the Kaldi-compatible fbank.
+
+pub mod fbank;
+pub mod resample;
+pub mod wav;
+
+pub use fbank::{Fbank, FbankConfig, Features, MeanNorm, WindowType};
+pub use resample::resample;
+pub use wav::{read_wav, read_wav_bytes, Audio};

@@ -1,1 +1,9 @@
-//! Speaker verification.
+//! Speaker verification: model configs, embeddings, enrollment, scoring, metrics and plots.
+
+pub mod config;
+pub mod embed;
+pub mod eval;
+pub mod metrics;
+pub mod plot;
+pub mod store;
+pub mod trials;

@@ -1,0 +1,68 @@
+# voxq: `make demo` and `make test` do all set-up on a fresh Debian/Ubuntu machine with Rust and
+# Python 3. Downloads are cached in .cache/ (git-ignored) and checked by sha256.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+VOXQ := target/release/voxq
+SPEECH := .cache/speech
+MODEL := fixtures/models/campplus.json
+TRIALS := fixtures/trials/trials.txt
+OUT := out
+export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so
+
+.PHONY: all setup setup-ort setup-speech setup-onnx-tests setup-pyref check-tools build demo test bench lint clean
+
+all: build
+
+check-tools:
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1; }
+	@command -v python3 >/dev/null || { echo "error: python3 not found; install Python 3 first" >&2; exit 1; }
+
+setup-ort: check-tools
+	@bash tools/setup_ort.sh
+
+setup-speech: check-tools
+	@bash tools/setup_speech.sh
+
+setup-onnx-tests: check-tools
+	@bash tools/setup_onnx_tests.sh
+
+setup-pyref: check-tools
+	@bash tools/setup_pyref.sh
+
+setup: setup-ort setup-speech setup-onnx-tests setup-pyref
+
+build: check-tools
+	$(CARGO) build --release --bin voxq
+
+demo: setup-ort setup-speech build
+	@mkdir -p $(OUT)
+	@echo "== CAM++ speaker verification on real speech ($(TRIALS))"
+	$(VOXQ) eval --model $(MODEL) --trials $(TRIALS) --audio-root $(SPEECH) \
+	  --scores $(OUT)/campplus.scores --det $(OUT)/campplus_det.png --json $(OUT)/campplus_eval.json
+	@echo "== enroll / verify / identify"
+	@rm -f $(OUT)/demo_store.json
+	$(VOXQ) enroll --model $(MODEL) --store $(OUT)/demo_store.json --speaker allison \
+	  $$(head -3 fixtures/trials/demo_enroll_allison.txt | sed 's|^|$(SPEECH)/|')
+	$(VOXQ) enroll --model $(MODEL) --store $(OUT)/demo_store.json --speaker june \
+	  $$(head -3 fixtures/trials/demo_enroll_june.txt | sed 's|^|$(SPEECH)/|')
+	$(VOXQ) verify --model $(MODEL) --store $(OUT)/demo_store.json --speaker allison \
+	  $(SPEECH)/$$(head -1 fixtures/trials/demo_test_allison.txt)
+	$(VOXQ) identify --model $(MODEL) --store $(OUT)/demo_store.json --top 2 \
+	  $(SPEECH)/$$(head -1 fixtures/trials/demo_test_allison.txt)
+	@echo "== outputs in $(OUT)/: scores, DET curve PNG, metrics JSON"
+
+test: setup
+	$(CARGO) test --release --workspace --all-targets
+
+bench: setup-ort setup-speech build
+	@mkdir -p $(OUT)
+	$(VOXQ) bench embed --model $(MODEL) --audio $(SPEECH)/$$(head -1 fixtures/trials/demo_test_allison.txt) \
+	  --seconds 3,10 --threads 1,2 --json $(OUT)/bench_embed.json
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf $(OUT) target

@@ -1,0 +1,148 @@
+//! Benchmarks: speaker-embedding latency (p50/p95), real-time factor, peak RSS, threads.
+//!
+//! These are measurements for reports (`voxq bench embed`), not pass/fail tests: compare
+//! ratios measured in one run, since the machine may be shared.
+
+use std::path::Path;
+use std::time::Instant;
+
+use engines::ort_env::CpuOptions;
+use serde::Serialize;
+
+use crate::audio::wav::Audio;
+use crate::error::Result;
+use crate::speaker::config::SpeakerModel;
+use crate::speaker::embed::Embedder;
+
+/// One (threads, input length) measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedBenchRow {
+    pub threads: usize,
+    pub audio_seconds: f64,
+    pub iterations: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub mean_ms: f64,
+    /// Share of the p50 spent in the front end (resample + fbank).
+    pub frontend_p50_ms: f64,
+    /// p50 latency divided by the audio duration.
+    pub rtf: f64,
+}
+
+/// A whole `bench embed` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedBench {
+    pub model: String,
+    pub onnx: String,
+    pub audio: String,
+    pub rows: Vec<EmbedBenchRow>,
+    pub peak_rss_mb: f64,
+}
+
+/// The audio the benchmark feeds: `seconds` of `source` repeated end to end.
+pub fn tile(source: &Audio, seconds: f64) -> Audio {
+    let n = (seconds * source.sample_rate as f64).round() as usize;
+    let samples = source.samples.iter().copied().cycle().take(n).collect();
+    Audio {
+        samples,
+        sample_rate: source.sample_rate,
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), NaN elsewhere.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Times the whole embedding path (front end + inference) on each input length and thread count.
+pub fn bench_embed(
+    model: &SpeakerModel,
+    source: &Audio,
+    source_name: &Path,
+    durations: &[f64],
+    threads: &[usize],
+    iterations: usize,
+    warmup: usize,
+) -> Result<EmbedBench> {
+    let mut rows = Vec::new();
+    for &th in threads {
+        let opts = CpuOptions {
+            intra_threads: th,
+            ..CpuOptions::default()
+        };
+        let emb = Embedder::open(model.clone(), &opts)?;
+        for &secs in durations {
+            let audio = tile(source, secs);
+            for _ in 0..warmup {
+                emb.embed_audio(source_name, &audio)?;
+            }
+            let mut total = Vec::with_capacity(iterations);
+            let mut front = Vec::with_capacity(iterations);
+            for _ in 0..iterations {
+                let t0 = Instant::now();
+                let feats = emb.features(source_name, &audio)?;
+                let t1 = Instant::now();
+                emb.embed_features(&feats)?;
+                let t2 = Instant::now();
+                total.push((t2 - t0).as_secs_f64() * 1e3);
+                front.push((t1 - t0).as_secs_f64() * 1e3);
+            }
+            let mean = total.iter().sum::<f64>() / total.len().max(1) as f64;
+            total.sort_by(f64::total_cmp);
+            front.sort_by(f64::total_cmp);
+            let p50 = percentile(&total, 0.5);
+            rows.push(EmbedBenchRow {
+                threads: th,
+                audio_seconds: secs,
+                iterations,
+                p50_ms: p50,
+                p95_ms: percentile(&total, 0.95),
+                mean_ms: mean,
+                frontend_p50_ms: percentile(&front, 0.5),
+                rtf: p50 / 1e3 / secs,
+            });
+        }
+    }
+    Ok(EmbedBench {
+        model: model.config.name.clone(),
+        onnx: model.onnx_path.display().to_string(),
+        audio: source_name.display().to_string(),
+        rows,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+impl EmbedBench {
+    /// A Markdown table for people.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "model `{}`, audio `{}`, peak RSS {:.0} MiB\n\n| threads | input (s) | p50 (ms) | p95 (ms) | front end p50 (ms) | RTF |\n|---:|---:|---:|---:|---:|---:|\n",
+            self.model, self.audio, self.peak_rss_mb
+        );
+        for r in &self.rows {
+            s.push_str(&format!(
+                "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.4} |\n",
+                r.threads, r.audio_seconds, r.p50_ms, r.p95_ms, r.frontend_p50_ms, r.rtf
+            ));
+        }
+        s
+    }
+}

@@ -1,0 +1,106 @@
+//! Speaker-model configuration: which ONNX file, its tensor names, and its front-end settings.
+//!
+//! A model is described by a JSON file next to its ONNX file (`campplus.json` beside
+//! `campplus.onnx`). The front end differs between model families (SpeechBrain, WeSpeaker,
+//! 3D-Speaker, sherpa-onnx), so it is carried per model, never hard-coded.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::fbank::FbankConfig;
+use crate::error::{Result, RuntimeError};
+
+/// The contents of a speaker model's JSON file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub name: String,
+    #[serde(default = "default_task")]
+    pub task: String,
+    /// ONNX file, relative to the JSON file's folder.
+    pub onnx: PathBuf,
+    /// Input tensor name; its layout is [batch, frames, num_mel_bins].
+    pub input: String,
+    /// Output tensor name; its layout is [batch, embedding_dim].
+    pub output: String,
+    pub embedding_dim: usize,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub notes: String,
+    /// Decision threshold on the cosine score, if one was calibrated for this model.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    pub fbank: FbankConfig,
+}
+
+fn default_task() -> String {
+    "speaker-embedding".into()
+}
+
+/// A model config together with the resolved path of its ONNX file.
+#[derive(Debug, Clone)]
+pub struct SpeakerModel {
+    pub config: ModelConfig,
+    pub config_path: PathBuf,
+    pub onnx_path: PathBuf,
+}
+
+impl SpeakerModel {
+    /// Opens a model given either its JSON config or its ONNX file (then `<stem>.json` beside it
+    /// must exist).
+    pub fn locate(path: &Path) -> Result<SpeakerModel> {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let config_path = if is_json {
+            path.to_path_buf()
+        } else {
+            let cand = path.with_extension("json");
+            if !cand.is_file() {
+                if !path.exists() {
+                    return Err(RuntimeError::Config {
+                        path: path.to_path_buf(),
+                        reason: "model not found".into(),
+                    });
+                }
+                return Err(RuntimeError::Config {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "no model config found (expected {} with the model's front-end settings)",
+                        cand.display()
+                    ),
+                });
+            }
+            cand
+        };
+        let text = std::fs::read_to_string(&config_path).map_err(|e| RuntimeError::Io {
+            path: config_path.clone(),
+            source: e,
+        })?;
+        let config: ModelConfig =
+            serde_json::from_str(&text).map_err(|e| RuntimeError::Config {
+                path: config_path.clone(),
+                reason: format!("invalid model config: {e}"),
+            })?;
+        if config.task != "speaker-embedding" {
+            return Err(RuntimeError::Config {
+                path: config_path,
+                reason: format!("task is '{}', expected 'speaker-embedding'", config.task),
+            });
+        }
+        config.fbank.validate().map_err(|e| RuntimeError::Config {
+            path: config_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let dir = config_path.parent().unwrap_or(Path::new("."));
+        let onnx_path = if is_json {
+            dir.join(&config.onnx)
+        } else {
+            path.to_path_buf()
+        };
+        Ok(SpeakerModel {
+            config,
+            config_path,
+            onnx_path,
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! DET-curve plots (PNG): miss vs false-alarm probability on normal-deviate axes.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::error::{Result, RuntimeError};
+use crate::speaker::metrics::{probit, OperatingPoint};
+
+/// One curve on a DET plot.
+pub struct DetCurve<'a> {
+    pub label: String,
+    pub points: &'a [OperatingPoint],
+    pub eer: f64,
+}
+
+const TICKS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9,
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bundled DejaVu Sans keeps plots independent of the machine's fonts.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+fn pct(p: f64) -> String {
+    let v = p * 100.0;
+    if v < 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Draws DET curves to a PNG file (written atomically).
+pub fn det_png(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> Result<()> {
+    register_font();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp.png",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let plot_err = |reason: String| RuntimeError::Plot {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let res = draw(&tmp, title, curves).map_err(plot_err);
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let bytes = std::fs::read(&tmp).map_err(|e| RuntimeError::Io {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    let _ = std::fs::remove_file(&tmp);
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+fn draw(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> std::result::Result<(), String> {
+    let lo = probit(TICKS[0]);
+    let hi = probit(TICKS[TICKS.len() - 1]);
+    let root = BitMapBackend::new(path, (720, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(lo..hi, lo..hi)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(0)
+        .y_labels(0)
+        .x_desc("False-alarm probability (%)")
+        .y_desc("Miss probability (%)")
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    // Grid and tick labels at round probabilities, placed on the probit scale.
+    let grid = RGBColor(220, 220, 220);
+    for &t in &TICKS {
+        let z = probit(t);
+        chart
+            .draw_series(LineSeries::new([(z, lo), (z, hi)], grid))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new([(lo, z), (hi, z)], grid))
+            .map_err(|e| e.to_string())?;
+    }
+    let area = chart.plotting_area();
+    for &t in &TICKS {
+        let z = probit(t);
+        let (x, y0) = area.map_coordinate(&(z, lo));
+        root.draw(&Text::new(
+            pct(t),
+            (x - 8, y0 + 6),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(|e| e.to_string())?;
+        let (x0, y) = area.map_coordinate(&(lo, z));
+        root.draw(&Text::new(
+            pct(t),
+            (x0 - 34, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    // The EER diagonal.
+    chart
+        .draw_series(LineSeries::new(
+            [(lo, lo), (hi, hi)],
+            RGBColor(160, 160, 160),
+        ))
+        .map_err(|e| e.to_string())?;
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+    ];
+    for (i, c) in curves.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let clamp = |p: f64| probit(p.clamp(TICKS[0] / 2.0, 1.0 - TICKS[0] / 2.0)).clamp(lo, hi);
+        let pts: Vec<(f64, f64)> = c
+            .points
+            .iter()
+            .map(|p| (clamp(p.p_fa), clamp(p.p_miss)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(format!("{} (EER {:.2}%)", c.label, c.eer * 100.0))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Shared helpers for the end-to-end tests of the `voxq` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn speech() -> PathBuf {
+    let p = root().join(".cache/speech");
+    assert!(
+        p.join("MANIFEST.tsv").is_file(),
+        "real-speech corpus missing at {}: run `make setup` (tools/setup_speech.sh)",
+        p.display()
+    );
+    p
+}
+
+pub fn campplus() -> PathBuf {
+    root().join("fixtures/models/campplus.json")
+}
+
+pub fn voxq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_voxq"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("voxq runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The run failed with exactly one `voxq: error: …` line that contains every `needle`.
+pub fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("voxq: error: "), "{err}");
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "error line {:?} lacks {n:?}",
+            lines[0]
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The first `n` lines of a committed list of corpus paths, resolved under the corpus.
+pub fn list(file: &str, n: usize) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(root().join(file)).expect("list file");
+    let sp = speech();
+    text.lines().take(n).map(|l| sp.join(l.trim())).collect()
+}
