@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use exporter::model::{self, elem, AtomicFile, SaveOptions};
+use exporter::atomic::AtomicFile;
+use exporter::model::{self, elem, SaveOptions};
 use exporter::ExportError;
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{
