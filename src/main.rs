@@ -1,7 +1,7 @@
 //! voxq command line: argument types, calls into the libraries, exit codes.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -79,13 +79,20 @@ struct EmbedArgs {
     audio: Vec<PathBuf>,
 }
 
+/// A model and the enrollment store made with it.
+#[derive(Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Enrollment store (JSON); `enroll` creates it if missing.
+    #[arg(long)]
+    store: PathBuf,
+}
+
 #[derive(Args)]
 struct EnrollArgs {
     #[command(flatten)]
-    model: ModelArgs,
-    /// Enrollment store (JSON); created if missing.
-    #[arg(long)]
-    store: PathBuf,
+    at: StoreArgs,
     /// Speaker name.
     #[arg(long)]
     speaker: String,
@@ -96,9 +103,7 @@ struct EnrollArgs {
 #[derive(Args)]
 struct VerifyArgs {
     #[command(flatten)]
-    model: ModelArgs,
-    #[arg(long)]
-    store: PathBuf,
+    at: StoreArgs,
     #[arg(long)]
     speaker: String,
     /// Decision threshold on the cosine score (default: the model config's `threshold`).
@@ -113,9 +118,7 @@ struct VerifyArgs {
 #[derive(Args)]
 struct IdentifyArgs {
     #[command(flatten)]
-    model: ModelArgs,
-    #[arg(long)]
-    store: PathBuf,
+    at: StoreArgs,
     /// How many candidates to list.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -205,10 +208,14 @@ fn cmd_embed(a: &EmbedArgs) -> Result<()> {
 }
 
 fn cmd_enroll(a: &EnrollArgs) -> Result<()> {
-    let emb = a.model.open()?;
+    let emb = a.at.model.open()?;
     let cfg = &emb.model().config;
-    let mut store =
-        Store::open_or_new(&a.store, &cfg.name, emb.model_sha256()?, cfg.embedding_dim)?;
+    let mut store = Store::open_or_new(
+        &a.at.store,
+        &cfg.name,
+        emb.model_sha256()?,
+        cfg.embedding_dim,
+    )?;
     // Embed everything first: a bad file leaves the store untouched.
     let embs = a
         .audio
@@ -221,20 +228,23 @@ fn cmd_enroll(a: &EnrollArgs) -> Result<()> {
         "enrolled '{}': {} utterance(s) in total, store {}",
         a.speaker,
         sp.utterances,
-        a.store.display()
+        a.at.store.display()
     );
     Ok(())
 }
 
-fn open_store(path: &Path, emb: &Embedder) -> Result<Store> {
-    let store = Store::open(path)?;
-    store.check_model(emb.model_sha256()?)?;
-    Ok(store)
+impl StoreArgs {
+    /// Opens the model and the existing store, refusing a store made with another model.
+    fn open(&self) -> Result<(Embedder, Store)> {
+        let emb = self.model.open()?;
+        let store = Store::open(&self.store)?;
+        store.check_model(emb.model_sha256()?)?;
+        Ok((emb, store))
+    }
 }
 
 fn cmd_verify(a: &VerifyArgs) -> Result<()> {
-    let emb = a.model.open()?;
-    let store = open_store(&a.store, &emb)?;
+    let (emb, store) = a.at.open()?;
     let threshold = match a.threshold.or(emb.model().config.threshold) {
         Some(t) => t,
         None => bail!(
@@ -262,10 +272,9 @@ fn cmd_verify(a: &VerifyArgs) -> Result<()> {
 }
 
 fn cmd_identify(a: &IdentifyArgs) -> Result<()> {
-    let emb = a.model.open()?;
-    let store = open_store(&a.store, &emb)?;
+    let (emb, store) = a.at.open()?;
     if store.speakers.is_empty() {
-        bail!("{}: no speakers are enrolled", a.store.display());
+        bail!("{}: no speakers are enrolled", a.at.store.display());
     }
     let e = emb.embed_file(&a.audio)?;
     let top = store.identify(&e, a.top.max(1));

@@ -4,125 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../../exporter/tests/support/mod.rs"]
+mod support;
+use support::{floats, synthetic_model};
+
 use engines::ort_env::{cpu_session, CpuOptions};
 use engines::tensor::{compare, HostTensor, HostValue, TensorData, Tolerance};
 use exporter::model::{self, elem, SaveOptions};
-use onnx_protobuf::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
 use ort::value::DynValue;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn floats(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
-
-fn raw_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    HostTensor::from_f32(name, dims, data).to_proto()
-}
-
-fn value_info(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for &d in dims {
-        let mut dim = onnx_protobuf::tensor_shape_proto::Dimension::new();
-        dim.value = Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(d));
-        shape.dim.push(dim);
-    }
-    let tt = type_proto::Tensor {
-        elem_type,
-        shape: Some(shape).into(),
-        ..Default::default()
-    };
-    ValueInfoProto {
-        name: name.into(),
-        type_: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(tt)),
-            ..Default::default()
-        })
-        .into(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// Y = X·W + B + C (C from a Constant node); Z = If(cond, Y + T, Y − E) with T and E
-/// initializers of the branches.
-fn synthetic_model() -> ModelProto {
-    let mut g = GraphProto::new();
-    g.name = "synthetic".into();
-    g.input.push(value_info("X", elem::FLOAT, &[1, 16]));
-    g.input.push(value_info("cond", elem::BOOL, &[]));
-    g.output.push(value_info("Y", elem::FLOAT, &[1, 512]));
-    g.output.push(value_info("Z", elem::FLOAT, &[1, 512]));
-    g.initializer
-        .push(raw_f32("W", &[16, 512], &floats(16 * 512, 1)));
-    g.initializer.push(raw_f32("B", &[512], &floats(512, 2)));
-    let mut constant = node("Constant", &[], &["C"]);
-    constant.attribute.push(AttributeProto {
-        name: "value".into(),
-        type_: AttributeType::TENSOR.into(),
-        t: Some(raw_f32("C_value", &[512], &floats(512, 3))).into(),
-        ..Default::default()
-    });
-    g.node.push(node("MatMul", &["X", "W"], &["XW"]));
-    g.node.push(node("Add", &["XW", "B"], &["Y0"]));
-    g.node.push(constant);
-    g.node.push(node("Add", &["Y0", "C"], &["Y"]));
-    let branch = |name: &str, op: &str, init: &str, seed: u32| {
-        let mut b = GraphProto::new();
-        b.name = name.into();
-        b.initializer
-            .push(raw_f32(init, &[512], &floats(512, seed)));
-        b.node
-            .push(node(op, &["Y", init], &[&format!("{name}_out")]));
-        b.output
-            .push(value_info(&format!("{name}_out"), elem::FLOAT, &[1, 512]));
-        b
-    };
-    let mut iff = node("If", &["cond"], &["Z"]);
-    for (attr, g) in [
-        ("then_branch", branch("then", "Add", "T", 4)),
-        ("else_branch", branch("else", "Sub", "E", 5)),
-    ] {
-        iff.attribute.push(AttributeProto {
-            name: attr.into(),
-            type_: AttributeType::GRAPH.into(),
-            g: Some(g).into(),
-            ..Default::default()
-        });
-    }
-    g.node.push(iff);
-    ModelProto {
-        ir_version: 8,
-        producer_name: "voxq-test".into(),
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-            ..Default::default()
-        }],
-        graph: Some(g).into(),
-        ..Default::default()
-    }
 }
 
 fn opts() -> CpuOptions {
@@ -174,13 +66,13 @@ fn synthetic_model_with_external_data_runs_in_ort() {
     model::save(&m, &inline, &SaveOptions::inline()).unwrap();
     let ext = dir.path().join("ext.onnx");
     let saved = model::save(&m, &ext, &SaveOptions::external(1024)).unwrap();
-    assert_eq!(saved.external_tensors, 4, "W, B, T, E");
+    assert_eq!(saved.external_tensors, 5, "W, B, T, E, f16_raw");
     let ext_all = dir.path().join("ext_all.onnx");
     let all = SaveOptions {
         include_attribute_tensors: true,
         ..SaveOptions::external(1024)
     };
-    assert_eq!(model::save(&m, &ext_all, &all).unwrap().external_tensors, 5);
+    assert_eq!(model::save(&m, &ext_all, &all).unwrap().external_tensors, 6);
 
     for cond in [true, false] {
         let inputs = [

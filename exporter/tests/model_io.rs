@@ -2,154 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "support/mod.rs"]
+mod support;
+use support::synthetic_model;
+
 use exporter::atomic::AtomicFile;
 use exporter::model::{self, elem, SaveOptions};
 use exporter::ExportError;
 use onnx_protobuf::tensor_proto::DataLocation;
-use onnx_protobuf::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, Message, ModelProto,
-    NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use onnx_protobuf::{Message, ModelProto, TensorProto};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A deterministic pseudo-random float sequence.
-fn floats(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
-
-fn raw_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.data_type = elem::FLOAT;
-    t.dims = dims.to_vec();
-    t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-    t
-}
-
-fn value_info(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for &d in dims {
-        let mut dim = onnx_protobuf::tensor_shape_proto::Dimension::new();
-        dim.value = Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(d));
-        shape.dim.push(dim);
-    }
-    let tt = type_proto::Tensor {
-        elem_type,
-        shape: Some(shape).into(),
-        ..Default::default()
-    };
-    ValueInfoProto {
-        name: name.into(),
-        type_: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(tt)),
-            ..Default::default()
-        })
-        .into(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// Y = X·W + B + C (C from a Constant node); Z = If(cond, then: Y + T, else: Y − E) where T and
-/// E are initializers of the branches; plus small tensors that must stay inline.
-fn synthetic_model() -> ModelProto {
-    let mut g = GraphProto::new();
-    g.name = "synthetic".into();
-    g.input.push(value_info("X", elem::FLOAT, &[1, 16]));
-    g.input.push(value_info("cond", elem::BOOL, &[]));
-    g.output.push(value_info("Y", elem::FLOAT, &[1, 512]));
-    g.output.push(value_info("Z", elem::FLOAT, &[1, 512]));
-    g.initializer
-        .push(raw_f32("W", &[16, 512], &floats(16 * 512, 1)));
-    g.initializer.push(raw_f32("B", &[512], &floats(512, 2)));
-    let mut small = TensorProto::new();
-    small.name = "typed_small".into();
-    small.data_type = elem::FLOAT;
-    small.dims = vec![2];
-    small.float_data = vec![1.5, -2.0];
-    g.initializer.push(small);
-    let mut shape = TensorProto::new();
-    shape.name = "i64_raw".into();
-    shape.data_type = elem::INT64;
-    shape.dims = vec![2];
-    shape.raw_data = [1i64, 512].iter().flat_map(|x| x.to_le_bytes()).collect();
-    g.initializer.push(shape);
-    let mut h = TensorProto::new();
-    h.name = "f16_raw".into();
-    h.data_type = elem::FLOAT16;
-    h.dims = vec![700];
-    h.raw_data = (0..700u16)
-        .flat_map(|x| (0x3c00 + x).to_le_bytes())
-        .collect();
-    g.initializer.push(h);
-
-    let mut constant = node("Constant", &[], &["C"]);
-    constant.attribute.push(AttributeProto {
-        name: "value".into(),
-        type_: AttributeType::TENSOR.into(),
-        t: Some(raw_f32("C_value", &[512], &floats(512, 3))).into(),
-        ..Default::default()
-    });
-    g.node.push(node("MatMul", &["X", "W"], &["XW"]));
-    g.node.push(node("Add", &["XW", "B"], &["Y0"]));
-    g.node.push(constant);
-    g.node.push(node("Add", &["Y0", "C"], &["Y"]));
-
-    let branch = |name: &str, op: &str, init: &str, seed: u32| {
-        let mut b = GraphProto::new();
-        b.name = name.into();
-        b.initializer
-            .push(raw_f32(init, &[512], &floats(512, seed)));
-        b.node
-            .push(node(op, &["Y", init], &[&format!("{name}_out")]));
-        b.output
-            .push(value_info(&format!("{name}_out"), elem::FLOAT, &[1, 512]));
-        b
-    };
-    let mut iff = node("If", &["cond"], &["Z"]);
-    for (attr, g) in [
-        ("then_branch", branch("then", "Add", "T", 4)),
-        ("else_branch", branch("else", "Sub", "E", 5)),
-    ] {
-        iff.attribute.push(AttributeProto {
-            name: attr.into(),
-            type_: AttributeType::GRAPH.into(),
-            g: Some(g).into(),
-            ..Default::default()
-        });
-    }
-    g.node.push(iff);
-
-    ModelProto {
-        ir_version: 8,
-        producer_name: "voxq-test".into(),
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-            ..Default::default()
-        }],
-        graph: Some(g).into(),
-        ..Default::default()
-    }
 }
 
 fn dir_names(dir: &Path) -> Vec<String> {

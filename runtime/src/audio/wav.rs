@@ -162,43 +162,10 @@ fn decode<R: Read>(path: &Path, reader: R, total_bytes: u64) -> Result<Audio> {
     }
 
     let frames = (claimed / channels as u64) as usize;
-    let mut samples = Vec::with_capacity(frames);
-    let inv_ch = 1.0 / channels as f64;
-    match spec.sample_format {
-        SampleFormat::Int => {
-            let mut it = wav.samples::<i32>();
-            for _ in 0..frames {
-                let mut acc = 0.0f64;
-                for _ in 0..channels {
-                    let s = match it.next() {
-                        Some(s) => s.map_err(|e| map_hound(path, e))?,
-                        None => return Err(read_err(path, "file ends inside a frame")),
-                    };
-                    acc += f64::from(s);
-                }
-                samples.push((acc * scale * inv_ch) as f32);
-            }
-        }
-        SampleFormat::Float => {
-            let mut it = wav.samples::<f32>();
-            for _ in 0..frames {
-                let mut acc = 0.0f64;
-                for _ in 0..channels {
-                    let s = match it.next() {
-                        Some(s) => s.map_err(|e| map_hound(path, e))?,
-                        None => return Err(read_err(path, "file ends inside a frame")),
-                    };
-                    if !s.is_finite() {
-                        return Err(RuntimeError::NonFinite {
-                            path: path.to_path_buf(),
-                        });
-                    }
-                    acc += f64::from(s);
-                }
-                samples.push((acc * inv_ch) as f32);
-            }
-        }
-    }
+    let samples = match spec.sample_format {
+        SampleFormat::Int => mix_down(path, wav.samples::<i32>(), frames, channels, scale)?,
+        SampleFormat::Float => mix_down(path, wav.samples::<f32>(), frames, channels, scale)?,
+    };
     if samples.is_empty() {
         return Err(RuntimeError::EmptyAudio {
             path: path.to_path_buf(),
@@ -208,4 +175,37 @@ fn decode<R: Read>(path: &Path, reader: R, total_bytes: u64) -> Result<Audio> {
         samples,
         sample_rate: spec.sample_rate,
     })
+}
+
+/// Averages interleaved channels into mono, scaling integer samples to [-1, 1).
+fn mix_down<S, R>(
+    path: &Path,
+    mut it: hound::WavSamples<'_, R, S>,
+    frames: usize,
+    channels: usize,
+    scale: f64,
+) -> Result<Vec<f32>>
+where
+    S: hound::Sample + Into<f64>,
+    R: std::io::Read,
+{
+    let mut samples = Vec::with_capacity(frames);
+    let inv_ch = 1.0 / channels as f64;
+    for _ in 0..frames {
+        let mut acc = 0.0f64;
+        for _ in 0..channels {
+            let s: f64 = match it.next() {
+                Some(s) => s.map_err(|e| map_hound(path, e))?.into(),
+                None => return Err(read_err(path, "file ends inside a frame")),
+            };
+            if !s.is_finite() {
+                return Err(RuntimeError::NonFinite {
+                    path: path.to_path_buf(),
+                });
+            }
+            acc += s;
+        }
+        samples.push((acc * scale * inv_ch) as f32);
+    }
+    Ok(samples)
 }
