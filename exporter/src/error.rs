@@ -27,4 +27,14 @@ pub enum ExportError {
     TooLarge { path: PathBuf, bytes: u64 },
     #[error("{path}: invalid save options ({reason})")]
     SaveOptions { path: PathBuf, reason: String },
+    #[error("node '{node}': {reason}")]
+    Graph { node: String, reason: String },
+    #[error("{path}: {reason}")]
+    GroupSpec { path: PathBuf, reason: String },
+    #[error("quantization policy: {0}")]
+    Policy(String),
+    #[error("calibration table: tensor '{tensor}': {reason}")]
+    Table { tensor: String, reason: String },
+    #[error(transparent)]
+    Calibration(#[from] calibration::CalibError),
 }

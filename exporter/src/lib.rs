@@ -1,8 +1,15 @@
-//! ONNX graph handling: model load/save (with external data) and, later, rewrite passes.
+//! ONNX graph handling: model load/save (with external data), graph index, layer groups,
+//! quantization passes (expose activations, insert QDQ, fp16), inspection and size accounting.
 
 pub mod atomic;
 pub mod build;
 pub mod error;
+pub mod graph;
+pub mod groups;
+pub mod inspect;
 pub mod model;
+pub mod policy;
+pub mod qdq;
+pub mod size;
 
 pub use error::ExportError;

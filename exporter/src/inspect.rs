@@ -1,0 +1,1 @@
+//! Model inspection: groups, ops, parameter counts and sizes; TensorRT QDQ-rule checks.

@@ -1,0 +1,1 @@
+//! QDQ passes: expose activations for calibration, insert QuantizeLinear/DequantizeLinear, fp16.
