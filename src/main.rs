@@ -18,6 +18,8 @@ use runtime::speaker::plot::{det_png, DetCurve};
 use runtime::speaker::store::Store;
 use runtime::speaker::trials::read_trials;
 
+mod quant;
+
 #[derive(Parser)]
 #[command(
     name = "voxq",
@@ -41,13 +43,101 @@ enum Cmd {
     Identify(IdentifyArgs),
     /// Evaluate a model on a trial list: EER, minDCF, score file, DET curve.
     Eval(EvalArgs),
+    /// Collect activation ranges from real audio into calibration table(s).
+    Calibrate(CalibrateArgs),
+    /// Insert int8 QuantizeLinear/DequantizeLinear nodes from a calibration table.
+    Quantize(QuantizeArgs),
+    /// List a model's layer groups, ops and sizes; with --qdq check it against TensorRT's rules.
+    Inspect(InspectArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
 }
 
 #[derive(Args)]
-struct ModelArgs {
+pub(crate) struct CalibrateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Calibration list: one audio path per line, relative to --audio-root.
+    #[arg(long)]
+    calib: PathBuf,
+    #[arg(long)]
+    audio_root: PathBuf,
+    /// Calibration method(s): max, percentile[:P], entropy, mse (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', default_values_t = ["entropy".to_string()])]
+    method: Vec<String>,
+    /// Output table (one method), or a folder that gets `<method>.json` per method.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the first method's table as a TensorRT calibration cache.
+    #[arg(long)]
+    trt_cache: Option<PathBuf>,
+    /// Histogram bins per tensor.
+    #[arg(long, default_value_t = 2048)]
+    bins: usize,
+    /// One pass instead of two (abs-max, then histograms at that range): half the time,
+    /// coarser histograms for entropy/MSE/percentile.
+    #[arg(long)]
+    single_pass: bool,
+    /// Convs with fewer input or output channels are left in float.
+    #[arg(long, default_value_t = 16)]
+    min_channels: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Which layer groups and nodes to quantize.
+#[derive(Args)]
+pub(crate) struct SelectArgs {
+    /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
+    #[arg(long, default_value = "depth=2")]
+    groups: String,
+    /// Quantize only these: group:NAME, node:REGEX, op:TYPE (repeatable).
+    #[arg(long)]
+    include: Vec<String>,
+    /// Leave these in float: group:NAME, node:REGEX, op:TYPE (repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct QuantizeArgs {
+    /// fp32 ONNX model (a JSON config beside it is copied for the output).
+    model: PathBuf,
+    /// Calibration table (JSON) from `voxq calibrate`, or a TensorRT calibration cache.
+    #[arg(long)]
+    table: PathBuf,
+    /// Output QDQ model.
+    #[arg(long)]
+    out: PathBuf,
+    /// QDQ placement: tensorrt (Q/DQ on weighted-op inputs) or ort-cpu (also on their outputs).
+    #[arg(long, default_value = "tensorrt")]
+    target: String,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[arg(long, default_value_t = 16)]
+    min_channels: usize,
+    /// Cast the parts left in float to float16 (TensorRT strongly typed builds).
+    #[arg(long)]
+    float16: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct InspectArgs {
+    model: PathBuf,
+    /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
+    #[arg(long, default_value = "depth=2")]
+    groups: String,
+    /// Check Q/DQ placement against TensorRT's explicit-quantization rules (exit 1 on violations).
+    #[arg(long)]
+    qdq: bool,
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ModelArgs {
     /// Speaker model: its JSON config, or its ONNX file with a JSON config beside it.
     #[arg(long)]
     model: PathBuf,
@@ -386,6 +476,9 @@ fn main() -> ExitCode {
         Cmd::Verify(a) => cmd_verify(a),
         Cmd::Identify(a) => cmd_identify(a),
         Cmd::Eval(a) => cmd_eval(a),
+        Cmd::Calibrate(a) => quant::cmd_calibrate(a),
+        Cmd::Quantize(a) => quant::cmd_quantize(a),
+        Cmd::Inspect(a) => quant::cmd_inspect(a),
         Cmd::Bench(b) => cmd_bench(b),
     };
     match res {

@@ -33,6 +33,8 @@ pub enum ExportError {
     GroupSpec { path: PathBuf, reason: String },
     #[error("quantization policy: {0}")]
     Policy(String),
+    #[error("{path}: not a calibration table: {reason}")]
+    TableFile { path: PathBuf, reason: String },
     #[error("calibration table: tensor '{tensor}': {reason}")]
     Table { tensor: String, reason: String },
     #[error(transparent)]

@@ -1,9 +1,14 @@
 //! A read-only index over an ONNX graph: who produces and who consumes each tensor, which
 //! tensors are initializers, graph inputs and outputs. Passes query it instead of scanning.
+//! [`dump`] writes a graph as stable text for snapshot tests.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
-use onnx_protobuf::{GraphProto, NodeProto, TensorProto};
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::{AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
+
+use crate::model::{elem_type_name, ValueType};
 
 /// Producer/consumer maps of one graph (the main graph; subgraphs are not descended into).
 pub struct GraphIndex<'g> {
@@ -86,6 +91,96 @@ impl<'g> GraphIndex<'g> {
     /// Op type of the node producing `tensor`, if any.
     pub fn producer_op(&self, tensor: &str) -> Option<&'g str> {
         self.producer(tensor).map(|i| self.node(i).op_type.as_str())
+    }
+}
+
+/// A deterministic text dump of a graph, one line per item, for snapshot tests:
+///
+/// ```text
+/// input x: float32[1,4]
+/// output y: float32[1,4]
+/// init w: float32[4,4]
+/// node0: MatMul(x, w) -> a
+/// conv: Conv(a, w_dq, b) -> y {dilations=[1], group=1}
+/// ```
+///
+/// Inputs and outputs keep their graph order, initializers are sorted by name, nodes keep graph
+/// order (a pass that emits nodes deterministically gives a stable dump). An unnamed node is
+/// shown as `<unnamed>`; attributes are sorted by name; tensor attributes show `dtype[dims]`,
+/// subgraphs `<graph NAME: N nodes>`. Floats print in Rust's shortest round-trip form.
+pub fn dump(graph: &GraphProto) -> String {
+    let mut out = String::new();
+    let io = |kind: &str, v: &ValueInfoProto, out: &mut String| {
+        let ty = v
+            .type_
+            .as_ref()
+            .map_or(ValueType::Unknown, ValueType::from_proto);
+        let _ = writeln!(out, "{kind} {}: {ty}", v.name);
+    };
+    for v in &graph.input {
+        io("input", v, &mut out);
+    }
+    for v in &graph.output {
+        io("output", v, &mut out);
+    }
+    let mut inits: Vec<&TensorProto> = graph.initializer.iter().collect();
+    inits.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in inits {
+        let _ = writeln!(out, "init {}: {}", t.name, tensor_type(t));
+    }
+    for n in &graph.node {
+        let name = if n.name.is_empty() {
+            "<unnamed>"
+        } else {
+            n.name.as_str()
+        };
+        let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
+            n.op_type.clone()
+        } else {
+            format!("{}:{}", n.domain, n.op_type)
+        };
+        let _ = write!(
+            out,
+            "{name}: {op}({}) -> {}",
+            n.input.join(", "),
+            n.output.join(", ")
+        );
+        if !n.attribute.is_empty() {
+            let mut attrs: Vec<&AttributeProto> = n.attribute.iter().collect();
+            attrs.sort_by(|a, b| a.name.cmp(&b.name));
+            let parts: Vec<String> = attrs
+                .iter()
+                .map(|a| format!("{}={}", a.name, attr_value(a)))
+                .collect();
+            let _ = write!(out, " {{{}}}", parts.join(", "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn tensor_type(t: &TensorProto) -> String {
+    let dims: Vec<String> = t.dims.iter().map(|d| d.to_string()).collect();
+    format!("{}[{}]", elem_type_name(t.data_type), dims.join(","))
+}
+
+fn attr_value(a: &AttributeProto) -> String {
+    let list = |v: Vec<String>| format!("[{}]", v.join(","));
+    let s = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
+    match a.type_.enum_value() {
+        Ok(AttributeType::INT) => a.i.to_string(),
+        Ok(AttributeType::FLOAT) => a.f.to_string(),
+        Ok(AttributeType::STRING) => s(&a.s),
+        Ok(AttributeType::INTS) => list(a.ints.iter().map(|x| x.to_string()).collect()),
+        Ok(AttributeType::FLOATS) => list(a.floats.iter().map(|x| x.to_string()).collect()),
+        Ok(AttributeType::STRINGS) => list(a.strings.iter().map(|x| s(x)).collect()),
+        Ok(AttributeType::TENSOR) => a.t.as_ref().map_or("tensor?".into(), tensor_type),
+        Ok(AttributeType::GRAPH) => a.g.as_ref().map_or("graph?".into(), |g| {
+            format!("<graph {}: {} nodes>", g.name, g.node.len())
+        }),
+        Ok(AttributeType::TENSORS) => list(a.tensors.iter().map(tensor_type).collect()),
+        Ok(AttributeType::GRAPHS) => format!("<{} graphs>", a.graphs.len()),
+        _ => "?".into(),
     }
 }
 

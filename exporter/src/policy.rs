@@ -1,1 +1,472 @@
 //! Quantization policy: target placement (tensorrt, ort-cpu), which nodes and tensors to quantize.
+//!
+//! [`plan`] reads a model and a [`QuantPolicy`] and decides, without a calibration table, which
+//! weighted nodes get int8 weights and which activation tensors get a Q/DQ pair (and so need a
+//! range from calibration). [`crate::qdq::insert_qdq`] then carries the plan out.
+//!
+//! Placement rules (TensorRT explicit quantization, also the base of the ORT placement):
+//!
+//! - Only weighted ops (`Conv`, `ConvTranspose`, `Gemm`, `MatMul` by default) are quantized, and
+//!   only when their weight is a float32 initializer; every other op stays float (LayerNorm,
+//!   Softmax, BatchNormalization, …: TensorRT fuses or runs them itself).
+//! - Q/DQ goes on the *inputs* of a quantized op: its activation input (per-tensor) and its
+//!   weight (per-channel by default). The bias stays float.
+//! - A `Conv`/`ConvTranspose` with fewer than `min_channels` input or output channels is left
+//!   in float (int8 kernels gain nothing there, and the first layer of an audio model, with one
+//!   input channel, is the most sensitive one).
+//! - Residual `Add`: when an `Add` input is the direct output of a quantized `Conv`, the Q/DQ
+//!   goes on the *other* (skip) input and none on the Conv→Add edge, so TensorRT can fuse the
+//!   Add into the Conv as its residual. When both inputs come from quantized Convs, input 0 is
+//!   the fused one and input 1 the skip (TensorRT fuses one of them).
+//! - `Target::OrtCpu` adds Q/DQ on the outputs of quantized ops (except graph outputs): ONNX
+//!   Runtime only runs integer kernels for node units it recognises, `DQ → Conv → Q` (becomes
+//!   `QLinearConv`) and `DQ → MatMul → Q` (`QLinearMatMul`); without the output Q it runs a float
+//!   Conv behind extra dequantize work.
+//!
+//! Per-channel weight axes (the output-channel axis of each weight layout): Conv `[M, C/g, k…]`
+//! → 0; Gemm `B` → 0 with `transB=1` (`[N, K]`), 1 with `transB=0` (`[K, N]`); MatMul weight
+//! `[…, K, N]` → its last axis. ConvTranspose (`[C, M/g, k…]` in ONNX) depends on the target:
+//!
+//! - `tensorrt` → axis **0** (per *input* channel). TensorRT's deconvolution int8 kernels take
+//!   per-channel weight scales along the K dimension of the equivalent convolution, which for a
+//!   transposed conv is ONNX axis 0; NVIDIA says per-output-channel (axis 1) quantization of
+//!   ConvTranspose is not supported (NVIDIA/TensorRT issues #1694 and #2380), and its own QAT
+//!   toolkit (`pytorch_quantization`, `QUANT_DESC_8BIT_CONVTRANSPOSE*_WEIGHT_PER_CHANNEL`) was
+//!   changed from axis 1 to axis 0 for that reason.
+//! - `ort-cpu` → axis **1** (per output channel), what ONNX Runtime's quantizer emits for
+//!   ConvTranspose (microsoft/onnxruntime PR #19996) and what its QDQ fusions expect.
+//!
+//! Nodes are identified as in [`crate::groups::node_id`]: by name, or `{op}#{index}` when
+//! unnamed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
+use serde::Serialize;
+
+use crate::graph::GraphIndex;
+use crate::groups::node_id;
+use crate::model::elem;
+use crate::ExportError;
+
+type Result<T> = std::result::Result<T, ExportError>;
+
+/// Weighted ops the planner knows how to quantize.
+pub const SUPPORTED_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
+/// Which runtime the QDQ model is for; it decides the Q/DQ placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// TensorRT explicit quantization: Q/DQ on the inputs of weighted ops only.
+    Tensorrt,
+    /// ONNX Runtime on CPU: also Q/DQ on the outputs of weighted ops, so they fuse into
+    /// QLinearConv / QLinearMatMul.
+    OrtCpu,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Tensorrt => "tensorrt",
+            Target::OrtCpu => "ort-cpu",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Target {
+    type Err = ExportError;
+
+    fn from_str(s: &str) -> Result<Target> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" => Ok(Target::Tensorrt),
+            "ort-cpu" | "ort_cpu" | "ortcpu" => Ok(Target::OrtCpu),
+            other => Err(ExportError::Policy(format!(
+                "unknown target '{other}' (expected 'tensorrt' or 'ort-cpu')"
+            ))),
+        }
+    }
+}
+
+/// What to quantize and for which runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuantPolicy {
+    pub target: Target,
+    /// Weighted op types to quantize (a subset of [`SUPPORTED_OPS`]).
+    pub ops: BTreeSet<String>,
+    /// Convs with fewer input or output channels than this stay float.
+    pub min_channels: usize,
+    /// Per-output-channel weight scales (else one scale per weight tensor).
+    pub per_channel: bool,
+    /// `None`: every node is eligible; otherwise only the nodes with these ids.
+    pub nodes: Option<BTreeSet<String>>,
+}
+
+impl Default for QuantPolicy {
+    fn default() -> Self {
+        QuantPolicy {
+            target: Target::Tensorrt,
+            ops: SUPPORTED_OPS.iter().map(|s| s.to_string()).collect(),
+            min_channels: 16,
+            per_channel: true,
+            nodes: None,
+        }
+    }
+}
+
+/// A weighted node the plan quantizes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedNode {
+    /// Node id ([`crate::groups::node_id`]).
+    pub node: String,
+    pub op: String,
+    /// The float32 weight initializer that becomes int8.
+    pub weight: String,
+    /// Per-channel axis of the weight (meaningful when `per_channel`).
+    pub weight_axis: usize,
+    pub per_channel: bool,
+    /// Activation inputs of this node that get a Q/DQ pair (this node is rewired to the DQ).
+    pub inputs: Vec<String>,
+    /// Outputs that get a Q/DQ pair consumed by every reader (`ort-cpu` placement only).
+    pub outputs: Vec<String>,
+}
+
+/// A weighted node left in float, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedNode {
+    pub node: String,
+    pub op: String,
+    pub reason: String,
+}
+
+/// A residual `Add` fed directly by a quantized Conv.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResidualAdd {
+    /// Node id of the Add.
+    pub node: String,
+    /// The Conv output it reads: no Q/DQ on this edge (TensorRT fuses the Add into the Conv).
+    pub fused: String,
+    /// The other input: it gets a Q/DQ pair, and this Add is rewired to the DQ.
+    pub skip: String,
+}
+
+/// The outcome of [`plan`]: what [`crate::qdq::insert_qdq`] will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QdqPlan {
+    pub target: Target,
+    /// In graph order.
+    pub quantized: Vec<PlannedNode>,
+    /// Weighted-op nodes left in float, in graph order.
+    pub skipped: Vec<SkippedNode>,
+    /// Residual Adds whose skip input gets Q/DQ, in graph order.
+    pub residual_adds: Vec<ResidualAdd>,
+    /// Every tensor that gets a Q/DQ pair, so needs a calibrated range.
+    pub activations: BTreeSet<String>,
+}
+
+impl QdqPlan {
+    /// The nodes to rewire for each activation tensor: `None` = every consumer.
+    pub fn consumers(&self) -> BTreeMap<String, Option<BTreeSet<String>>> {
+        let mut out: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+        let mut add = |tensor: &str, node: Option<&str>| {
+            let e = out
+                .entry(tensor.to_string())
+                .or_insert_with(|| Some(BTreeSet::new()));
+            match (e.as_mut(), node) {
+                (Some(set), Some(n)) => {
+                    set.insert(n.to_string());
+                }
+                (_, None) => *e = None,
+                (None, Some(_)) => {}
+            }
+        };
+        for p in &self.quantized {
+            for t in &p.inputs {
+                add(t, Some(&p.node));
+            }
+            for t in &p.outputs {
+                add(t, None);
+            }
+        }
+        for r in &self.residual_adds {
+            add(&r.skip, Some(&r.node));
+        }
+        out
+    }
+}
+
+fn attr_int(n: &NodeProto, name: &str, default: i64) -> i64 {
+    n.attribute
+        .iter()
+        .find(|a| a.name == name && a.type_.enum_value() == Ok(AttributeType::INT))
+        .map_or(default, |a| a.i)
+}
+
+fn is_default_domain(n: &NodeProto) -> bool {
+    n.domain.is_empty() || n.domain == "ai.onnx"
+}
+
+/// Decides which weighted nodes to quantize and which tensors need ranges.
+pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
+    for op in &policy.ops {
+        if !SUPPORTED_OPS.contains(&op.as_str()) {
+            return Err(ExportError::Policy(format!(
+                "op '{op}' cannot be quantized (supported: {})",
+                SUPPORTED_OPS.join(", ")
+            )));
+        }
+    }
+    let empty = GraphProto::default();
+    let graph = model.graph.as_ref().unwrap_or(&empty);
+    let ix = GraphIndex::new(graph);
+    let ids: Vec<String> = (0..graph.node.len()).map(|i| node_id(graph, i)).collect();
+
+    // Node ids must be unambiguous for the ops we may touch (selection and rewiring use them).
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in &ids {
+        *count.entry(id.as_str()).or_default() += 1;
+    }
+    if let Some(sel) = &policy.nodes {
+        if let Some(missing) = sel.iter().find(|s| !count.contains_key(s.as_str())) {
+            return Err(ExportError::Policy(format!(
+                "selected node '{missing}' is not in the graph"
+            )));
+        }
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        let relevant =
+            is_default_domain(n) && (policy.ops.contains(&n.op_type) || (n.op_type == "Add"));
+        if relevant && count.get(ids[i].as_str()).copied().unwrap_or(0) > 1 {
+            return Err(ExportError::Graph {
+                node: ids[i].clone(),
+                reason: "several nodes share this name; node names must be unique to quantize"
+                    .into(),
+            });
+        }
+    }
+
+    let mut quantized: Vec<PlannedNode> = Vec::new();
+    let mut skipped = Vec::new();
+    // weight → (axis, per_channel, first node using it)
+    let mut weights: BTreeMap<String, (usize, bool, String)> = BTreeMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        if !is_default_domain(n) || !policy.ops.contains(&n.op_type) {
+            continue;
+        }
+        let id = &ids[i];
+        let skip = |reason: String| SkippedNode {
+            node: id.clone(),
+            op: n.op_type.clone(),
+            reason,
+        };
+        if let Some(sel) = &policy.nodes {
+            if !sel.contains(id) {
+                skipped.push(skip("not in the node selection".into()));
+                continue;
+            }
+        }
+        match check_node(&ix, n, policy, model.ir_version) {
+            Ok((act, weight, axis)) => {
+                let per_channel = policy.per_channel;
+                if let Some((a, pc, other)) = weights.get(&weight) {
+                    if (*a, *pc) != (axis, per_channel) {
+                        skipped.push(skip(format!(
+                            "weight '{weight}' is shared with node '{other}', which quantizes it along axis {a}; this node needs axis {axis}"
+                        )));
+                        continue;
+                    }
+                } else {
+                    weights.insert(weight.clone(), (axis, per_channel, id.clone()));
+                }
+                quantized.push(PlannedNode {
+                    node: id.clone(),
+                    op: n.op_type.clone(),
+                    weight,
+                    weight_axis: axis,
+                    per_channel,
+                    inputs: vec![act],
+                    outputs: Vec::new(),
+                });
+            }
+            Err(reason) => skipped.push(skip(reason)),
+        }
+    }
+
+    // Residual Adds fed directly by a quantized Conv.
+    let pos: BTreeMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let conv_outputs: BTreeSet<&str> = quantized
+        .iter()
+        .filter(|p| p.op == "Conv" || p.op == "ConvTranspose")
+        .filter_map(|p| {
+            let i = *pos.get(p.node.as_str())?;
+            graph.node[i].output.first().map(String::as_str)
+        })
+        .collect();
+    let mut residual_adds = Vec::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        if !is_default_domain(n) || n.op_type != "Add" || n.input.len() != 2 {
+            continue;
+        }
+        let (a, b) = (n.input[0].as_str(), n.input[1].as_str());
+        if a.is_empty() || b.is_empty() || a == b || ix.is_constant(a) || ix.is_constant(b) {
+            continue;
+        }
+        let (fused, skip) = match (conv_outputs.contains(a), conv_outputs.contains(b)) {
+            (true, _) => (a, b),
+            (false, true) => (b, a),
+            (false, false) => continue,
+        };
+        residual_adds.push(ResidualAdd {
+            node: ids[i].clone(),
+            fused: fused.to_string(),
+            skip: skip.to_string(),
+        });
+    }
+
+    if policy.target == Target::OrtCpu {
+        for p in &mut quantized {
+            let Some(&i) = pos.get(p.node.as_str()) else {
+                continue;
+            };
+            if let Some(out) = graph.node[i].output.first() {
+                if !out.is_empty() && !ix.is_graph_output(out) {
+                    p.outputs.push(out.clone());
+                }
+            }
+        }
+    }
+
+    let mut activations = BTreeSet::new();
+    for p in &quantized {
+        activations.extend(p.inputs.iter().cloned());
+        activations.extend(p.outputs.iter().cloned());
+    }
+    activations.extend(residual_adds.iter().map(|r| r.skip.clone()));
+    Ok(QdqPlan {
+        target: policy.target,
+        quantized,
+        skipped,
+        residual_adds,
+        activations,
+    })
+}
+
+/// Checks one weighted node: `Ok((activation, weight, axis))` or the reason it stays float.
+fn check_node(
+    ix: &GraphIndex<'_>,
+    n: &NodeProto,
+    policy: &QuantPolicy,
+    ir_version: i64,
+) -> std::result::Result<(String, String, usize), String> {
+    let input = |k: usize| n.input.get(k).filter(|s| !s.is_empty()).cloned();
+    let act = input(0).ok_or("no activation input")?;
+    let weight = input(1).ok_or("no weight input")?;
+    if ix.is_constant(&act) {
+        return Err(format!(
+            "input '{act}' is a constant (a constant-only node is folded, not quantized)"
+        ));
+    }
+    let Some(w) = ix.initializer(&weight) else {
+        if ix.is_constant(&weight) {
+            return Err(format!(
+                "weight '{weight}' comes from a Constant node, not an initializer"
+            ));
+        }
+        return Err(format!(
+            "weight '{weight}' is not a constant initializer (it is computed at run time)"
+        ));
+    };
+    // From IR 4 on, an initializer that is also a graph input is only a default value.
+    if ir_version >= 4 && ix.graph.input.iter().any(|v| v.name == weight) {
+        return Err(format!(
+            "weight '{weight}' is also a graph input, so it can be overridden at run time"
+        ));
+    }
+    if w.data_type != elem::FLOAT {
+        return Err(format!(
+            "weight '{weight}' is {}, only float32 weights are quantized",
+            crate::model::elem_type_name(w.data_type)
+        ));
+    }
+    let dims = &w.dims;
+    let axis = match n.op_type.as_str() {
+        "Conv" | "ConvTranspose" => {
+            if dims.len() < 3 {
+                return Err(format!(
+                    "weight '{weight}' has rank {}, a Conv weight needs at least 3",
+                    dims.len()
+                ));
+            }
+            let group = attr_int(n, "group", 1).max(1);
+            let (cin, cout, axis) = if n.op_type == "Conv" {
+                (dims[1] * group, dims[0], 0)
+            } else {
+                let axis = match policy.target {
+                    Target::Tensorrt => 0,
+                    Target::OrtCpu => 1,
+                };
+                (dims[0], dims[1] * group, axis)
+            };
+            let min = policy.min_channels as i64;
+            if cin < min || cout < min {
+                return Err(format!(
+                    "{cin} input and {cout} output channels, fewer than min_channels {min}"
+                ));
+            }
+            axis
+        }
+        "Gemm" => {
+            if dims.len() != 2 {
+                return Err(format!("Gemm weight '{weight}' is not 2-D"));
+            }
+            if attr_int(n, "transB", 0) != 0 {
+                0
+            } else {
+                1
+            }
+        }
+        "MatMul" => {
+            if dims.len() < 2 {
+                return Err(format!("MatMul weight '{weight}' is 1-D"));
+            }
+            dims.len() - 1
+        }
+        other => return Err(format!("op {other} is not a weighted op voxq quantizes")),
+    };
+    Ok((act, weight, axis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_print() {
+        assert_eq!("tensorrt".parse::<Target>().unwrap(), Target::Tensorrt);
+        assert_eq!("ort-cpu".parse::<Target>().unwrap(), Target::OrtCpu);
+        assert_eq!(Target::OrtCpu.to_string(), "ort-cpu");
+        let e = "gpu".parse::<Target>().unwrap_err().to_string();
+        assert!(e.contains("unknown target 'gpu'"), "{e}");
+    }
+
+    #[test]
+    fn default_policy() {
+        let p = QuantPolicy::default();
+        assert_eq!(p.min_channels, 16);
+        assert!(p.per_channel && p.nodes.is_none());
+        assert_eq!(p.ops.len(), 4);
+    }
+}

@@ -46,6 +46,8 @@ pub enum RuntimeError {
     Engine(#[from] engines::EngineError),
     #[error(transparent)]
     Export(#[from] exporter::ExportError),
+    #[error(transparent)]
+    Calibration(#[from] calibration::CalibError),
 
     // ---- speaker verification ----
     #[error("{path}: speaker '{speaker}' is not enrolled")]

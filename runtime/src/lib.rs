@@ -4,6 +4,7 @@ pub mod audio;
 pub mod bench;
 pub mod error;
 pub mod fsutil;
+pub mod quant;
 pub mod speaker;
 
 pub use error::RuntimeError;

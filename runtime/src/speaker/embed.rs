@@ -13,10 +13,34 @@ use crate::audio::wav::{read_wav, Audio};
 use crate::error::{Result, RuntimeError};
 use crate::speaker::config::SpeakerModel;
 
+/// A model's front end: resample to its rate, then its filterbank settings.
+pub struct FrontEnd {
+    fbank: Fbank,
+}
+
+impl FrontEnd {
+    pub fn new(model: &SpeakerModel) -> Result<FrontEnd> {
+        Ok(FrontEnd {
+            fbank: Fbank::new(&model.config.fbank)?,
+        })
+    }
+
+    /// Features of decoded audio; `name` is used in error messages.
+    pub fn features(&self, name: &Path, audio: &Audio) -> Result<Features> {
+        let rate = self.fbank.config().sample_rate;
+        let samples = if audio.sample_rate != rate {
+            std::borrow::Cow::Owned(resample(&audio.samples, audio.sample_rate, rate)?)
+        } else {
+            std::borrow::Cow::Borrowed(&audio.samples)
+        };
+        self.fbank.compute_named(name, &samples)
+    }
+}
+
 /// A speaker-embedding model opened in an ONNX Runtime CPU session.
 pub struct Embedder {
     model: SpeakerModel,
-    fbank: Fbank,
+    front: FrontEnd,
     session: Mutex<Session>,
     sha256: OnceLock<String>,
     threads: usize,
@@ -25,12 +49,12 @@ pub struct Embedder {
 impl Embedder {
     /// Opens the model and checks that its input and output have the shapes its config says.
     pub fn open(model: SpeakerModel, opts: &CpuOptions) -> Result<Embedder> {
-        let fbank = Fbank::new(&model.config.fbank)?;
+        let front = FrontEnd::new(&model)?;
         let session = cpu_session(&model.onnx_path, opts)?;
         check_io(&model, &session)?;
         Ok(Embedder {
             model,
-            fbank,
+            front,
             session: Mutex::new(session),
             sha256: OnceLock::new(),
             threads: opts.intra_threads,
@@ -57,13 +81,7 @@ impl Embedder {
 
     /// Front end: resample to the model's rate and compute its filterbank features.
     pub fn features(&self, name: &Path, audio: &Audio) -> Result<Features> {
-        let rate = self.model.config.fbank.sample_rate;
-        let samples = if audio.sample_rate != rate {
-            std::borrow::Cow::Owned(resample(&audio.samples, audio.sample_rate, rate)?)
-        } else {
-            std::borrow::Cow::Borrowed(&audio.samples)
-        };
-        self.fbank.compute_named(name, &samples)
+        self.front.features(name, audio)
     }
 
     /// Embeds one utterance's features (batch of one).

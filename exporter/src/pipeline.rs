@@ -1,0 +1,119 @@
+//! The quantize pipeline: table + policy + model → QDQ model, with its plan, report and size.
+//!
+//! The CLI and the sensitivity driver both go through here, so "quantize these groups" means
+//! the same thing everywhere.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use calibration::CalibrationTable;
+use onnx_protobuf::ModelProto;
+use serde::Serialize;
+
+use crate::graph::GraphIndex;
+use crate::policy::{plan, QdqPlan, QuantPolicy};
+use crate::qdq::{insert_qdq, to_float16, QdqReport};
+use crate::size::{deployable_size, SizeReport};
+use crate::ExportError;
+
+type Result<T> = std::result::Result<T, ExportError>;
+
+/// Reads a calibration table: voxq JSON, or a TensorRT calibration cache (text).
+pub fn read_table(path: &Path) -> Result<CalibrationTable> {
+    let text = std::fs::read_to_string(path).map_err(|e| ExportError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let parsed = if text.trim_start().starts_with('{') {
+        CalibrationTable::from_json(&text)
+    } else {
+        CalibrationTable::from_trt_cache(&text)
+    };
+    parsed.map_err(|e| ExportError::TableFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Nodes whose op is outside the standard ONNX domain: left untouched and reported.
+pub fn unknown_ops(model: &ModelProto) -> Vec<(String, String)> {
+    model
+        .graph
+        .node
+        .iter()
+        .filter(|n| !(n.domain.is_empty() || n.domain == "ai.onnx"))
+        .map(|n| (n.name.clone(), format!("{}::{}", n.domain, n.op_type)))
+        .collect()
+}
+
+/// Refuses a table that names tensors the model does not have (a table of another model).
+pub fn check_table_matches(model: &ModelProto, table: &CalibrationTable) -> Result<()> {
+    let ix = GraphIndex::new(&model.graph);
+    let known: BTreeSet<&str> = model
+        .graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().chain(n.input.iter()))
+        .map(String::as_str)
+        .chain(model.graph.input.iter().map(|v| v.name.as_str()))
+        .collect();
+    let missing: Vec<&String> = table
+        .tensors
+        .keys()
+        .filter(|t| !known.contains(t.as_str()) && !ix.is_initializer(t))
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(ExportError::Table {
+            tensor: (*first).clone(),
+            reason: format!(
+                "not in the model ({} of the table's {} tensors are missing; is the table from another model?)",
+                missing.len(),
+                table.tensors.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Everything one quantization produced.
+pub struct Quantized {
+    pub model: ModelProto,
+    pub plan: QdqPlan,
+    pub report: QdqReport,
+    pub unknown_ops: Vec<(String, String)>,
+}
+
+/// Plans, inserts Q/DQ and optionally casts the float rest to float16.
+pub fn quantize(
+    model: &ModelProto,
+    table: &CalibrationTable,
+    policy: &QuantPolicy,
+    float16: bool,
+) -> Result<Quantized> {
+    check_table_matches(model, table)?;
+    let plan = plan(model, policy)?;
+    let (mut q, report) = insert_qdq(model, &plan, table)?;
+    if float16 {
+        q = to_float16(&q)?;
+    }
+    Ok(Quantized {
+        model: q,
+        plan,
+        report,
+        unknown_ops: unknown_ops(model),
+    })
+}
+
+/// Sizes of the fp32 input and the quantized output, side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeComparison {
+    pub fp32: SizeReport,
+    pub quantized: SizeReport,
+}
+
+pub fn compare_sizes(fp32: &ModelProto, quantized: &ModelProto) -> SizeComparison {
+    SizeComparison {
+        fp32: deployable_size(fp32, None),
+        quantized: deployable_size(quantized, None),
+    }
+}

@@ -1,0 +1,178 @@
+//! Calibration runs over real audio: the model's activations stream through ONNX Runtime into
+//! the calibration observers, one utterance at a time, so memory does not grow with the set.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use calibration::Calibrator;
+use engines::ort_env::{cpu_session_from_bytes, first_line, CpuOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use ort::value::Tensor;
+use serde::Serialize;
+
+use crate::audio::wav::read_wav;
+use crate::bench::peak_rss_mb;
+use crate::error::{Result, RuntimeError};
+use crate::speaker::config::SpeakerModel;
+use crate::speaker::embed::FrontEnd;
+
+/// What a calibration run measured, besides the statistics themselves.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRunInfo {
+    pub utterances: usize,
+    /// Passes over the calibration set (2: abs-max first, then histograms at that range).
+    pub passes: usize,
+    pub audio_seconds: f64,
+    pub tensors: usize,
+    pub wall_seconds: f64,
+    pub peak_rss_mb: f64,
+    pub observer_bytes: usize,
+}
+
+/// Reads a calibration list: one audio path per line, relative to `root`.
+pub fn read_list(path: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let items: Vec<(String, PathBuf)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| (l.to_string(), root.join(l)))
+        .collect();
+    if items.is_empty() {
+        return Err(RuntimeError::Parse {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: "calibration list is empty".into(),
+        });
+    }
+    Ok(items)
+}
+
+/// Runs `audio` through `model` with `tensors` exposed as outputs and feeds every exposed
+/// tensor into a calibrator with `bins` histogram bins.
+///
+/// With `two_pass`, a first pass finds each tensor's abs-max and the second builds histograms
+/// over exactly that range; a single pass must grow its histograms as larger values arrive,
+/// which halves their resolution at each growth and blunts the entropy and MSE searches.
+#[allow(clippy::too_many_arguments)]
+pub fn calibrate_speaker(
+    model: &SpeakerModel,
+    proto: &onnx_protobuf::ModelProto,
+    tensors: &BTreeSet<String>,
+    audio: &[(String, PathBuf)],
+    bins: usize,
+    two_pass: bool,
+    opts: &CpuOptions,
+    progress: bool,
+) -> Result<(Calibrator, CalibrationRunInfo)> {
+    let t0 = Instant::now();
+    let onnx = &model.onnx_path;
+    let exposed = exporter::qdq::expose_activations(proto, tensors)?;
+    let bytes = exporter::model::to_bytes(&exposed)?;
+    let mut session = cpu_session_from_bytes(
+        &format!("{} (activations exposed)", onnx.display()),
+        &bytes,
+        opts,
+    )?;
+    let front = FrontEnd::new(model)?;
+    let cfg = &model.config;
+    let bad = |reason: String| RuntimeError::Model {
+        model: onnx.clone(),
+        reason,
+    };
+    // The features must fit the model's input: [batch, frames, bins].
+    let input = session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == cfg.input)
+        .ok_or_else(|| bad(format!("has no input '{}'", cfg.input)))?;
+    let want = input
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.iter().copied().collect::<Vec<i64>>())
+        .unwrap_or_default();
+    let passes = if two_pass { 2 } else { 1 };
+    let bar = if progress {
+        let b = ProgressBar::new((passes * audio.len()) as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "calibrating {bar:40} {pos}/{len} utterance passes ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut seconds = 0.0;
+    let mut run_pass = |cal: &mut Calibrator| -> Result<()> {
+        for (_, path) in audio {
+            let wav = read_wav(path)?;
+            seconds += wav.duration_s();
+            let feats = front.features(path, &wav)?;
+            if want.len() != 3 || (want[2] >= 0 && want[2] as usize != feats.dim) {
+                return Err(RuntimeError::Model {
+                    model: onnx.clone(),
+                    reason: format!(
+                        "calibration features of {} have shape [1, {}, {}], but input '{}' expects {:?} [batch, frames, bins]",
+                        path.display(),
+                        feats.frames,
+                        feats.dim,
+                        cfg.input,
+                        want
+                    ),
+                });
+            }
+            let x = Tensor::<f32>::from_array(([1usize, feats.frames, feats.dim], feats.data))
+                .map_err(|e| bad(format!("input tensor: {e}")))?;
+            let outputs = session
+                .run(ort::inputs![cfg.input.as_str() => x])
+                .map_err(|e| {
+                    bad(format!(
+                        "inference on {}: {}",
+                        path.display(),
+                        first_line(&e.to_string())
+                    ))
+                })?;
+            for name in tensors {
+                let v = outputs.get(name.as_str()).ok_or_else(|| {
+                    bad(format!("exposed tensor '{name}' missing from the outputs"))
+                })?;
+                let (_, data) = v
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+                cal.observe(name, data)?;
+            }
+            bar.inc(1);
+        }
+        Ok(())
+    };
+    let mut cal = Calibrator::new(bins)?;
+    run_pass(&mut cal)?;
+    if two_pass {
+        let mut second = Calibrator::new(bins)?;
+        for name in tensors {
+            let amax = cal.stats(name).map(|s| s.abs_max()).unwrap_or(0.0);
+            if amax > 0.0 && amax.is_finite() {
+                second.preset_range(name, amax)?;
+            }
+        }
+        run_pass(&mut second)?;
+        cal = second;
+    }
+    bar.finish_and_clear();
+    let info = CalibrationRunInfo {
+        utterances: audio.len(),
+        passes,
+        audio_seconds: seconds / passes as f64,
+        tensors: tensors.len(),
+        wall_seconds: t0.elapsed().as_secs_f64(),
+        peak_rss_mb: peak_rss_mb(),
+        observer_bytes: cal.memory_bytes(),
+    };
+    Ok((cal, info))
+}
