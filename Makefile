@@ -56,9 +56,7 @@ test: setup
 	$(CARGO) test --release --workspace --all-targets
 
 bench: setup-ort setup-speech build
-	@mkdir -p $(OUT)
-	$(VOXQ) bench embed --model $(MODEL) --audio $(SPEECH)/$$(head -1 fixtures/trials/demo_test_allison.txt) \
-	  --seconds 3,10 --threads 1,2 --json $(OUT)/bench_embed.json
+	bash tools/bench_quant.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -120,6 +120,9 @@ pub(crate) struct QuantizeArgs {
     /// Cast the parts left in float to float16 (TensorRT strongly typed builds).
     #[arg(long)]
     float16: bool,
+    /// Write a JSON report (quantized/skipped nodes, Q/DQ counts, fp32 and int8 sizes) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -255,9 +258,9 @@ enum BenchCmd {
 
 #[derive(Args)]
 struct BenchEmbedArgs {
-    /// Speaker model (JSON config or ONNX file).
-    #[arg(long)]
-    model: PathBuf,
+    /// Speaker model(s) (JSON config or ONNX file); repeat to compare them in one run.
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
     /// Real speech to feed (repeated to each length).
     #[arg(long)]
     audio: PathBuf,
@@ -443,13 +446,17 @@ fn cmd_eval(a: &EvalArgs) -> Result<()> {
 fn cmd_bench(b: &BenchCmd) -> Result<()> {
     match b {
         BenchCmd::Embed(a) => {
-            let model = SpeakerModel::locate(&a.model)?;
+            let models = a
+                .model
+                .iter()
+                .map(|m| SpeakerModel::locate(m))
+                .collect::<Result<Vec<_>, _>>()?;
             let audio = read_wav(&a.audio)?;
             if a.iterations == 0 {
                 bail!("--iterations must be at least 1");
             }
             let r = bench_embed(
-                &model,
+                &models,
                 &audio,
                 &a.audio,
                 &a.seconds,

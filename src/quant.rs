@@ -147,7 +147,7 @@ pub fn cmd_quantize(a: &QuantizeArgs) -> Result<()> {
     };
     let q = quantize(&proto, &table, &policy, a.float16)?;
     save(&q.model, &a.out, &SaveOptions::inline())?;
-    copy_config(&a.model, &a.out, "int8")?;
+    copy_config(&a.model, &a.out, &format!("int8-{}", a.target))?;
     let sizes = compare_sizes(&proto, &q.model);
     println!(
         "quantized {} weighted node(s), {} left in float; {} Q and {} DQ nodes; wrote {}",
@@ -177,6 +177,20 @@ pub fn cmd_quantize(a: &QuantizeArgs) -> Result<()> {
                 - sizes.quantized.deployable_bytes as f64
                     / sizes.fp32.deployable_bytes.max(1) as f64)
     );
+    if let Some(p) = &a.report {
+        let r = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "output": a.out.display().to_string(),
+            "table": a.table.display().to_string(),
+            "target": a.target,
+            "quantized_nodes": q.plan.quantized.len(),
+            "skipped": q.plan.skipped.iter().map(|s| serde_json::json!({"node": s.node, "op": s.op, "reason": s.reason})).collect::<Vec<_>>(),
+            "unknown_ops": q.unknown_ops,
+            "report": q.report,
+            "sizes": sizes,
+        });
+        write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
     if target == Target::Tensorrt {
         let v = check_qdq(&q.model);
         println!("TensorRT QDQ rules: {} violation(s)", v.len());

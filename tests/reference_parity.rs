@@ -4,30 +4,7 @@
 
 mod common;
 use common::*;
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn load_embeddings(p: &Path) -> BTreeMap<String, Vec<f64>> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (name, vals) = l.split_once('\t').expect("name<TAB>values");
-            (
-                name.to_string(),
-                vals.split(' ').map(|v| v.parse().unwrap()).collect(),
-            )
-        })
-        .collect()
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let ab: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let aa: f64 = a.iter().map(|x| x * x).sum();
-    let bb: f64 = b.iter().map(|x| x * x).sum();
-    ab / (aa * bb).sqrt()
-}
 
 #[test]
 fn campplus_matches_python_reference_on_committed_trials() {
@@ -102,8 +79,8 @@ fn campplus_matches_python_reference_on_committed_trials() {
         "EER voxq {our_eer}% vs reference {ref_eer}%"
     );
 
-    let a = load_embeddings(&our_emb);
-    let b = load_embeddings(&ref_emb);
+    let a = embeddings(&our_emb);
+    let b = embeddings(&ref_emb);
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     assert!(a.len() > 500, "{} utterances", a.len());
     let (worst_name, worst) = a

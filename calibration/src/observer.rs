@@ -478,8 +478,8 @@ pub fn amax_mse(hist: &Histogram) -> Option<f64> {
         s1[j] = s1[j + 1] + c * (lo + hi) / 2.0;
         s2[j] = s2[j + 1] + c * (lo * lo + lo * hi + hi * hi) / 3.0;
     }
-    let mut best: Option<(f64, f64)> = None;
-    for i in 1..=n {
+    // Expected squared error when clipping at the upper edge of bin `i - 1`.
+    let err_at = |i: usize| -> f64 {
         let a = i as f64 * w;
         let step = a / QMAX;
         let clip = (s2[i] - 2.0 * a * s1[i] + a * a * s0[i]).max(0.0);
@@ -492,13 +492,30 @@ pub fn amax_mse(hist: &Histogram) -> Option<f64> {
             }
             prev = next;
         }
-        let err = clip + round;
+        clip + round
+    };
+    // The error is smooth in the threshold: scan every MSE_COARSE-th candidate, then every
+    // candidate around the best coarse one (about a tenth of the work of a full scan).
+    let mut best: Option<(f64, usize)> = None;
+    let consider = |i: usize, best: &mut Option<(f64, usize)>| {
+        let err = err_at(i);
         if err.is_finite() && best.is_none_or(|(b, _)| err < b) {
-            best = Some((err, a));
+            *best = Some((err, i));
+        }
+    };
+    for i in (MSE_COARSE..=n).step_by(MSE_COARSE).chain([n]) {
+        consider(i, &mut best);
+    }
+    if let Some((_, c)) = best {
+        for i in c.saturating_sub(MSE_COARSE).max(1)..=(c + MSE_COARSE).min(n) {
+            consider(i, &mut best);
         }
     }
-    best.map(|(_, a)| a)
+    best.map(|(_, i)| i as f64 * w)
 }
+
+/// Stride of the coarse MSE threshold scan.
+const MSE_COARSE: usize = 16;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::floats;
+
 use calibration::{CalibrationTable, TensorRange};
 use exporter::build::{model, node, tensor_f32, value_info};
 use exporter::graph::{dump, GraphIndex};
@@ -22,18 +26,6 @@ use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorPro
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn floats(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
 
 fn named(mut n: NodeProto, name: &str) -> NodeProto {
     n.name = name.into();
@@ -844,4 +836,48 @@ fn graph_index_sees_qdq_pairs() {
     let ix = GraphIndex::new(&q.graph);
     assert_eq!(ix.producer_op("c_dq"), Some("DequantizeLinear"));
     assert_eq!(ix.consumers("c").len(), 1, "only c_q reads the Conv output");
+}
+
+/// An op voxq does not know (a custom domain) passes through untouched and is reported; the
+/// weighted ops around it are still quantized.
+#[test]
+fn unknown_op_passes_through_and_is_reported() {
+    let mut m = residual_model();
+    let g = m.graph.as_mut().expect("graph");
+    let pos = g
+        .node
+        .iter()
+        .position(|n| n.name == "relu2")
+        .expect("relu2");
+    let mut custom = named(node("Frobnicate", &["s"], &["s2"]), "frob");
+    custom.domain = "com.example".into();
+    custom.attribute.push(int("strength", 3));
+    g.node[pos] = custom.clone();
+    m.opset_import.push(onnx_protobuf::OperatorSetIdProto {
+        domain: "com.example".into(),
+        version: 1,
+        ..Default::default()
+    });
+    let p = exporter::policy::plan(&m, &policy(Target::Tensorrt)).unwrap();
+    let q = exporter::pipeline::quantize(
+        &m,
+        &table(&p.activations, 0.05),
+        &policy(Target::Tensorrt),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        q.unknown_ops,
+        vec![("frob".to_string(), "com.example::Frobnicate".to_string())]
+    );
+    let after = node_by_name(&q.model, "frob");
+    assert_eq!(
+        after, &custom,
+        "the unknown node must be left exactly as it was"
+    );
+    assert_eq!(
+        q.plan.quantized.len(),
+        2,
+        "conv1 and conv2 (conv_small has 8 channels)"
+    );
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests of the `voxq` binary.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -64,4 +65,27 @@ pub fn list(file: &str, n: usize) -> Vec<PathBuf> {
     let text = std::fs::read_to_string(root().join(file)).expect("list file");
     let sp = speech();
     text.lines().take(n).map(|l| sp.join(l.trim())).collect()
+}
+
+/// Reads an embeddings file (`name<TAB>v1 v2 ...` per line, as `voxq eval --embeddings` and
+/// `tools/reference_eval.py` write it).
+pub fn embeddings(p: &Path) -> BTreeMap<String, Vec<f64>> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (name, vals) = l.split_once('\t').expect("name<TAB>values");
+            (
+                name.to_string(),
+                vals.split(' ').map(|v| v.parse().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let ab: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let aa: f64 = a.iter().map(|x| x * x).sum();
+    let bb: f64 = b.iter().map(|x| x * x).sum();
+    ab / (aa * bb).sqrt()
 }

@@ -1,6 +1,6 @@
 //! Speaker embeddings: audio → resample → fbank → ONNX Runtime → embedding vector.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use engines::ort_env::{cpu_session, first_line, CpuOptions};
@@ -256,9 +256,4 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     } else {
         ab / (aa.sqrt() * bb.sqrt())
     }
-}
-
-/// Paths of `names` under `root`, keeping their names for reports.
-pub fn resolve(root: &Path, names: &[String]) -> Vec<(String, PathBuf)> {
-    names.iter().map(|n| (n.clone(), root.join(n))).collect()
 }
