@@ -412,24 +412,16 @@ impl HostTensor {
                 })
                 .collect()
         }
-        let nibbles = |signed: bool| -> Vec<i64> {
+        // Sub-byte integers (int4/uint4, int2/uint2), packed low bits first.
+        let unpack = |bits: usize, signed: bool| -> Vec<i64> {
+            let per_byte = 8 / bits;
+            let mask = (1u8 << bits) - 1;
+            let sign = 1u8 << (bits - 1);
             (0..n)
                 .map(|i| {
-                    let v = (b[i / 2] >> ((i % 2) * 4)) & 0x0f;
-                    if signed && v & 0x08 != 0 {
-                        v as i64 - 16
-                    } else {
-                        v as i64
-                    }
-                })
-                .collect()
-        };
-        let crumbs = |signed: bool| -> Vec<i64> {
-            (0..n)
-                .map(|i| {
-                    let v = (b[i / 4] >> ((i % 4) * 2)) & 0x03;
-                    if signed && v & 0x02 != 0 {
-                        v as i64 - 4
+                    let v = (b[i / per_byte] >> ((i % per_byte) * bits)) & mask;
+                    if signed && v & sign != 0 {
+                        v as i64 - (1i64 << bits)
                     } else {
                         v as i64
                     }
@@ -451,7 +443,7 @@ impl HostTensor {
                 TypedArray::Float(b.iter().map(|&x| f8_to_f64(self.elem_type, x)).collect())
             }
             elem::FLOAT4E2M1 => TypedArray::Float(
-                nibbles(false)
+                unpack(4, false)
                     .into_iter()
                     .map(|v| f4_to_f64(v as u8))
                     .collect(),
@@ -472,14 +464,18 @@ impl HostTensor {
             elem::INT16 => TypedArray::Int(chunks(b, |a| i16::from_le_bytes(a) as i64)),
             elem::INT32 => TypedArray::Int(chunks(b, |a| i32::from_le_bytes(a) as i64)),
             elem::INT64 => TypedArray::Int(chunks(b, i64::from_le_bytes)),
-            elem::INT4 => TypedArray::Int(nibbles(true)),
-            elem::INT2 => TypedArray::Int(crumbs(true)),
+            elem::INT4 => TypedArray::Int(unpack(4, true)),
+            elem::INT2 => TypedArray::Int(unpack(2, true)),
             elem::UINT8 => TypedArray::UInt(b.iter().map(|&x| x as u64).collect()),
             elem::UINT16 => TypedArray::UInt(chunks(b, |a| u16::from_le_bytes(a) as u64)),
             elem::UINT32 => TypedArray::UInt(chunks(b, |a| u32::from_le_bytes(a) as u64)),
             elem::UINT64 => TypedArray::UInt(chunks(b, u64::from_le_bytes)),
-            elem::UINT4 => TypedArray::UInt(nibbles(false).into_iter().map(|v| v as u64).collect()),
-            elem::UINT2 => TypedArray::UInt(crumbs(false).into_iter().map(|v| v as u64).collect()),
+            elem::UINT4 => {
+                TypedArray::UInt(unpack(4, false).into_iter().map(|v| v as u64).collect())
+            }
+            elem::UINT2 => {
+                TypedArray::UInt(unpack(2, false).into_iter().map(|v| v as u64).collect())
+            }
             elem::BOOL => TypedArray::Bool(b.iter().map(|&x| x != 0).collect()),
             other => {
                 return Err(terr(
