@@ -44,9 +44,20 @@ impl AtomicFile {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|source| ExportError::Io {
-                path: tmp.clone(),
-                source,
+            .map_err(|source| {
+                // Name the file the user asked for, not our temporary one.
+                let source = if dir.is_dir() {
+                    source
+                } else {
+                    std::io::Error::new(
+                        source.kind(),
+                        format!("folder {} does not exist", dir.display()),
+                    )
+                };
+                ExportError::Io {
+                    path: dest.to_path_buf(),
+                    source,
+                }
             })?;
         Ok(AtomicFile {
             dest: dest.to_path_buf(),
@@ -121,4 +132,32 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         source,
     })?;
     f.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_folder_names_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("no/such/dir/model.onnx");
+        let e = write_atomic(&dest, b"x").unwrap_err().to_string();
+        assert!(e.starts_with(&dest.display().to_string()), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(!e.contains(".model.onnx.tmp"), "{e}");
+    }
+
+    #[test]
+    fn dropped_uncommitted_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("t.bin");
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(b"partial").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&dest, b"whole").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+    }
 }
