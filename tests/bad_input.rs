@@ -161,36 +161,32 @@ fn missing_onnx_runtime_library() {
     );
 }
 
+/// `voxq eval` of CAM++ on the trial list `t` over the real-speech corpus.
+fn eval_trials(t: &Path) -> std::process::Output {
+    voxq(&[
+        "eval",
+        "--model",
+        s(&campplus()),
+        "--trials",
+        s(t),
+        "--audio-root",
+        s(&speech()),
+        "--quiet",
+    ])
+}
+
 #[test]
 fn trial_list_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("trials.txt");
     std::fs::write(&t, "1 allison/en/agent-user.wav\n").unwrap();
-    let o = voxq(&[
-        "eval",
-        "--model",
-        s(&campplus()),
-        "--trials",
-        s(&t),
-        "--audio-root",
-        s(&speech()),
-        "--quiet",
-    ]);
+    let o = eval_trials(&t);
     assert_one_line_error(&o, &[s(&t), "line 1"]);
     std::fs::write(
         &t,
         "1 allison/en/agent-user.wav does/not/exist.wav\n0 a.wav b.wav\n",
     )
     .unwrap();
-    let o = voxq(&[
-        "eval",
-        "--model",
-        s(&campplus()),
-        "--trials",
-        s(&t),
-        "--audio-root",
-        s(&speech()),
-        "--quiet",
-    ]);
+    let o = eval_trials(&t);
     assert_one_line_error(&o, &["a.wav"]);
 }

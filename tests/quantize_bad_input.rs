@@ -2,6 +2,20 @@
 
 mod common;
 use common::*;
+use std::path::Path;
+use std::process::Output;
+
+/// `voxq quantize` of the CAM++ fixture with `table`, writing `out`.
+fn quantize_campplus(table: &Path, out: &Path) -> Output {
+    voxq(&[
+        "quantize",
+        "fixtures/models/campplus.onnx",
+        "--table",
+        s(table),
+        "--out",
+        s(out),
+    ])
+}
 
 #[test]
 fn empty_calibration_list() {
@@ -62,14 +76,7 @@ fn table_naming_tensors_not_in_the_model() {
     )
     .unwrap();
     let out = dir.path().join("q.onnx");
-    let o = voxq(&[
-        "quantize",
-        "fixtures/models/campplus.onnx",
-        "--table",
-        s(&table),
-        "--out",
-        s(&out),
-    ]);
+    let o = quantize_campplus(&table, &out);
     assert_one_line_error(&o, &["no_such_tensor", "not in the model"]);
     assert!(!out.exists());
 }
@@ -80,14 +87,7 @@ fn malformed_table_names_the_file() {
     let table = dir.path().join("t.json");
     std::fs::write(&table, "{ not json").unwrap();
     let out = dir.path().join("q.onnx");
-    let o = voxq(&[
-        "quantize",
-        "fixtures/models/campplus.onnx",
-        "--table",
-        s(&table),
-        "--out",
-        s(&out),
-    ]);
+    let o = quantize_campplus(&table, &out);
     assert_one_line_error(&o, &[s(&table)]);
     assert!(!out.exists());
 }
