@@ -19,6 +19,7 @@ use runtime::speaker::store::Store;
 use runtime::speaker::trials::read_trials;
 
 mod quant;
+mod sensitivity;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,10 @@ enum Cmd {
     Quantize(QuantizeArgs),
     /// List a model's layer groups, ops and sizes; with --qdq check it against TensorRT's rules.
     Inspect(InspectArgs),
+    /// Quantize one layer group at a time and measure the metric and size of each.
+    Sensitivity(SensitivityArgs),
+    /// Choose the groups to quantize: the smallest model within a metric budget.
+    Autoquant(AutoquantArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -123,6 +128,70 @@ pub(crate) struct QuantizeArgs {
     /// Write a JSON report (quantized/skipped nodes, Q/DQ counts, fp32 and int8 sizes) here.
     #[arg(long)]
     report: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct SensitivityArgs {
+    /// Speaker model: its JSON config, or its ONNX file with a JSON config beside it.
+    model: PathBuf,
+    /// Calibration list (audio paths relative to --audio-root): calibrates the table (unless
+    /// --table) and feeds the label-free SQNR metric.
+    #[arg(long)]
+    calib: PathBuf,
+    /// Trial list for the EER metric (`<1|0> <enroll> <test> [xlang]`).
+    #[arg(long)]
+    trials: Option<PathBuf>,
+    /// Folder the calibration and trial lists are relative to.
+    #[arg(long)]
+    audio_root: PathBuf,
+    /// eer (needs --trials), sqnr (output SQNR and cosine vs fp32 on the calibration audio),
+    /// or auto (eer when --trials is given).
+    #[arg(long, default_value = "auto")]
+    metric: String,
+    /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
+    #[arg(long, default_value = "depth=2")]
+    groups: String,
+    /// Calibration method when the table is computed here: max, percentile[:P], entropy, mse.
+    #[arg(long, default_value = "entropy")]
+    method: String,
+    /// Use this calibration table instead of calibrating.
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// QDQ placement: tensorrt or ort-cpu.
+    #[arg(long, default_value = "tensorrt")]
+    target: String,
+    #[arg(long, default_value_t = 16)]
+    min_channels: usize,
+    /// Cast the parts left in float to float16.
+    #[arg(long)]
+    float16: bool,
+    /// Folder of cached measurements and tables (default .voxq-cache/sensitivity).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Measure everything again (the cache is neither read nor written).
+    #[arg(long)]
+    no_cache: bool,
+    /// Report folder: sensitivity.{md,json,png} (autoquant adds its model and report).
+    #[arg(long)]
+    out: PathBuf,
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct AutoquantArgs {
+    #[command(flatten)]
+    common: SensitivityArgs,
+    /// Largest allowed EER increase in percentage points (0.10 = +0.10% absolute).
+    #[arg(long)]
+    max_increase: Option<f64>,
+    /// Smallest allowed output SQNR in dB (with --metric sqnr).
+    #[arg(long)]
+    min_sqnr: Option<f64>,
 }
 
 #[derive(Args)]
@@ -486,6 +555,8 @@ fn main() -> ExitCode {
         Cmd::Calibrate(a) => quant::cmd_calibrate(a),
         Cmd::Quantize(a) => quant::cmd_quantize(a),
         Cmd::Inspect(a) => quant::cmd_inspect(a),
+        Cmd::Sensitivity(a) => sensitivity::cmd_sensitivity(a),
+        Cmd::Autoquant(a) => sensitivity::cmd_autoquant(a),
         Cmd::Bench(b) => cmd_bench(b),
     };
     match res {

@@ -101,7 +101,7 @@ fn selectors(args: &[String]) -> Result<Vec<Selector>> {
 }
 
 /// Copies the model's JSON config (if any) beside the output, pointing at the new ONNX file.
-fn copy_config(model: &Path, out: &Path, suffix: &str) -> Result<()> {
+pub(crate) fn copy_config(model: &Path, out: &Path, suffix: &str) -> Result<()> {
     let cfg = model.with_extension("json");
     if !cfg.is_file() {
         return Ok(());

@@ -46,10 +46,11 @@ fetch_wheel() {
   rm -rf "$tmp"
 }
 
-# fetch_deb NAME VERSION SHA256: a Debian package, by exact version.
+# fetch_deb NAME VERSION SHA256 [ARCH]: a Debian package, by exact version (ARCH: all, the
+# default, or a machine architecture such as amd64).
 fetch_deb() {
-  local name=$1 version=$2 sha=$3
-  local file="${name}_${version//:/%3a}_all.deb"
+  local name=$1 version=$2 sha=$3 arch=${4:-all}
+  local file="${name}_${version//:/%3a}_${arch}.deb"
   sha_ok "$DL/$file" "$sha" && { echo "$DL/$file"; return 0; }
   echo "fetch: $name=$version (Debian)" >&2
   local tmp

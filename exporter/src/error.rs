@@ -37,6 +37,8 @@ pub enum ExportError {
     TableFile { path: PathBuf, reason: String },
     #[error("calibration table: tensor '{tensor}': {reason}")]
     Table { tensor: String, reason: String },
+    #[error("evaluating {variant}: {reason}")]
+    Evaluate { variant: String, reason: String },
     #[error(transparent)]
     Calibration(#[from] calibration::CalibError),
 }

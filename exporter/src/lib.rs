@@ -1,5 +1,5 @@
 //! ONNX graph handling: model load/save (with external data), graph index, layer groups,
-//! quantization passes (expose activations, insert QDQ, fp16), inspection and size accounting.
+//! quantization passes (expose activations, insert QDQ, fp16), inspection, size accounting, and the sensitivity/autoquant driver.
 
 pub mod atomic;
 pub mod build;
@@ -11,6 +11,7 @@ pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod qdq;
+pub mod sensitivity;
 pub mod size;
 
 pub use error::ExportError;

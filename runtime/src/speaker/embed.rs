@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use engines::ort_env::{cpu_session, first_line, CpuOptions};
+use engines::ort_env::{cpu_session, cpu_session_from_bytes, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -57,6 +57,30 @@ impl Embedder {
             front,
             session: Mutex::new(session),
             sha256: OnceLock::new(),
+            threads: opts.intra_threads,
+        })
+    }
+
+    /// Opens a variant of `model` held in memory (a quantized copy, say) with the same
+    /// config; `name` labels it in error messages.
+    pub fn from_bytes(
+        model: SpeakerModel,
+        name: &str,
+        bytes: &[u8],
+        opts: &CpuOptions,
+    ) -> Result<Embedder> {
+        let front = FrontEnd::new(&model)?;
+        let session = cpu_session_from_bytes(name, bytes, opts)?;
+        let model = SpeakerModel {
+            onnx_path: std::path::PathBuf::from(name),
+            ..model
+        };
+        check_io(&model, &session)?;
+        Ok(Embedder {
+            model,
+            front,
+            session: Mutex::new(session),
+            sha256: OnceLock::from(exporter::sensitivity::sha256_hex(bytes)),
             threads: opts.intra_threads,
         })
     }
