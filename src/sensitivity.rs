@@ -106,6 +106,16 @@ fn table_for(
     Ok((table, method.to_string()))
 }
 
+/// `eer` or `sqnr`, from --metric and whether --trials is given.
+fn metric_of(a: &SensitivityArgs) -> Result<&'static str> {
+    Ok(match (&a.metric[..], &a.trials) {
+        ("eer", Some(_)) | ("auto", Some(_)) => "eer",
+        ("eer", None) => bail!("--metric eer needs --trials"),
+        ("sqnr", _) | ("auto", None) => "sqnr",
+        (m, _) => bail!("--metric: '{m}' is not one of auto, eer, sqnr"),
+    })
+}
+
 fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     let model = SpeakerModel::locate(&a.model)?;
     let proto = load(&model.onnx_path)?;
@@ -113,8 +123,6 @@ fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     if !a.audio_root.is_dir() {
         bail!("{}: audio root is not a folder", a.audio_root.display());
     }
-    let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
-    let (table, method) = table_for(a, &model, &proto, &model_sha256, &cache)?;
     let groups = LayerGroups::resolve(&proto.graph, &a.groups)?;
     if groups.groups.is_empty() {
         bail!(
@@ -128,12 +136,10 @@ fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
         min_channels: a.min_channels,
         ..QuantPolicy::default()
     };
-    let metric = match (&a.metric[..], &a.trials) {
-        ("eer", Some(_)) | ("auto", Some(_)) => "eer",
-        ("eer", None) => bail!("--metric eer needs --trials"),
-        ("sqnr", _) | ("auto", None) => "sqnr",
-        (m, _) => bail!("--metric: '{m}' is not one of auto, eer, sqnr"),
-    };
+    let metric = metric_of(a)?;
+    // every argument is checked above, before the (slow) calibration
+    let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
+    let (table, method) = table_for(a, &model, &proto, &model_sha256, &cache)?;
     let evaluator: Box<dyn Evaluate> = if metric == "eer" {
         let t = a.trials.as_ref().expect("checked");
         let trials = read_trials(t)?;
@@ -253,14 +259,17 @@ pub fn cmd_sensitivity(a: &SensitivityArgs) -> Result<()> {
 
 pub fn cmd_autoquant(q: &AutoquantArgs) -> Result<()> {
     let a = &q.common;
+    let budget = match (q.max_increase, q.min_sqnr, metric_of(a)?) {
+        (Some(x), None, "eer") => Budget::MaxIncrease(x),
+        (None, Some(db), "sqnr") => Budget::MinSnrDb(db),
+        (_, _, "eer") => {
+            bail!("the EER metric takes its budget as --max-increase X (percentage points)")
+        }
+        _ => bail!("the SQNR metric takes its budget as --min-sqnr DB"),
+    };
     let (s, mut evaluator) = setup(a)?;
     let st = study(&s, a);
     let (bar, mut cb) = progress_bar(a.quiet);
-    let budget = match (q.max_increase, q.min_sqnr) {
-        (Some(x), None) => Budget::MaxIncrease(x),
-        (None, Some(db)) => Budget::MinSnrDb(db),
-        _ => bail!("give one budget: --max-increase X (EER) or --min-sqnr DB (SQNR)"),
-    };
     let r = autoquant(&st, evaluator.as_mut(), budget, &mut cb)?;
     bar.finish_and_clear();
     write_sensitivity(&a.out, &r.sensitivity)?;
