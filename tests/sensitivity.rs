@@ -323,5 +323,8 @@ fn bad_sensitivity_arguments_are_one_line_errors() {
     ]);
     assert_one_line_error(&o, &["SQNR", "--min-sqnr"]);
     assert!(!out.join("campplus-autoquant-tensorrt.onnx").exists());
-    assert!(!tmp.path().join("c").exists(), "bad arguments are found before calibrating");
+    assert!(
+        !tmp.path().join("c").exists(),
+        "bad arguments are found before calibrating"
+    );
 }

@@ -3,6 +3,7 @@
 
     distil_ecapa.py all    [--channels 256] [--steps 2000] [--seed 20261121]
     distil_ecapa.py crops | train | eval | export      (the stages of `all`, resumable)
+    distil_ecapa.py card                               (model card from the last export)
 
 Knowledge distillation: the student learns to reproduce the teacher's L2-normalised
 embeddings (loss 1 - cosine), so it needs audio, not speaker labels. Everything comes from
@@ -378,14 +379,94 @@ def stage_export(args, model, state, res):
               "batch": args.batch, "seed": args.seed, "train_minutes": round(state["seconds"] / 60, 1),
               "ops": op_counts(m), "parity_min_cosine": worst, "eval": res,
               "loss_log": state["log"], "torch": torch.__version__, "threads": args.threads}
-    write_json(os.path.join(CACHE, f"report-c{c}-s{args.seed}-n{args.steps}.json"), report)
+    write_json(report_path(args), report)
     log(f"export: {onnx_path} ({size_mb:.1f} MB), parity min cosine {worst:.8f}")
+    write_card(args, report)
     return report
+
+
+def report_path(args):
+    return os.path.join(CACHE, f"report-c{args.channels}-s{args.seed}-n{args.steps}.json")
+
+
+def write_card(args, report):
+    """fixtures/models/ecapa_distil.eval.json (this script's evaluation, for tests) and the
+    model card fixtures/models/ecapa_distil.md."""
+    ev = report["eval"]
+    write_json(os.path.join(MODELS, STEM + ".eval.json"), {
+        "note": "tools/distil_ecapa.py's own evaluation (torch student, kaldi-native-fbank front end)",
+        "trials": {"known": "fixtures/trials/distil_known.txt", "unseen": "fixtures/trials/distil_unseen.txt"},
+        **ev,
+    })
+    data = np.load(os.path.join(CACHE, f"crops-s{args.seed}.npz"))
+    sources = {}
+    for k in data.files:
+        if k.startswith("source_"):
+            for src in data[k]:
+                key = str(src).split("-")[0]
+                sources[key] = sources.get(key, 0) + 1
+    c = report["channels"]
+    t, st = ev["teacher"], ev["student"]
+    row = lambda who, r: (f"| {who} | {r['known']['eer_percent']:.3f} | {r['known']['min_dcf']:.4f} | "
+                          f"{r['unseen']['eer_percent']:.3f} | {r['unseen']['min_dcf']:.4f} |")
+    ratio = st["known"]["eer_percent"] / max(t["known"]["eer_percent"], 1e-9)
+    lines = [
+        f"# ecapa_distil: SpeechBrain ECAPA-TDNN (C={c}) distilled from CAM++",
+        "",
+        "Made by `tools/distil_ecapa.py all --channels {c} --steps {n} --seed {s}` (data: "
+        "`tools/setup_speech.sh`, `tools/setup_distil_data.sh`).".format(c=c, n=report["steps"], s=report["seed"]),
+        "",
+        "## Model",
+        f"- speechbrain 1.1.2 `ECAPA_TDNN`: channels [{c},{c},{c},{c},{3 * c}], kernels [5,3,3,3,1], "
+        f"dilations [1,2,3,4,1], attention 128, 192-dim output; {report['parameters'] / 1e6:.2f} M parameters, "
+        f"ONNX {report['onnx_mb']:.1f} MB (opset 17, input `feats` [batch, frames, 80], output `embedding` [batch, 192], "
+        f"dynamic batch and frames); ORT vs torch min cosine {report['parity_min_cosine']:.8f} over (batch, frames) "
+        f"{CHECK_SHAPES}.",
+        "- Front end: CAM++'s (80-dim Kaldi fbank, povey window, utterance mean normalisation; see `ecapa_distil.json`).",
+        "- Node scopes are SpeechBrain's: `preset:ecapa-speechbrain` groups stem, se_res2block_1..3, mfa, asp, fc.",
+        "",
+        "## Training",
+        "- Teacher: CAM++ (`campplus.onnx`); loss 1 - cosine between the student's and the teacher's embeddings.",
+        f"- Data: {sum(sources.values())} augmented crops of 1-3 s ({', '.join(f'{k} {v}' for k, v in sorted(sources.items()))}): "
+        "Asterisk prompts of allison, june, carlo, menardi, july except every utterance of fixtures/trials/trials.txt; "
+        "flite voices kal, kal16, awb, rms, slt on generated sentences at random rate and pitch; klettres-data letters and "
+        "syllables joined per language; pocketsphinx-testdata clips. Armelle and the Russian IVR voice are never heard.",
+        "- Augmentation (one draw per crop, offline; the teacher sees the same audio): gain -10..+6 dB, speed 0.9/1.1 "
+        "(p 0.2 each), telephone band 300-3400 Hz via 8 kHz (p 0.25), white or brown noise at 5-30 dB SNR (p 0.5).",
+        f"- {report['steps']} steps of {report['batch']} crops (one length bucket per batch), AdamW (peak lr 2e-3, "
+        f"weight decay 1e-4), 100-step warm-up then cosine decay; seed {report['seed']}; torch {report['torch']} on "
+        f"{report['threads']} CPU threads; training wall time {report['train_minutes']} min (2-core CPU, no GPU).",
+        f"- Final training loss (mean 1 - cosine over the last 50 steps): {report['loss_log'][-1][1]:.4f}.",
+        "",
+        "## Evaluation (utterances the student never heard)",
+        "",
+        "| model | EER % (a) known speakers | minDCF (a) | EER % (b) unseen speakers | minDCF (b) |",
+        "|---|---:|---:|---:|---:|",
+        row("CAM++ teacher", t),
+        row(f"ECAPA-TDNN C={c} student", st),
+        "",
+        f"(a) `fixtures/trials/distil_known.txt`: {st['known']['target_trials']} target / "
+        f"{st['known']['nontarget_trials']} non-target trials between the 5 training speakers, on held-out utterances. "
+        f"(b) `fixtures/trials/distil_unseen.txt`: {st['unseen']['target_trials']} target / "
+        f"{st['unseen']['nontarget_trials']} non-target trials with a side from the 2 speakers left out of training. "
+        f"Student/teacher EER ratio on (a): {ratio:.2f}. Mean student-teacher cosine over the trial utterances: "
+        f"{ev['student_teacher_cosine_mean']:.4f}. minDCF: P_target 0.01, normalised.",
+        "",
+    ]
+    if c < 512:
+        lines += ["Width: SpeechBrain's default C=512 was the target; no GPU was available, and on this 2-core CPU "
+                  "C=512 trained at 13.6 crops/s against 41 for C=256 (same crops), so C=256 was the widest width "
+                  "that fitted the session's time.", ""]
+    tmp = os.path.join(MODELS, STEM + ".md.tmp")
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, os.path.join(MODELS, STEM + ".md"))
+    log(f"card: {os.path.join(MODELS, STEM + '.md')}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=["crops", "train", "eval", "export", "all"])
+    ap.add_argument("stage", choices=["crops", "train", "eval", "export", "all", "card"])
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
@@ -394,6 +475,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     os.makedirs(CACHE, exist_ok=True)
+    if args.stage == "card":  # the model card from the last export's report
+        with open(report_path(args)) as f:
+            write_card(args, json.load(f))
+        return
     torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
     crops = stage_crops(args)
