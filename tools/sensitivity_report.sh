@@ -23,5 +23,7 @@ run() { # name model groups trials-or-"-" budget-args...
 
 run campplus fixtures/models/campplus.json preset:campplus fixtures/trials/trials.txt --max-increase 0.10
 run ecapa_distil fixtures/models/ecapa_distil.json preset:ecapa-speechbrain fixtures/trials/distil_known.txt --max-increase 0.10
+# a tighter budget than all-int8 meets, to show the mixed-precision choice on ECAPA-TDNN
+run ecapa_distil_0.05 fixtures/models/ecapa_distil.json preset:ecapa-speechbrain fixtures/trials/distil_known.txt --max-increase 0.05
 run campplus_depth2_sqnr fixtures/models/campplus.json depth=2 - --metric sqnr --min-sqnr 30
 echo "reports: $OUT/*/{sensitivity,autoquant}.{md,json} and sensitivity.png" >&2

@@ -434,11 +434,15 @@ fn extra_cols(rows: &[&Row]) -> Vec<String> {
 }
 
 fn row_line(r: &Row, extras: &[String], fp32: &Row, first_col: &str) -> String {
-    let mut s = format!(
-        "| {first_col} | {:.3} | {:+.3} |",
-        r.metric,
-        r.metric - fp32.metric
-    );
+    // an SNR against fp32 has no meaningful fp32 value to subtract (it is capped infinity)
+    let delta = if r.quantized_groups.is_empty() {
+        "–".to_string()
+    } else if fp32.metric >= 199.0 {
+        "n/a".to_string()
+    } else {
+        format!("{:+.3}", r.metric - fp32.metric)
+    };
+    let mut s = format!("| {first_col} | {:.3} | {delta} |", r.metric);
     for k in extras {
         match r.extra.get(k) {
             Some(v) => {
@@ -829,14 +833,30 @@ impl AutoquantReport {
         ));
         out.push('\n');
         if !self.tried.is_empty() {
-            out.push_str("\nSets measured while searching:\n\n| groups quantized | predicted Δ | measured Δ | predicted MiB | measured MiB | within budget |\n|---|---:|---:|---:|---:|---|\n");
+            let m = &s.metric;
+            // show predictions in the metric's own unit
+            let shown = |deg: f64| {
+                if m.noise_db {
+                    -10.0 * (10f64.powf(-s.fp32.metric / 10.0) + deg).log10()
+                } else if m.lower_is_better {
+                    s.fp32.metric + deg
+                } else {
+                    s.fp32.metric - deg
+                }
+            };
+            let _ = write!(
+                out,
+                "\nSets measured while searching:\n\n| groups quantized | predicted {n} ({u}) | measured {n} ({u}) | predicted MiB | measured MiB | within budget |\n|---|---:|---:|---:|---:|---|\n",
+                n = m.name,
+                u = m.unit
+            );
             for t in &self.tried {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.4} | {:.4} | {:.2} | {:.2} | {} |",
+                    "| {} | {:.3} | {:.3} | {:.2} | {:.2} | {} |",
                     t.groups.join(", "),
-                    t.predicted_degradation,
-                    t.measured_degradation,
+                    shown(t.predicted_degradation),
+                    shown(t.measured_degradation),
                     mib(t.predicted_deployable_bytes),
                     mib(t.deployable_bytes),
                     if t.within_budget { "yes" } else { "no" }
