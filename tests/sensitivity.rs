@@ -41,13 +41,26 @@ fn run_sensitivity(
     cache: &Path,
     out: &Path,
 ) -> Value {
-    let o = voxq(&[
+    run_sensitivity_with(model, calib, groups, method, cache, out, &[])
+}
+
+fn run_sensitivity_with(
+    model: &Path,
+    calib: &Path,
+    groups: &Path,
+    method: &str,
+    cache: &Path,
+    out: &Path,
+    more: &[&str],
+) -> Value {
+    let sp = speech();
+    let mut args = vec![
         "sensitivity",
         s(model),
         "--calib",
         s(calib),
         "--audio-root",
-        s(&speech()),
+        s(&sp),
         "--groups",
         s(groups),
         "--method",
@@ -61,7 +74,9 @@ fn run_sensitivity(
         "--threads",
         "2",
         "--quiet",
-    ]);
+    ];
+    args.extend_from_slice(more);
+    let o = voxq(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("| none (fp32) |"), "{}", stdout(&o));
     for f in ["sensitivity.md", "sensitivity.json", "sensitivity.png"] {
@@ -151,6 +166,21 @@ fn cache_reused_for_same_inputs_and_invalidated_by_model_or_table() {
     let rb = rows(&b);
     for (x, y) in ra.iter().zip(&rb) {
         assert_eq!((&x.0, x.1), (&y.0, y.1));
+    }
+
+    // recomputed from scratch (cache neither read nor written): the same figures
+    let fresh = run_sensitivity_with(
+        &campplus(),
+        &cal,
+        &g1,
+        "entropy",
+        &cache,
+        &d.join("fresh"),
+        &["--no-cache"],
+    );
+    assert!(cached_labels(&fresh).is_empty());
+    for (x, y) in ra.iter().zip(&rows(&fresh)) {
+        assert_eq!((&x.0, x.1), (&y.0, y.1), "a recomputation differs");
     }
 
     // an added group: only the groups whose node sets changed are measured again
