@@ -29,6 +29,8 @@ pub enum EngineError {
         output: String,
         reason: String,
     },
+    #[error("{path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
     #[error("tensor '{name}': {reason}")]
     Tensor { name: String, reason: String },
 }

@@ -1,6 +1,7 @@
-//! Engines: ONNX Runtime environment set-up and CPU sessions (TensorRT builders come later).
+//! Engines: ONNX Runtime environment set-up and CPU sessions, engine manifests (TensorRT builders come later).
 
 pub mod error;
+pub mod manifest;
 pub mod ort_env;
 pub mod tensor;
 

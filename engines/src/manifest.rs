@@ -1,0 +1,318 @@
+//! Engine manifests: what an engine folder holds, what built it, for which model and machine,
+//! and the check that refuses an engine built for another GPU, builder version or model.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+/// File name of the manifest inside an engine folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Manifest format version this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The model an engine was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceModel {
+    /// File name of the source model (for people; the hash is what is checked).
+    pub file: String,
+    pub sha256: String,
+}
+
+/// What built the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Builder {
+    /// `onnxruntime` or `trtexec`.
+    pub name: String,
+    pub version: String,
+}
+
+/// The GPU a TensorRT engine was built on (plans only run where these match).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub name: String,
+    /// e.g. `9.0`.
+    pub compute_capability: String,
+}
+
+/// One input or output: name, element type, shape (`-1` for a dynamic axis, with its name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    /// Names of the dynamic axes (`""` for static ones), same length as `shape`.
+    #[serde(default)]
+    pub dim_names: Vec<String>,
+    /// Shape profile the engine was built for (inputs with dynamic axes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ShapeProfile>,
+}
+
+/// min/opt/max shapes of one input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapeProfile {
+    pub min: Vec<i64>,
+    pub opt: Vec<i64>,
+    pub max: Vec<i64>,
+}
+
+/// ONNX Runtime session settings a CPU engine was made with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    pub graph_optimization_level: u8,
+    pub intra_threads: usize,
+}
+
+/// Everything `manifest.json` says about an engine folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub voxq_version: String,
+    /// Creation time, seconds since the Unix epoch (UTC).
+    pub created_unix: u64,
+    /// `cpu`, `tensorrt` or `tensorrt-ort`.
+    pub target: String,
+    /// `fp32`, `fp16` or `int8`.
+    pub precision: String,
+    pub source_model: SourceModel,
+    /// The engine itself, relative to the folder (an ONNX model, a plan, an EPContext model).
+    pub engine_file: String,
+    pub builder: Builder,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<Gpu>,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionSettings>,
+    /// The model's JSON config (front end, I/O names), copied into the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+}
+
+/// What the loading machine offers, to check a manifest against.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    /// Version of the builder that would run this engine (ONNX Runtime or TensorRT), if present.
+    pub builder_version: Option<String>,
+    pub gpu: Option<Gpu>,
+}
+
+fn bad(path: &Path, reason: String) -> EngineError {
+    EngineError::Manifest {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+impl Manifest {
+    /// Reads `DIR/manifest.json` (or the file itself when given one).
+    pub fn read(path: &Path) -> Result<Manifest, EngineError> {
+        let file: PathBuf = if path.is_dir() {
+            path.join(MANIFEST_FILE)
+        } else {
+            path.to_path_buf()
+        };
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| bad(&file, format!("cannot read: {e}")))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| bad(&file, format!("not an engine manifest: {e}")))?;
+        if m.format != FORMAT {
+            return Err(bad(
+                &file,
+                format!(
+                    "manifest format {} (this voxq reads format {FORMAT})",
+                    m.format
+                ),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Writes `DIR/manifest.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), EngineError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| bad(&path, e.to_string()))?;
+        exporter::atomic::write_atomic(&path, text.as_bytes())
+            .map_err(|e| bad(&path, e.to_string()))
+    }
+
+    /// Refuses an engine that does not fit: another source model (when `model_sha256` is
+    /// given), another builder version, or another GPU. The error says what differs.
+    pub fn check(
+        &self,
+        dir: &Path,
+        model_sha256: Option<&str>,
+        host: &Host,
+    ) -> Result<(), EngineError> {
+        let mut diffs = Vec::new();
+        if let Some(want) = model_sha256 {
+            if want != self.source_model.sha256 {
+                diffs.push(format!(
+                    "built from model sha256 {}…, this model is {}…",
+                    short(&self.source_model.sha256),
+                    short(want)
+                ));
+            }
+        }
+        match &host.builder_version {
+            Some(v) if *v != self.builder.version => diffs.push(format!(
+                "built with {} {}, this machine has {v}",
+                self.builder.name, self.builder.version
+            )),
+            None if self.target != "cpu" => diffs.push(format!(
+                "built with {} {}, which this machine does not have",
+                self.builder.name, self.builder.version
+            )),
+            _ => {}
+        }
+        if let Some(g) = &self.gpu {
+            match &host.gpu {
+                Some(h) if h != g => diffs.push(format!(
+                    "built for GPU {} (compute capability {}), this machine has {} ({})",
+                    g.name, g.compute_capability, h.name, h.compute_capability
+                )),
+                None => diffs.push(format!(
+                    "built for GPU {} (compute capability {}), this machine has no GPU",
+                    g.name, g.compute_capability
+                )),
+                _ => {}
+            }
+        }
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(bad(
+                &dir.join(MANIFEST_FILE),
+                format!("engine refused: {}", diffs.join("; ")),
+            ))
+        }
+    }
+}
+
+fn short(h: &str) -> &str {
+    &h[..12.min(h.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            voxq_version: "0.1.0".into(),
+            created_unix: 1_790_000_000,
+            target: "tensorrt".into(),
+            precision: "int8".into(),
+            source_model: SourceModel {
+                file: "campplus.qdq.onnx".into(),
+                sha256: "ab".repeat(32),
+            },
+            engine_file: "model.plan".into(),
+            builder: Builder {
+                name: "trtexec".into(),
+                version: "10.13.0".into(),
+            },
+            gpu: Some(Gpu {
+                name: "NVIDIA H100 80GB HBM3".into(),
+                compute_capability: "9.0".into(),
+            }),
+            inputs: vec![TensorSpec {
+                name: "feats".into(),
+                dtype: "float32".into(),
+                shape: vec![-1, -1, 80],
+                dim_names: vec!["batch".into(), "frames".into(), String::new()],
+                profile: Some(ShapeProfile {
+                    min: vec![1, 100, 80],
+                    opt: vec![8, 300, 80],
+                    max: vec![32, 3000, 80],
+                }),
+            }],
+            outputs: vec![],
+            session: None,
+            config_file: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = sample();
+        m.write(dir.path()).unwrap();
+        let r = Manifest::read(dir.path()).unwrap();
+        assert_eq!(r, m);
+        let host = Host {
+            builder_version: Some("10.13.0".into()),
+            gpu: m.gpu.clone(),
+        };
+        r.check(dir.path(), Some(&"ab".repeat(32)), &host).unwrap();
+
+        let other_gpu = Host {
+            gpu: Some(Gpu {
+                name: "NVIDIA L4".into(),
+                compute_capability: "8.9".into(),
+            }),
+            ..host.clone()
+        };
+        let e = r
+            .check(dir.path(), None, &other_gpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("NVIDIA H100 80GB HBM3")
+                && e.contains("NVIDIA L4")
+                && e.contains("manifest.json"),
+            "{e}"
+        );
+
+        let other_trt = Host {
+            builder_version: Some("10.9.0".into()),
+            ..host.clone()
+        };
+        let e = r
+            .check(dir.path(), None, &other_trt)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trtexec 10.13.0") && e.contains("10.9.0"), "{e}");
+
+        let e = r
+            .check(dir.path(), Some(&"cd".repeat(32)), &host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("abababababab") && e.contains("cdcdcdcdcdcd"),
+            "{e}"
+        );
+
+        let e = r
+            .check(dir.path(), None, &Host::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not have") && e.contains("no GPU"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn unreadable_manifests_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Manifest::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("manifest.json") && e.contains("cannot read"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join(MANIFEST_FILE), "{\"format\": 1}").unwrap();
+        let e = Manifest::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not an engine manifest"), "{e}");
+        let mut m = sample();
+        m.format = 99;
+        std::fs::write(
+            dir.path().join(MANIFEST_FILE),
+            serde_json::to_string(&m).unwrap(),
+        )
+        .unwrap();
+        let e = Manifest::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("format 99"), "{e}");
+    }
+}
