@@ -50,6 +50,8 @@ enum Cmd {
     Quantize(QuantizeArgs),
     /// List a model's layer groups, ops and sizes; with --qdq check it against TensorRT's rules.
     Inspect(InspectArgs),
+    /// Build a deployable engine folder (model + manifest) from an fp32 or QDQ ONNX model.
+    Build(BuildArgs),
     /// Quantize one layer group at a time and measure the metric and size of each.
     Sensitivity(SensitivityArgs),
     /// Choose the groups to quantize: the smallest model within a metric budget.
@@ -192,6 +194,24 @@ pub(crate) struct AutoquantArgs {
     /// Smallest allowed output SQNR in dB (with --metric sqnr).
     #[arg(long)]
     min_sqnr: Option<f64>,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// fp32 or int8 QDQ ONNX model (a JSON config beside it is copied into the engine).
+    model: PathBuf,
+    /// Engine kind. cpu: ONNX Runtime CPU (optimised model, manifest, warm-up run).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    target: String,
+    /// Engine folder to create (replaced only when the build succeeds).
+    #[arg(long)]
+    out: PathBuf,
+    /// Graph optimisation level the engine is loaded with (0-3).
+    #[arg(long, default_value_t = 3)]
+    opt_level: u8,
+    /// Intra-op threads recorded for the engine (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Args)]
@@ -512,6 +532,39 @@ fn cmd_eval(a: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_build(a: &BuildArgs) -> Result<()> {
+    if a.opt_level > 3 {
+        bail!("--opt-level {}: expected 0-3", a.opt_level);
+    }
+    let cfg = a.model.with_extension("json");
+    let opts = CpuOptions {
+        intra_threads: a.threads,
+        opt_level: a.opt_level,
+        optimized_model_path: None,
+    };
+    let m = engines::build::build_cpu(
+        &a.model,
+        cfg.is_file().then_some(cfg.as_path()),
+        &a.out,
+        &opts,
+    )?;
+    println!(
+        "built {} engine ({}, {} {}) at {}: source sha256 {}…, inputs {}",
+        m.target,
+        m.precision,
+        m.builder.name,
+        m.builder.version,
+        a.out.display(),
+        &m.source_model.sha256[..12],
+        m.inputs
+            .iter()
+            .map(|i| format!("{} {:?}", i.name, i.shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 fn cmd_bench(b: &BenchCmd) -> Result<()> {
     match b {
         BenchCmd::Embed(a) => {
@@ -555,6 +608,7 @@ fn main() -> ExitCode {
         Cmd::Calibrate(a) => quant::cmd_calibrate(a),
         Cmd::Quantize(a) => quant::cmd_quantize(a),
         Cmd::Inspect(a) => quant::cmd_inspect(a),
+        Cmd::Build(a) => cmd_build(a),
         Cmd::Sensitivity(a) => sensitivity::cmd_sensitivity(a),
         Cmd::Autoquant(a) => sensitivity::cmd_autoquant(a),
         Cmd::Bench(b) => cmd_bench(b),

@@ -47,9 +47,13 @@ pub struct SpeakerModel {
 }
 
 impl SpeakerModel {
-    /// Opens a model given either its JSON config or its ONNX file (then `<stem>.json` beside it
-    /// must exist).
+    /// Opens a model given its JSON config, its ONNX file (then `<stem>.json` beside it must
+    /// exist), or an engine folder (`voxq build`): then its manifest is checked against this
+    /// machine and the engine's own config and model are used.
     pub fn locate(path: &Path) -> Result<SpeakerModel> {
+        if path.is_dir() {
+            return Self::from_engine(path);
+        }
         let is_json = path.extension().is_some_and(|e| e == "json");
         let config_path = if is_json {
             path.to_path_buf()
@@ -102,5 +106,41 @@ impl SpeakerModel {
             config_path,
             onnx_path,
         })
+    }
+
+    /// An engine folder: manifest checked (builder version, GPU), then its config.
+    fn from_engine(dir: &Path) -> Result<SpeakerModel> {
+        let m = engines::manifest::Manifest::read(dir)?;
+        if m.target != "cpu" {
+            return Err(RuntimeError::Config {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "a '{}' engine needs its GPU loader; this runtime opens cpu engines",
+                    m.target
+                ),
+            });
+        }
+        let host = engines::manifest::Host {
+            builder_version: Some(engines::build::ort_version()?),
+            gpu: None,
+        };
+        m.check(dir, None, &host)?;
+        let Some(cfg) = &m.config_file else {
+            return Err(RuntimeError::Config {
+                path: dir.join(engines::manifest::MANIFEST_FILE),
+                reason: "engine has no model config (build it from a model with a JSON config)"
+                    .into(),
+            });
+        };
+        let model = Self::locate(&dir.join(cfg))?;
+        log::info!(
+            "engine {}: {} {} built by {} {}, served by ONNX Runtime CPU",
+            dir.display(),
+            m.target,
+            m.precision,
+            m.builder.name,
+            m.builder.version
+        );
+        Ok(model)
     }
 }

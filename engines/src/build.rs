@@ -1,0 +1,294 @@
+//! Engine builds: ONNX Runtime CPU engines (optimised model + manifest + warm-up), built into
+//! a scratch folder and moved into place only when complete.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use exporter::model::{load_bytes, summary, Dim, ValueType};
+use ort::value::Tensor;
+
+use crate::manifest::{Builder, Manifest, SessionSettings, SourceModel, TensorSpec, FORMAT};
+use crate::ort_env::{cpu_session, first_line, CpuOptions};
+use crate::EngineError;
+
+/// File name of the model inside a CPU engine folder.
+pub const CPU_ENGINE_FILE: &str = "model.onnx";
+/// File name of the copied model config inside an engine folder.
+pub const CONFIG_FILE: &str = "model.json";
+/// Frames used for dynamic non-batch axes in the warm-up run.
+pub const WARMUP_FRAMES: i64 = 200;
+
+/// The version of the ONNX Runtime library in use (`1.31.1`), as the library reports it
+/// (`OrtGetApiBase()->GetVersionString()`).
+pub fn ort_version() -> Result<String, EngineError> {
+    crate::ort_env::environment()?;
+    let path = crate::ort_env::find_dylib()?;
+    let err = |reason: String| EngineError::OrtLoad {
+        path: path.clone(),
+        reason,
+    };
+    // SAFETY: the library is already loaded by `environment()` (dlopen returns the same
+    // handle); OrtGetApiBase has this signature in every ONNX Runtime release, and
+    // GetVersionString returns a static NUL-terminated string.
+    unsafe {
+        let lib = libloading::Library::new(&path).map_err(|e| err(e.to_string()))?;
+        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").map_err(|e| err(e.to_string()))?;
+        let base = get();
+        if base.is_null() {
+            return Err(err("OrtGetApiBase returned null".into()));
+        }
+        let v = ((*base).GetVersionString)();
+        if v.is_null() {
+            return Err(err("GetVersionString returned null".into()));
+        }
+        Ok(std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
+}
+
+/// `fp32`, `fp16` or `int8` from what the model holds: Q/DQ nodes mean int8.
+pub fn precision_of(m: &onnx_protobuf::ModelProto) -> &'static str {
+    let ops = &summary(m).op_types;
+    if ops.contains_key("QuantizeLinear") || ops.contains_key("DequantizeLinear") {
+        "int8"
+    } else if m
+        .graph
+        .initializer
+        .iter()
+        .any(|t| t.data_type == exporter::model::elem::FLOAT16)
+    {
+        "fp16"
+    } else {
+        "fp32"
+    }
+}
+
+fn specs(io: &[exporter::model::IoSummary]) -> Vec<TensorSpec> {
+    io.iter()
+        .map(|x| {
+            let (dtype, dims) = match &x.ty {
+                ValueType::Tensor { elem_type, dims } => (
+                    elem_type.name().to_string(),
+                    dims.clone().unwrap_or_default(),
+                ),
+                other => (other.to_string(), Vec::new()),
+            };
+            TensorSpec {
+                name: x.name.clone(),
+                dtype,
+                shape: dims.iter().map(|d| d.value().unwrap_or(-1)).collect(),
+                dim_names: dims
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Symbolic(s) => s.clone(),
+                        _ => String::new(),
+                    })
+                    .collect(),
+                profile: None,
+            }
+        })
+        .collect()
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::Build {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Builds an ONNX Runtime CPU engine folder at `out` from `model` (fp32 or int8 QDQ):
+/// ONNX Runtime saves its optimised graph (basic, hardware-independent optimisations; the
+/// rest run when the engine is loaded, at the level the manifest records), the model's JSON
+/// config is copied beside it, a warm-up run proves it loads and runs, and `manifest.json`
+/// describes it. A failed build leaves `out` as it was.
+pub fn build_cpu(
+    model: &Path,
+    config: Option<&Path>,
+    out: &Path,
+    opts: &CpuOptions,
+) -> Result<Manifest, EngineError> {
+    let bytes = std::fs::read(model).map_err(|e| io_err(model, e))?;
+    let proto =
+        load_bytes(&model.display().to_string(), &bytes).map_err(|e| EngineError::Build {
+            path: model.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let s = summary(&proto);
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    let scratch: PathBuf = parent.join(format!(
+        ".{}.partial-{}",
+        out.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(|e| io_err(&scratch, e))?;
+    let result = (|| {
+        // 1. the optimised model, written by ONNX Runtime itself
+        let engine = scratch.join(CPU_ENGINE_FILE);
+        let save = CpuOptions {
+            intra_threads: opts.intra_threads,
+            opt_level: 1,
+            optimized_model_path: Some(engine.clone()),
+        };
+        drop(cpu_session(model, &save)?);
+        if !engine.is_file() {
+            return Err(EngineError::Build {
+                path: model.to_path_buf(),
+                reason: "ONNX Runtime did not write the optimised model".into(),
+            });
+        }
+        let config_file = match config {
+            Some(c) => {
+                let text = std::fs::read_to_string(c).map_err(|e| io_err(c, e))?;
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| EngineError::Build {
+                        path: c.to_path_buf(),
+                        reason: format!("invalid JSON: {e}"),
+                    })?;
+                v["onnx"] = CPU_ENGINE_FILE.into();
+                let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Build {
+                    path: c.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                exporter::atomic::write_atomic(&scratch.join(CONFIG_FILE), text.as_bytes())
+                    .map_err(|e| EngineError::Build {
+                        path: scratch.join(CONFIG_FILE),
+                        reason: e.to_string(),
+                    })?;
+                Some(CONFIG_FILE.to_string())
+            }
+            None => None,
+        };
+        let manifest = Manifest {
+            format: FORMAT,
+            voxq_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            target: "cpu".into(),
+            precision: precision_of(&proto).into(),
+            source_model: SourceModel {
+                file: model
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: exporter::sensitivity::sha256_hex(&bytes),
+            },
+            engine_file: CPU_ENGINE_FILE.into(),
+            builder: Builder {
+                name: "onnxruntime".into(),
+                version: ort_version()?,
+            },
+            gpu: None,
+            inputs: specs(&s.inputs),
+            outputs: specs(&s.outputs),
+            session: Some(SessionSettings {
+                graph_optimization_level: opts.opt_level,
+                intra_threads: opts.intra_threads,
+            }),
+            config_file,
+        };
+        // 2. warm-up: load the engine as the runtime will and run it once
+        warm_up(&scratch, &manifest)?;
+        manifest.write(&scratch)?;
+        Ok(manifest)
+    })();
+    match result {
+        Ok(m) => {
+            if out.exists() {
+                std::fs::remove_dir_all(out).map_err(|e| io_err(out, e))?;
+            }
+            std::fs::rename(&scratch, out).map_err(|e| io_err(out, e))?;
+            Ok(m)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            Err(e)
+        }
+    }
+}
+
+/// Session options a manifest's CPU engine is loaded with.
+pub fn session_options(m: &Manifest) -> CpuOptions {
+    let s = m.session.clone().unwrap_or(SessionSettings {
+        graph_optimization_level: 3,
+        intra_threads: 0,
+    });
+    CpuOptions {
+        intra_threads: s.intra_threads,
+        opt_level: s.graph_optimization_level,
+        optimized_model_path: None,
+    }
+}
+
+/// Runs the engine once on zeros (dynamic batch 1, other dynamic axes [`WARMUP_FRAMES`]).
+pub fn warm_up(dir: &Path, m: &Manifest) -> Result<(), EngineError> {
+    let path = dir.join(&m.engine_file);
+    let mut session = cpu_session(&path, &session_options(m))?;
+    let mut inputs = Vec::new();
+    for spec in &m.inputs {
+        if spec.dtype != "float32" {
+            return Err(EngineError::Build {
+                path: path.clone(),
+                reason: format!(
+                    "input '{}' is {}: warm-up feeds float32 inputs only",
+                    spec.name, spec.dtype
+                ),
+            });
+        }
+        let shape: Vec<i64> = spec
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                if d >= 0 {
+                    d
+                } else if i == 0 {
+                    1
+                } else {
+                    WARMUP_FRAMES
+                }
+            })
+            .collect();
+        let n: i64 = shape.iter().product();
+        let t = Tensor::<f32>::from_array((shape.clone(), vec![0f32; n.max(0) as usize])).map_err(
+            |e| EngineError::Build {
+                path: path.clone(),
+                reason: format!("warm-up input '{}': {e}", spec.name),
+            },
+        )?;
+        inputs.push((spec.name.clone(), t));
+    }
+    let outs = session
+        .run(
+            inputs
+                .iter()
+                .map(|(n, t)| (n.as_str(), t.view().into_dyn()))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| EngineError::Build {
+            path: path.clone(),
+            reason: format!("warm-up run failed: {}", first_line(&e.to_string())),
+        })?;
+    for spec in &m.outputs {
+        if let Some(v) = outs.get(spec.name.as_str()) {
+            if let Ok((_, vals)) = v.try_extract_tensor::<f32>() {
+                if vals.iter().any(|x| !x.is_finite()) {
+                    return Err(EngineError::Build {
+                        path: path.clone(),
+                        reason: format!("warm-up output '{}' is not finite", spec.name),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

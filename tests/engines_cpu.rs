@@ -1,0 +1,139 @@
+//! `voxq build --target cpu`: engine folders with manifests, loaded back by the runtime, with
+//! the same embeddings as the source model; mismatched manifests are refused; a failed build
+//! leaves nothing behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_one_line_error, cosine, list, root, s, stderr, stdout, voxq};
+use serde_json::Value;
+
+const ECAPA: &str = "fixtures/models/ecapa_distil.onnx";
+
+fn build(model: &Path, out: &Path) -> Value {
+    let o = voxq(&["build", s(model), "--target", "cpu", "--out", s(out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("built cpu engine"), "{}", stdout(&o));
+    serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn embed(model: &Path, wavs: &[std::path::PathBuf], out: &Path) -> Vec<Vec<f64>> {
+    let mut args = vec!["embed", "--model", s(model), "--out", s(out)];
+    args.extend(wavs.iter().map(|w| s(w)));
+    let o = voxq(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    common::embeddings(out).into_values().collect()
+}
+
+#[test]
+fn cpu_engines_load_by_manifest_and_match_the_source_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // an int8 QDQ model of the same network
+    let calib = d.join("calib.txt");
+    let text = std::fs::read_to_string(root().join("fixtures/trials/calib.txt")).unwrap();
+    std::fs::write(&calib, text.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
+    let table = d.join("table.json");
+    let o = voxq(&[
+        "calibrate",
+        "--model",
+        ECAPA,
+        "--calib",
+        s(&calib),
+        "--audio-root",
+        s(&common::speech()),
+        "--out",
+        s(&table),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let qdq = d.join("ecapa.qdq.onnx");
+    let o = voxq(&["quantize", ECAPA, "--table", s(&table), "--out", s(&qdq)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let wavs = list("fixtures/trials/calib.txt", 3);
+    for (src, name, precision) in [
+        (root().join(ECAPA), "cpu-fp32", "fp32"),
+        (qdq.clone(), "cpu-int8", "int8"),
+    ] {
+        let eng = d.join(name);
+        let m = build(&src, &eng);
+        assert_eq!(m["target"], "cpu");
+        assert_eq!(m["precision"], precision);
+        assert_eq!(m["builder"]["name"], "onnxruntime");
+        assert_eq!(m["builder"]["version"], engines::ort_env::ORT_VERSION);
+        assert_eq!(
+            m["source_model"]["sha256"],
+            runtime::fsutil::sha256_file(&src).unwrap()
+        );
+        assert_eq!(m["inputs"][0]["name"], "feats");
+        assert_eq!(m["inputs"][0]["shape"], serde_json::json!([-1, -1, 80]));
+        assert_eq!(m["outputs"][0]["name"], "embedding");
+        for f in ["manifest.json", "model.onnx", "model.json"] {
+            assert!(eng.join(f).is_file(), "{name}: {f} missing");
+        }
+        let a = embed(&src, &wavs, &d.join(format!("{name}-src.tsv")));
+        let b = embed(&eng, &wavs, &d.join(format!("{name}-eng.tsv")));
+        for (x, y) in a.iter().zip(&b) {
+            let c = cosine(x, y);
+            assert!(c > 0.99999, "{name}: engine vs source cosine {c}");
+        }
+    }
+    // nothing but the two engines and the inputs: no scratch folders left
+    let partial: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(partial.is_empty());
+}
+
+#[test]
+fn mismatched_manifests_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eng = tmp.path().join("e");
+    let m = build(&root().join(ECAPA), &eng);
+    let wav = list("fixtures/trials/calib.txt", 1).remove(0);
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut v = m.clone();
+        f(&mut v);
+        std::fs::write(
+            eng.join("manifest.json"),
+            serde_json::to_string(&v).unwrap(),
+        )
+        .unwrap();
+    };
+    edit(&|v| v["builder"]["version"] = "1.16.0".into());
+    let o = voxq(&["embed", "--model", s(&eng), s(&wav)]);
+    assert_one_line_error(
+        &o,
+        &[
+            "manifest.json",
+            "onnxruntime 1.16.0",
+            engines::ort_env::ORT_VERSION,
+        ],
+    );
+    edit(&|v| v["format"] = 7.into());
+    let o = voxq(&["embed", "--model", s(&eng), s(&wav)]);
+    assert_one_line_error(&o, &["manifest.json", "format 7"]);
+    edit(&|v| v["target"] = "tensorrt".into());
+    let o = voxq(&["embed", "--model", s(&eng), s(&wav)]);
+    assert_one_line_error(&o, &["tensorrt"]);
+}
+
+#[test]
+fn a_failed_build_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let out = tmp.path().join("engine");
+    let o = voxq(&["build", s(&bad), "--out", s(&out)]);
+    assert_one_line_error(&o, &["bad.onnx"]);
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "only bad.onnx remains"
+    );
+}
