@@ -157,7 +157,7 @@ pub fn build_cpu(
                     path: c.to_path_buf(),
                     reason: e.to_string(),
                 })?;
-                exporter::atomic::write_atomic(&scratch.join(CONFIG_FILE), text.as_bytes())
+                exporter::atomic::write_atomic(scratch.join(CONFIG_FILE), text.as_bytes())
                     .map_err(|e| EngineError::Build {
                         path: scratch.join(CONFIG_FILE),
                         reason: e.to_string(),
