@@ -10,7 +10,7 @@ TRIALS := fixtures/trials/trials.txt
 OUT := out
 export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so
 
-.PHONY: sensitivity all setup setup-ort setup-speech setup-onnx-tests setup-pyref check-tools build demo test bench lint clean
+.PHONY: engines sensitivity all setup setup-ort setup-speech setup-onnx-tests setup-pyref check-tools build demo test bench lint clean
 
 all: build
 
@@ -57,6 +57,11 @@ test: setup
 
 bench: setup-ort setup-speech build
 	bash tools/bench_quant.sh
+
+# Engine folders with manifests (issue 5): CPU engines for every float model under
+# fixtures/models; TensorRT when found (TRT=1: required).
+engines: setup-ort setup-speech build
+	bash tools/build_engines.sh
 
 # Per-group sensitivity and automatic mixed precision (issue 4): CAM++ and the distilled
 # ECAPA-TDNN on the EER trials, CAM++ with scope groups (depth=2) on the label-free SQNR.

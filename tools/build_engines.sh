@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `make engines`: for each speaker model under fixtures/models (a JSON config whose ONNX file is
+# a float model), build out/engines/<name>/cpu-fp32 and cpu-int8 (entropy calibration on
+# fixtures/trials/calib.txt, tables kept in out/engines/<name>/). cpu-int8 uses the TensorRT
+# QDQ placement: ONNX Runtime 1.31.1 aborts (a C++ assertion in its basic graph optimisations)
+# on the ORT-CPU placement of the ECAPA-TDNN models, see the issue-5 notes.
+# TensorRT: looked for as `trtexec` on PATH or under $TENSORRT_ROOT/bin. Without it, one line
+# says so and only CPU engines are built (exit 0); TRT=1 makes TensorRT required.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VOXQ=target/release/voxq
+OUT=${OUT:-out/engines}
+SPEECH=.cache/speech
+
+trtexec=$(command -v trtexec || true)
+if [ -z "$trtexec" ] && [ -n "${TENSORRT_ROOT:-}" ] && [ -x "$TENSORRT_ROOT/bin/trtexec" ]; then
+  trtexec="$TENSORRT_ROOT/bin/trtexec"
+fi
+if [ -z "$trtexec" ]; then
+  if [ "${TRT:-0}" = 1 ]; then
+    echo "error: TRT=1 but TensorRT was not found (no trtexec on PATH or under TENSORRT_ROOT/bin)" >&2
+    exit 1
+  fi
+  echo "TensorRT not found (no trtexec on PATH or under TENSORRT_ROOT/bin): building CPU engines only"
+elif [ "${TRT:-0}" = 1 ]; then
+  echo "error: TRT=1: found $trtexec, but TensorRT engine builds are not in this version of voxq yet (issue 5)" >&2
+  exit 1
+fi
+
+for cfg in fixtures/models/*.json; do
+  case "$cfg" in *.eval.json) continue ;; esac
+  name=$(basename "$cfg" .json)
+  onnx=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["onnx"])' "$cfg")
+  model="fixtures/models/$onnx"
+  [ -f "$model" ] || continue
+  # float models only: a QDQ fixture (ORT's own quantizer output) is not a source here
+  if "$VOXQ" inspect "$model" --json | grep -q '"QuantizeLinear"'; then continue; fi
+  dir="$OUT/$name"
+  mkdir -p "$dir"
+  echo "== $name" >&2
+  "$VOXQ" build "$model" --target cpu --out "$dir/cpu-fp32"
+  [ -f "$dir/entropy.json" ] || "$VOXQ" calibrate --model "$cfg" --calib fixtures/trials/calib.txt \
+    --audio-root "$SPEECH" --method entropy --out "$dir/entropy.json" --quiet
+  "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target tensorrt --out "$dir/$name.int8.onnx" >/dev/null
+  "$VOXQ" build "$dir/$name.int8.onnx" --target cpu --out "$dir/cpu-int8"
+done
+echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8}/manifest.json" >&2
