@@ -236,6 +236,10 @@ pub(crate) struct ModelArgs {
     /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Execution provider: auto (TensorRT, else CUDA, else CPU; the choice is logged with
+    /// RUST_LOG=info), cpu, cuda, tensorrt (an explicit one that is missing is an error).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "tensorrt"])]
+    device: String,
 }
 
 impl ModelArgs {
@@ -243,6 +247,7 @@ impl ModelArgs {
         let model = SpeakerModel::locate(&self.model)?;
         let opts = CpuOptions {
             intra_threads: self.threads,
+            device: self.device.parse()?,
             ..CpuOptions::default()
         };
         Ok(Embedder::open(model, &opts)?)
@@ -541,6 +546,7 @@ fn cmd_build(a: &BuildArgs) -> Result<()> {
         intra_threads: a.threads,
         opt_level: a.opt_level,
         optimized_model_path: None,
+        device: engines::ort_env::Device::Cpu,
     };
     let m = engines::build::build_cpu(
         &a.model,

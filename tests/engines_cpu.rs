@@ -137,3 +137,39 @@ fn a_failed_build_leaves_nothing() {
         "only bad.onnx remains"
     );
 }
+
+#[test]
+fn devices_auto_falls_back_to_cpu_and_explicit_missing_devices_fail() {
+    let wav = list("fixtures/trials/calib.txt", 1).remove(0);
+    for (dev, ep) in [
+        ("tensorrt", "TensorrtExecutionProvider"),
+        ("cuda", "CUDAExecutionProvider"),
+    ] {
+        let o = voxq(&["embed", "--model", ECAPA, "--device", dev, s(&wav)]);
+        if engines::ort_env::available_devices()
+            .unwrap()
+            .iter()
+            .any(|d| format!("{d:?}").eq_ignore_ascii_case(dev))
+        {
+            println!("{dev} is available here: the missing-device error cannot be checked");
+            continue;
+        }
+        assert_one_line_error(&o, &[ep, "--device cpu"]);
+        assert!(stdout(&o).is_empty());
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_voxq"))
+        .args(["embed", "--model", ECAPA, "--device", "auto", s(&wav)])
+        .current_dir(root())
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let served = stderr(&o);
+    let first = engines::ort_env::available_devices().unwrap()[0];
+    let want = match first {
+        engines::ort_env::Device::Tensorrt => "TensorrtExecutionProvider",
+        engines::ort_env::Device::Cuda => "CUDAExecutionProvider",
+        _ => "CPUExecutionProvider",
+    };
+    assert!(served.contains(&format!("served by {want}")), "{served}");
+}

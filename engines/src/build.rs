@@ -136,6 +136,7 @@ pub fn build_cpu(
             intra_threads: opts.intra_threads,
             opt_level: 1,
             optimized_model_path: Some(engine.clone()),
+            device: crate::ort_env::Device::Cpu,
         };
         drop(cpu_session(model, &save)?);
         if !engine.is_file() {
@@ -226,6 +227,7 @@ pub fn session_options(m: &Manifest) -> CpuOptions {
         intra_threads: s.intra_threads,
         opt_level: s.graph_optimization_level,
         optimized_model_path: None,
+        device: crate::ort_env::Device::Cpu,
     }
 }
 

@@ -31,6 +31,8 @@ pub enum EngineError {
     },
     #[error("{path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Device(String),
     #[error("shape profile '{profile}': {reason}")]
     Profile { profile: String, reason: String },
     #[error("{path}: engine build failed: {reason}")]

@@ -1,4 +1,5 @@
-//! ONNX Runtime: find the shared library, initialise the environment once, open CPU sessions.
+//! ONNX Runtime: find the shared library, initialise the environment once, open sessions on
+//! the CPU or, by `--device`, on TensorRT / CUDA execution providers with the CPU fallback.
 //!
 //! The library is loaded at run time (`ort`'s `load-dynamic`). It is looked for in
 //! `ORT_DYLIB_PATH`, then in the project's install folder (`.cache/onnxruntime/`, filled by
@@ -79,6 +80,103 @@ pub struct CpuOptions {
     pub opt_level: u8,
     /// Where ONNX Runtime should save the optimised model, if anywhere.
     pub optimized_model_path: Option<PathBuf>,
+    /// Execution provider choice.
+    pub device: Device,
+}
+
+/// Which execution provider serves a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// TensorRT, else CUDA, else CPU: the first this ONNX Runtime build has.
+    Auto,
+    #[default]
+    Cpu,
+    Cuda,
+    Tensorrt,
+}
+
+impl std::str::FromStr for Device {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Device, EngineError> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            "tensorrt" => Ok(Device::Tensorrt),
+            other => Err(EngineError::Device(format!(
+                "unknown device '{other}' (auto, cpu, cuda, tensorrt)"
+            ))),
+        }
+    }
+}
+
+/// Execution providers this ONNX Runtime build offers, in voxq's preference order.
+pub fn available_devices() -> Result<Vec<Device>, EngineError> {
+    use ort::ep::ExecutionProvider;
+    environment()?;
+    let mut v = Vec::new();
+    if ort::ep::TensorRT::is_available().unwrap_or(false) {
+        v.push(Device::Tensorrt);
+    }
+    if ort::ep::CUDA::is_available().unwrap_or(false) {
+        v.push(Device::Cuda);
+    }
+    v.push(Device::Cpu);
+    Ok(v)
+}
+
+fn ep_name(d: Device) -> &'static str {
+    match d {
+        Device::Tensorrt => "TensorrtExecutionProvider",
+        Device::Cuda => "CUDAExecutionProvider",
+        Device::Cpu | Device::Auto => "CPUExecutionProvider",
+    }
+}
+
+/// Registers the execution provider for `device` on a session builder; returns the device
+/// chosen. An explicit device this build lacks is an error, never a silent fallback.
+fn with_device(
+    b: ort::session::builder::SessionBuilder,
+    device: Device,
+    name: &str,
+) -> Result<(ort::session::builder::SessionBuilder, Device), EngineError> {
+    let have = available_devices()?;
+    let chosen = match device {
+        Device::Auto => have[0],
+        d if have.contains(&d) => d,
+        d => {
+            return Err(EngineError::Device(format!(
+                "{name}: --device {} asked for the {} but this ONNX Runtime {} build has only {}; use --device cpu or auto, or an onnxruntime-gpu build with it",
+                match d {
+                    Device::Cuda => "cuda",
+                    _ => "tensorrt",
+                },
+                ep_name(d),
+                crate::ort_env::ORT_VERSION,
+                have.iter().map(|d| ep_name(*d)).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let b = match chosen {
+        Device::Tensorrt => b.with_execution_providers([
+            ort::ep::TensorRT::default().build().error_on_failure(),
+            ort::ep::CPU::default().build(),
+        ]),
+        Device::Cuda => b.with_execution_providers([
+            ort::ep::CUDA::default().build().error_on_failure(),
+            ort::ep::CPU::default().build(),
+        ]),
+        _ => Ok(b),
+    }
+    .map_err(|e| {
+        EngineError::Device(format!(
+            "{name}: {}: {}",
+            ep_name(chosen),
+            first_line(&e.to_string())
+        ))
+    })?;
+    log::info!("{name}: served by {}", ep_name(chosen));
+    Ok((b, chosen))
 }
 
 impl Default for CpuOptions {
@@ -87,6 +185,7 @@ impl Default for CpuOptions {
             intra_threads: 0,
             opt_level: 3,
             optimized_model_path: None,
+            device: Device::Cpu,
         }
     }
 }
@@ -124,6 +223,7 @@ pub fn cpu_session(model: &Path, opts: &CpuOptions) -> Result<Session, EngineErr
             .with_optimized_model_path(p)
             .map_err(|e| open_err(e.to_string()))?;
     }
+    let (mut b, _) = with_device(b, opts.device, &model.display().to_string())?;
     b.commit_from_file(model)
         .map_err(|e| open_err(first_line(&e.to_string())))
 }
@@ -148,6 +248,7 @@ pub fn cpu_session_from_bytes(
             .with_intra_threads(opts.intra_threads)
             .map_err(|e| open_err(e.to_string()))?;
     }
+    let (mut b, _) = with_device(b, opts.device, name)?;
     b.commit_from_memory(bytes)
         .map_err(|e| open_err(first_line(&e.to_string())))
 }

@@ -134,7 +134,7 @@ impl SpeakerModel {
         };
         let model = Self::locate(&dir.join(cfg))?;
         log::info!(
-            "engine {}: {} {} built by {} {}, served by ONNX Runtime CPU",
+            "engine {}: {} {} built by {} {}",
             dir.display(),
             m.target,
             m.precision,
