@@ -52,6 +52,8 @@ enum Cmd {
     Inspect(InspectArgs),
     /// Build a deployable engine folder (model + manifest) from an fp32 or QDQ ONNX model.
     Build(BuildArgs),
+    /// Write a Triton Inference Server model repository from engine folders.
+    ExportTriton(ExportTritonArgs),
     /// Quantize one layer group at a time and measure the metric and size of each.
     Sensitivity(SensitivityArgs),
     /// Choose the groups to quantize: the smallest model within a metric budget.
@@ -212,6 +214,29 @@ struct BuildArgs {
     /// Intra-op threads recorded for the engine (0 = ONNX Runtime's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+#[derive(Args)]
+struct ExportTritonArgs {
+    /// Engine folders (`voxq build`); each becomes a repository entry named after its
+    /// parent and folder, e.g. out/engines/campplus/cpu-int8 -> campplus_cpu-int8.
+    #[arg(required = true)]
+    engines: Vec<PathBuf>,
+    /// Repository folder to write into.
+    #[arg(long)]
+    repo: PathBuf,
+    /// Largest batch Triton forms (0: no batching; the model's batch axis is then explicit).
+    #[arg(long, default_value_t = 32)]
+    max_batch_size: u32,
+    /// Model instances per device.
+    #[arg(long, default_value_t = 1)]
+    instances: u32,
+    /// Serve ONNX engines on GPUs (QDQ models get TensorRT INT8 acceleration).
+    #[arg(long)]
+    gpu: bool,
+    /// Dynamic batching queue delay.
+    #[arg(long, default_value_t = 1000)]
+    max_queue_delay_us: u64,
 }
 
 #[derive(Args)]
@@ -571,6 +596,41 @@ fn cmd_build(a: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_export_triton(a: &ExportTritonArgs) -> Result<()> {
+    let o = engines::triton::TritonOptions {
+        max_batch_size: a.max_batch_size,
+        instances: a.instances,
+        gpu: a.gpu,
+        max_queue_delay_us: a.max_queue_delay_us,
+    };
+    for dir in &a.engines {
+        let leaf = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parent = dir
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        let name: String = match parent {
+            Some(p) if !p.is_empty() => format!("{p}_{leaf}"),
+            _ => leaf,
+        }
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+        let entry = engines::triton::export(dir, &name, &a.repo, &o)?;
+        println!("wrote {}", entry.display());
+    }
+    Ok(())
+}
+
 fn cmd_bench(b: &BenchCmd) -> Result<()> {
     match b {
         BenchCmd::Embed(a) => {
@@ -615,6 +675,7 @@ fn main() -> ExitCode {
         Cmd::Quantize(a) => quant::cmd_quantize(a),
         Cmd::Inspect(a) => quant::cmd_inspect(a),
         Cmd::Build(a) => cmd_build(a),
+        Cmd::ExportTriton(a) => cmd_export_triton(a),
         Cmd::Sensitivity(a) => sensitivity::cmd_sensitivity(a),
         Cmd::Autoquant(a) => sensitivity::cmd_autoquant(a),
         Cmd::Bench(b) => cmd_bench(b),

@@ -173,3 +173,118 @@ fn devices_auto_falls_back_to_cpu_and_explicit_missing_devices_fail() {
     };
     assert!(served.contains(&format!("served by {want}")), "{served}");
 }
+
+#[test]
+fn triton_repository_config_matches_the_manifest() {
+    use engines::triton::{parse_pbtxt, PbValue};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // an fp32 engine and an int8 QDQ engine (the committed ONNX Runtime quantizer output)
+    let fp32 = d.join("ecapa").join("cpu-fp32");
+    let int8 = d.join("auralis").join("cpu-int8");
+    build(&root().join(ECAPA), &fp32);
+    build(
+        &root().join("fixtures/models/ecapa_auralis.ort_qdq.onnx"),
+        &int8,
+    );
+    let repo = d.join("repo");
+    for (gpu, eng, name) in [
+        (false, &fp32, "ecapa_cpu-fp32"),
+        (true, &int8, "auralis_cpu-int8"),
+    ] {
+        let mut args = vec![
+            "export-triton",
+            s(eng),
+            "--repo",
+            s(&repo),
+            "--max-batch-size",
+            "16",
+            "--instances",
+            "2",
+        ];
+        if gpu {
+            args.push("--gpu");
+        }
+        let o = voxq(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m: Value =
+            serde_json::from_str(&std::fs::read_to_string(eng.join("manifest.json")).unwrap())
+                .unwrap();
+        let cfg =
+            parse_pbtxt(&std::fs::read_to_string(repo.join(name).join("config.pbtxt")).unwrap())
+                .unwrap();
+        assert!(repo.join(name).join("1/model.onnx").is_file());
+        let one = |msg: &engines::triton::PbMessage, k: &str| -> String {
+            match msg.get(k).and_then(|v| v.first()) {
+                Some(PbValue::Scalar(x)) => x.clone(),
+                other => panic!("{k}: {other:?}"),
+            }
+        };
+        let sub =
+            |msg: &engines::triton::PbMessage, k: &str, i: usize| -> engines::triton::PbMessage {
+                match msg.get(k).and_then(|v| v.get(i)) {
+                    Some(PbValue::Message(x)) => x.clone(),
+                    other => panic!("{k}[{i}]: {other:?}"),
+                }
+            };
+        assert_eq!(one(&cfg, "name"), name);
+        assert_eq!(one(&cfg, "platform"), "onnxruntime_onnx");
+        assert_eq!(one(&cfg, "max_batch_size"), "16");
+        for (key, specs) in [("input", &m["inputs"]), ("output", &m["outputs"])] {
+            let specs = specs.as_array().unwrap();
+            assert_eq!(cfg[key].len(), specs.len());
+            for (i, spec) in specs.iter().enumerate() {
+                let t = sub(&cfg, key, i);
+                assert_eq!(one(&t, "name"), spec["name"].as_str().unwrap());
+                assert_eq!(one(&t, "data_type"), "TYPE_FP32");
+                let dims: Vec<i64> = t["dims"]
+                    .iter()
+                    .map(|v| match v {
+                        PbValue::Scalar(x) => x.parse().unwrap(),
+                        _ => panic!(),
+                    })
+                    .collect();
+                let shape: Vec<i64> = spec["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect();
+                assert_eq!(shape[0], -1, "batch axis is dynamic");
+                assert_eq!(dims, shape[1..], "{key} {i}: dims without the batch axis");
+            }
+        }
+        assert_eq!(
+            one(
+                &sub(&cfg, "dynamic_batching", 0),
+                "max_queue_delay_microseconds"
+            ),
+            "1000"
+        );
+        let ig = sub(&cfg, "instance_group", 0);
+        assert_eq!(one(&ig, "count"), "2");
+        assert_eq!(one(&ig, "kind"), if gpu { "KIND_GPU" } else { "KIND_CPU" });
+        if gpu {
+            assert_eq!(m["precision"], "int8");
+            let acc = sub(
+                &sub(&sub(&cfg, "optimization", 0), "execution_accelerators", 0),
+                "gpu_execution_accelerator",
+                0,
+            );
+            assert_eq!(one(&acc, "name"), "tensorrt");
+            let params: Vec<(String, String)> = acc["parameters"]
+                .iter()
+                .map(|p| match p {
+                    PbValue::Message(p) => (one(p, "key"), one(p, "value")),
+                    _ => panic!(),
+                })
+                .collect();
+            assert!(
+                params.contains(&("precision_mode".into(), "INT8".into())),
+                "{params:?}"
+            );
+        } else {
+            assert!(!cfg.contains_key("optimization"));
+        }
+    }
+}

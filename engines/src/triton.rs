@@ -1,0 +1,303 @@
+//! Triton Inference Server model repositories from engine folders: `config.pbtxt` (platform,
+//! max batch size, tensors from the manifest, dynamic batching, instance groups, TensorRT
+//! acceleration of QDQ ONNX on GPUs) plus the version folder; and a reader for the protobuf
+//! text format subset those configs use, so they can be checked.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::manifest::{Manifest, TensorSpec};
+use crate::EngineError;
+
+/// How a repository entry is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TritonOptions {
+    pub max_batch_size: u32,
+    /// Instances per device.
+    pub instances: u32,
+    /// Serve ONNX engines on GPUs (`KIND_GPU`; QDQ models get TensorRT INT8 acceleration).
+    pub gpu: bool,
+    pub max_queue_delay_us: u64,
+}
+
+impl Default for TritonOptions {
+    fn default() -> Self {
+        TritonOptions {
+            max_batch_size: 32,
+            instances: 1,
+            gpu: false,
+            max_queue_delay_us: 1000,
+        }
+    }
+}
+
+fn triton_type(dtype: &str) -> Option<&'static str> {
+    Some(match dtype {
+        "float32" => "TYPE_FP32",
+        "float16" => "TYPE_FP16",
+        "bfloat16" => "TYPE_BF16",
+        "float64" => "TYPE_FP64",
+        "int8" => "TYPE_INT8",
+        "uint8" => "TYPE_UINT8",
+        "int32" => "TYPE_INT32",
+        "int64" => "TYPE_INT64",
+        "bool" => "TYPE_BOOL",
+        _ => return None,
+    })
+}
+
+fn tensors(
+    s: &mut String,
+    key: &str,
+    specs: &[TensorSpec],
+    batched: bool,
+    m: &Path,
+) -> Result<(), EngineError> {
+    let _ = writeln!(s, "{key} [");
+    for (i, t) in specs.iter().enumerate() {
+        let ty = triton_type(&t.dtype).ok_or_else(|| EngineError::Manifest {
+            path: m.to_path_buf(),
+            reason: format!("tensor '{}': dtype {} has no Triton type", t.name, t.dtype),
+        })?;
+        if batched && t.shape.first().is_some_and(|d| *d >= 0) {
+            return Err(EngineError::Manifest {
+                path: m.to_path_buf(),
+                reason: format!(
+                    "tensor '{}' has a fixed first axis {:?}: Triton batching needs a dynamic batch axis (use --max-batch-size 0)",
+                    t.name, t.shape
+                ),
+            });
+        }
+        let dims: Vec<String> = t
+            .shape
+            .iter()
+            .skip(batched as usize)
+            .map(|d| d.to_string())
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {{\n    name: \"{}\"\n    data_type: {ty}\n    dims: [ {} ]\n  }}{}",
+            t.name,
+            dims.join(", "),
+            if i + 1 < specs.len() { "," } else { "" }
+        );
+    }
+    s.push_str("]\n");
+    Ok(())
+}
+
+/// `config.pbtxt` for an engine described by `m` (its folder `dir`, for messages).
+pub fn config_pbtxt(
+    name: &str,
+    m: &Manifest,
+    dir: &Path,
+    o: &TritonOptions,
+) -> Result<String, EngineError> {
+    let mpath = dir.join(crate::manifest::MANIFEST_FILE);
+    let platform = match m.target.as_str() {
+        "tensorrt" => "tensorrt_plan",
+        "cpu" | "tensorrt-ort" => "onnxruntime_onnx",
+        other => {
+            return Err(EngineError::Manifest {
+                path: mpath,
+                reason: format!("target '{other}' has no Triton platform"),
+            })
+        }
+    };
+    let batched = o.max_batch_size > 0;
+    let gpu = o.gpu || platform == "tensorrt_plan";
+    let mut s = format!(
+        "name: \"{name}\"\nplatform: \"{platform}\"\nmax_batch_size: {}\n",
+        o.max_batch_size
+    );
+    tensors(&mut s, "input", &m.inputs, batched, &mpath)?;
+    tensors(&mut s, "output", &m.outputs, batched, &mpath)?;
+    if batched {
+        let _ = writeln!(
+            s,
+            "dynamic_batching {{\n  max_queue_delay_microseconds: {}\n}}",
+            o.max_queue_delay_us
+        );
+    }
+    let _ = writeln!(
+        s,
+        "instance_group [\n  {{\n    count: {}\n    kind: {}\n  }}\n]",
+        o.instances,
+        if gpu { "KIND_GPU" } else { "KIND_CPU" }
+    );
+    if gpu && platform == "onnxruntime_onnx" {
+        let precision = match m.precision.as_str() {
+            "int8" => "INT8",
+            "fp16" => "FP16",
+            _ => "FP32",
+        };
+        let _ = writeln!(
+            s,
+            "optimization {{\n  execution_accelerators {{\n    gpu_execution_accelerator : [\n      {{\n        name : \"tensorrt\"\n        parameters {{ key: \"precision_mode\" value: \"{precision}\" }}\n        parameters {{ key: \"max_workspace_size_bytes\" value: \"1073741824\" }}\n      }}\n    ]\n  }}\n}}"
+        );
+    }
+    Ok(s)
+}
+
+/// Triton's file name for a platform's model.
+pub fn model_file(platform_target: &str) -> &'static str {
+    if platform_target == "tensorrt" {
+        "model.plan"
+    } else {
+        "model.onnx"
+    }
+}
+
+/// Writes `repo/<name>/config.pbtxt` and `repo/<name>/1/<model file>` for an engine folder.
+pub fn export(
+    dir: &Path,
+    name: &str,
+    repo: &Path,
+    o: &TritonOptions,
+) -> Result<std::path::PathBuf, EngineError> {
+    let m = Manifest::read(dir)?;
+    let cfg = config_pbtxt(name, &m, dir, o)?;
+    let entry = repo.join(name);
+    let io = |p: &Path, e: std::io::Error| EngineError::Build {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let version = entry.join("1");
+    std::fs::create_dir_all(&version).map_err(|e| io(&version, e))?;
+    let src = dir.join(&m.engine_file);
+    let dst = version.join(model_file(&m.target));
+    let tmp = version.join(format!(".{}.tmp", model_file(&m.target)));
+    std::fs::copy(&src, &tmp).map_err(|e| io(&src, e))?;
+    std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+    exporter::atomic::write_atomic(entry.join("config.pbtxt"), cfg.as_bytes()).map_err(|e| {
+        EngineError::Build {
+            path: entry.join("config.pbtxt"),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(entry)
+}
+
+/// A value in protobuf text format: a scalar (kept as written, strings unquoted) or a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PbValue {
+    Scalar(String),
+    Message(PbMessage),
+}
+
+/// A message: every field name with its values in order (repeated fields have several).
+pub type PbMessage = BTreeMap<String, Vec<PbValue>>;
+
+/// Reads the protobuf text format subset of Triton configs: `key: value`, `key { ... }`,
+/// `key: [ v, v ]`, `key [ {..}, {..} ]`, quoted strings, `#` comments.
+pub fn parse_pbtxt(text: &str) -> Result<PbMessage, String> {
+    let toks = tokenize(text)?;
+    let mut i = 0;
+    let m = parse_fields(&toks, &mut i, None)?;
+    if i != toks.len() {
+        return Err(format!("unexpected '{}'", toks[i]));
+    }
+    Ok(m)
+}
+
+fn tokenize(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut it = text.chars().peekable();
+    while let Some(&c) = it.peek() {
+        if c.is_whitespace() {
+            it.next();
+        } else if c == '#' {
+            for c in it.by_ref() {
+                if c == '\n' {
+                    break;
+                }
+            }
+        } else if "{}[]:,".contains(c) {
+            out.push(c.to_string());
+            it.next();
+        } else if c == '"' {
+            it.next();
+            let mut s = String::from("\"");
+            loop {
+                match it.next() {
+                    Some('"') => break,
+                    Some('\\') => s.extend(it.next()),
+                    Some(c) => s.push(c),
+                    None => return Err("unterminated string".into()),
+                }
+            }
+            out.push(s);
+        } else {
+            let mut s = String::new();
+            while let Some(&c) = it.peek() {
+                if c.is_whitespace() || "{}[]:,#\"".contains(c) {
+                    break;
+                }
+                s.push(c);
+                it.next();
+            }
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn scalar(t: &str) -> PbValue {
+    PbValue::Scalar(t.strip_prefix('"').unwrap_or(t).to_string())
+}
+
+fn parse_fields(toks: &[String], i: &mut usize, close: Option<&str>) -> Result<PbMessage, String> {
+    let mut m = PbMessage::new();
+    while *i < toks.len() {
+        if Some(toks[*i].as_str()) == close {
+            *i += 1;
+            return Ok(m);
+        }
+        let key = toks[*i].clone();
+        if "{}[]:,".contains(key.as_str()) {
+            return Err(format!("expected a field name, found '{key}'"));
+        }
+        *i += 1;
+        if toks.get(*i).map(String::as_str) == Some(":") {
+            *i += 1;
+        }
+        let vals = m.entry(key.clone()).or_default();
+        match toks.get(*i).map(String::as_str) {
+            Some("{") => {
+                *i += 1;
+                vals.push(PbValue::Message(parse_fields(toks, i, Some("}"))?));
+            }
+            Some("[") => {
+                *i += 1;
+                loop {
+                    match toks.get(*i).map(String::as_str) {
+                        Some("]") => {
+                            *i += 1;
+                            break;
+                        }
+                        Some(",") => *i += 1,
+                        Some("{") => {
+                            *i += 1;
+                            vals.push(PbValue::Message(parse_fields(toks, i, Some("}"))?));
+                        }
+                        Some(t) => {
+                            vals.push(scalar(t));
+                            *i += 1;
+                        }
+                        None => return Err(format!("unterminated list for '{key}'")),
+                    }
+                }
+            }
+            Some(t) if !"{}[]:,".contains(t) => {
+                vals.push(scalar(t));
+                *i += 1;
+            }
+            other => return Err(format!("field '{key}': unexpected {other:?}")),
+        }
+    }
+    match close {
+        Some(c) => Err(format!("missing '{c}'")),
+        None => Ok(m),
+    }
+}
