@@ -19,7 +19,7 @@ const TICKS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9,
 ];
 
-pub(crate) fn register_font() {
+fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bundled DejaVu Sans keeps plots independent of the machine's fonts.
@@ -42,6 +42,15 @@ fn pct(p: f64) -> String {
 
 /// Draws DET curves to a PNG file (written atomically).
 pub fn det_png(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> Result<()> {
+    png_atomic(path, |tmp| draw(tmp, title, curves))
+}
+
+/// Renders a PNG with `draw` (given a scratch path beside `path`, since plotters' bitmap
+/// backend writes files itself) and moves it to `path` atomically.
+pub(crate) fn png_atomic(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<()> {
     register_font();
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
@@ -52,14 +61,12 @@ pub fn det_png(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> Result<()> 
             .unwrap_or_default(),
         std::process::id()
     ));
-    let plot_err = |reason: String| RuntimeError::Plot {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let res = draw(&tmp, title, curves).map_err(plot_err);
-    if let Err(e) = res {
+    if let Err(reason) = draw(&tmp) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        return Err(RuntimeError::Plot {
+            path: path.to_path_buf(),
+            reason,
+        });
     }
     let bytes = std::fs::read(&tmp).map_err(|e| RuntimeError::Io {
         path: tmp.clone(),
