@@ -288,3 +288,50 @@ fn triton_repository_config_matches_the_manifest() {
         }
     }
 }
+
+#[test]
+fn ort_cpu_placement_of_ecapa_loads_in_onnx_runtime() {
+    // ONNX Runtime 1.31 aborted (C++ assertion, process killed) on this model when the final
+    // fc Conv had an output Q/DQ that reaches the If body through a Transpose.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let calib = d.join("calib.txt");
+    let text = std::fs::read_to_string(root().join("fixtures/trials/calib.txt")).unwrap();
+    std::fs::write(&calib, text.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
+    let table = d.join("table.json");
+    let o = voxq(&[
+        "calibrate",
+        "--model",
+        ECAPA,
+        "--calib",
+        s(&calib),
+        "--audio-root",
+        s(&common::speech()),
+        "--out",
+        s(&table),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let qdq = d.join("ecapa.ortcpu.onnx");
+    let o = voxq(&[
+        "quantize",
+        ECAPA,
+        "--table",
+        s(&table),
+        "--target",
+        "ort-cpu",
+        "--out",
+        s(&qdq),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eng = d.join("cpu-int8");
+    let m = build(&qdq, &eng);
+    assert_eq!(m["precision"], "int8");
+    let wavs = list("fixtures/trials/calib.txt", 2);
+    let a = embed(&root().join(ECAPA), &wavs, &d.join("fp32.tsv"));
+    let b = embed(&eng, &wavs, &d.join("int8.tsv"));
+    for (x, y) in a.iter().zip(&b) {
+        let c = cosine(x, y);
+        assert!(c > 0.95, "int8 (ort-cpu placement) vs fp32 cosine {c}");
+    }
+}

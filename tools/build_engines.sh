@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # `make engines`: for each speaker model under fixtures/models (a JSON config whose ONNX file is
 # a float model), build out/engines/<name>/cpu-fp32 and cpu-int8 (entropy calibration on
-# fixtures/trials/calib.txt, tables kept in out/engines/<name>/). cpu-int8 uses the TensorRT
-# QDQ placement: ONNX Runtime 1.31.1 aborts (a C++ assertion in its basic graph optimisations)
-# on the ORT-CPU placement of the ECAPA-TDNN models, see the issue-5 notes.
+# fixtures/trials/calib.txt, tables kept in out/engines/<name>/). cpu-int8 uses the ORT-CPU
+# QDQ placement (Q/DQ also on weighted-op outputs, so ONNX Runtime runs QLinearConv).
 # TensorRT: looked for as `trtexec` on PATH or under $TENSORRT_ROOT/bin. Without it, one line
 # says so and only CPU engines are built (exit 0); TRT=1 makes TensorRT required.
 set -euo pipefail
@@ -41,7 +40,7 @@ for cfg in fixtures/models/*.json; do
   "$VOXQ" build "$model" --target cpu --out "$dir/cpu-fp32"
   [ -f "$dir/entropy.json" ] || "$VOXQ" calibrate --model "$cfg" --calib fixtures/trials/calib.txt \
     --audio-root "$SPEECH" --method entropy --out "$dir/entropy.json" --quiet
-  "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target tensorrt --out "$dir/$name.int8.onnx" >/dev/null
+  "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target ort-cpu --out "$dir/$name.int8.onnx" >/dev/null
   "$VOXQ" build "$dir/$name.int8.onnx" --target cpu --out "$dir/cpu-int8"
 done
 echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8}/manifest.json" >&2

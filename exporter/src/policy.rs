@@ -21,7 +21,8 @@
 //! - `Target::OrtCpu` adds Q/DQ on the outputs of quantized ops (except graph outputs): ONNX
 //!   Runtime only runs integer kernels for node units it recognises, `DQ → Conv → Q` (becomes
 //!   `QLinearConv`) and `DQ → MatMul → Q` (`QLinearMatMul`); without the output Q it runs a float
-//!   Conv behind extra dequantize work.
+//!   Conv behind extra dequantize work. Not on an output that reaches the body of an
+//!   If/Loop/Scan through layout-only ops: ONNX Runtime 1.31's QDQ propagation aborts there.
 //!
 //! Per-channel weight axes (the output-channel axis of each weight layout): Conv `[M, C/g, k…]`
 //! → 0; Gemm `B` → 0 with `transB=1` (`[N, K]`), 1 with `transB=0` (`[K, N]`); MatMul weight
@@ -204,6 +205,58 @@ impl QdqPlan {
     }
 }
 
+/// Names read inside the bodies of If/Loop/Scan nodes (recursively): a subgraph's implicit
+/// inputs are among them.
+fn subgraph_uses(graph: &onnx_protobuf::GraphProto) -> BTreeSet<String> {
+    fn walk(g: &onnx_protobuf::GraphProto, out: &mut BTreeSet<String>) {
+        for n in &g.node {
+            for a in &n.attribute {
+                for sg in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
+                    for sn in &sg.node {
+                        out.extend(sn.input.iter().filter(|x| !x.is_empty()).cloned());
+                    }
+                    walk(sg, out);
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(graph, &mut out);
+    out
+}
+
+/// Whether `tensor`, followed forward through layout-only ops, is read inside a subgraph.
+/// ONNX Runtime 1.31's QDQ propagation moves a DQ forward through such ops and aborts (a
+/// C++ assertion, the process dies) when the result feeds a subgraph as an implicit input, so
+/// the ORT-CPU placement leaves the output Q/DQ off those ops.
+fn reaches_subgraph(ix: &GraphIndex, tensor: &str, implicit: &BTreeSet<String>) -> bool {
+    const LAYOUT: [&str; 6] = [
+        "Transpose",
+        "Reshape",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "Identity",
+    ];
+    let mut todo = vec![tensor.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(t) = todo.pop() {
+        if implicit.contains(&t) {
+            return true;
+        }
+        if !seen.insert(t.clone()) {
+            continue;
+        }
+        for &c in ix.consumers(&t) {
+            let n = ix.node(c);
+            if LAYOUT.contains(&n.op_type.as_str()) {
+                todo.extend(n.output.iter().filter(|x| !x.is_empty()).cloned());
+            }
+        }
+    }
+    false
+}
+
 fn attr_int(n: &NodeProto, name: &str, default: i64) -> i64 {
     n.attribute
         .iter()
@@ -337,14 +390,23 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
     }
 
     if policy.target == Target::OrtCpu {
+        let implicit = subgraph_uses(graph);
         for p in &mut quantized {
             let Some(&i) = pos.get(p.node.as_str()) else {
                 continue;
             };
             if let Some(out) = graph.node[i].output.first() {
-                if !out.is_empty() && !ix.is_graph_output(out) {
-                    p.outputs.push(out.clone());
+                if out.is_empty() || ix.is_graph_output(out) {
+                    continue;
                 }
+                if reaches_subgraph(&ix, out, &implicit) {
+                    log::info!(
+                        "{}: no output Q/DQ: its output reaches an If/Loop/Scan body through layout ops",
+                        p.node
+                    );
+                    continue;
+                }
+                p.outputs.push(out.clone());
             }
         }
     }
