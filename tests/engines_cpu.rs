@@ -26,15 +26,10 @@ fn embed(model: &Path, wavs: &[std::path::PathBuf], out: &Path) -> Vec<Vec<f64>>
     common::embeddings(out).into_values().collect()
 }
 
-#[test]
-fn cpu_engines_load_by_manifest_and_match_the_source_model() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    // an int8 QDQ model of the same network
-    let calib = d.join("calib.txt");
-    let text = std::fs::read_to_string(root().join("fixtures/trials/calib.txt")).unwrap();
-    std::fs::write(&calib, text.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
-    let table = d.join("table.json");
+/// The ECAPA fixture calibrated on 4 utterances and quantized for `target` into `dir`.
+fn ecapa_qdq(dir: &Path, target: &str) -> std::path::PathBuf {
+    let calib = common::calib_list(dir, 4);
+    let table = dir.join("table.json");
     let o = voxq(&[
         "calibrate",
         "--model",
@@ -48,9 +43,27 @@ fn cpu_engines_load_by_manifest_and_match_the_source_model() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let qdq = d.join("ecapa.qdq.onnx");
-    let o = voxq(&["quantize", ECAPA, "--table", s(&table), "--out", s(&qdq)]);
+    let qdq = dir.join(format!("ecapa.{target}.onnx"));
+    let o = voxq(&[
+        "quantize",
+        ECAPA,
+        "--table",
+        s(&table),
+        "--target",
+        target,
+        "--out",
+        s(&qdq),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    qdq
+}
+
+#[test]
+fn cpu_engines_load_by_manifest_and_match_the_source_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // an int8 QDQ model of the same network
+    let qdq = ecapa_qdq(d, "tensorrt");
 
     let wavs = list("fixtures/trials/calib.txt", 3);
     for (src, name, precision) in [
@@ -295,35 +308,7 @@ fn ort_cpu_placement_of_ecapa_loads_in_onnx_runtime() {
     // fc Conv had an output Q/DQ that reaches the If body through a Transpose.
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let calib = d.join("calib.txt");
-    let text = std::fs::read_to_string(root().join("fixtures/trials/calib.txt")).unwrap();
-    std::fs::write(&calib, text.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
-    let table = d.join("table.json");
-    let o = voxq(&[
-        "calibrate",
-        "--model",
-        ECAPA,
-        "--calib",
-        s(&calib),
-        "--audio-root",
-        s(&common::speech()),
-        "--out",
-        s(&table),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let qdq = d.join("ecapa.ortcpu.onnx");
-    let o = voxq(&[
-        "quantize",
-        ECAPA,
-        "--table",
-        s(&table),
-        "--target",
-        "ort-cpu",
-        "--out",
-        s(&qdq),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let qdq = ecapa_qdq(d, "ort-cpu");
     let eng = d.join("cpu-int8");
     let m = build(&qdq, &eng);
     assert_eq!(m["precision"], "int8");

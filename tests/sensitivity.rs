@@ -6,17 +6,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_one_line_error, campplus, root, s, speech, stderr, stdout, voxq};
+use common::{assert_one_line_error, calib_list, campplus, root, s, speech, stderr, stdout, voxq};
 use serde_json::Value;
-
-/// A calibration list of the first `n` committed calibration utterances.
-fn calib(dir: &Path, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("fixtures/trials/calib.txt")).unwrap();
-    let p = dir.join("calib.txt");
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    p
-}
 
 /// A group spec over CAM++ with the given `(name, pattern)` groups (the rest is `(other)`).
 fn spec(dir: &Path, file: &str, groups: &[(&str, &str)]) -> PathBuf {
@@ -130,7 +121,7 @@ fn changed_model(dir: &Path) -> PathBuf {
 fn cache_reused_for_same_inputs_and_invalidated_by_model_or_table() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let cal = calib(d, 6);
+    let cal = calib_list(d, 6);
     let cache = d.join("cache");
     let g1 = spec(
         d,
@@ -219,7 +210,7 @@ fn cache_reused_for_same_inputs_and_invalidated_by_model_or_table() {
 fn autoquant_writes_a_model_within_the_budget() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let cal = calib(d, 6);
+    let cal = calib_list(d, 6);
     let out = d.join("aq");
     let o = voxq(&[
         "autoquant",
@@ -300,7 +291,7 @@ fn autoquant_writes_a_model_within_the_budget() {
 #[test]
 fn bad_sensitivity_arguments_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let cal = calib(tmp.path(), 2);
+    let cal = calib_list(tmp.path(), 2);
     let out = tmp.path().join("o");
     let o = voxq(&[
         "sensitivity",

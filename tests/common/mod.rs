@@ -89,3 +89,13 @@ pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let bb: f64 = b.iter().map(|x| x * x).sum();
     ab / (aa * bb).sqrt()
 }
+
+/// A calibration list file in `dir` holding the first `n` committed calibration utterances.
+pub fn calib_list(dir: &Path, n: usize) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join("fixtures/trials/calib.txt")).expect("calib.txt");
+    let p = dir.join("calib.txt");
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::write(&p, lines.join("\n") + "\n").expect("write calib list");
+    p
+}
