@@ -202,9 +202,19 @@ pub(crate) struct AutoquantArgs {
 struct BuildArgs {
     /// fp32 or int8 QDQ ONNX model (a JSON config beside it is copied into the engine).
     model: PathBuf,
-    /// Engine kind. cpu: ONNX Runtime CPU (optimised model, manifest, warm-up run).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    /// Engine kind. cpu: ONNX Runtime CPU (optimised model, manifest, warm-up run);
+    /// tensorrt: a trtexec plan (strongly typed for QDQ models), its layer report and an
+    /// EPContext model; tensorrt-ort: ONNX Runtime's TensorRT execution provider (engine cache
+    /// and EPContext model).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "tensorrt", "tensorrt-ort"])]
     target: String,
+    /// TensorRT shape profile name:MIN:OPT:MAX, e.g. feats:1x100x80:8x300x80:32x3000x80
+    /// (repeatable; dynamic inputs not named get batch 1/8/32 and frames 100/300/3000).
+    #[arg(long)]
+    profile: Vec<String>,
+    /// TensorRT precision: auto (int8 for a QDQ model, fp16 for a float one), fp16, fp32.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fp16", "fp32"])]
+    precision: String,
     /// Engine folder to create (replaced only when the build succeeds).
     #[arg(long)]
     out: PathBuf,
@@ -567,24 +577,54 @@ fn cmd_build(a: &BuildArgs) -> Result<()> {
         bail!("--opt-level {}: expected 0-3", a.opt_level);
     }
     let cfg = a.model.with_extension("json");
-    let opts = CpuOptions {
-        intra_threads: a.threads,
-        opt_level: a.opt_level,
-        optimized_model_path: None,
-        device: engines::ort_env::Device::Cpu,
+    let cfg = cfg.is_file().then_some(cfg.as_path());
+    let trt = || -> Result<engines::trt_build::TrtBuildOptions> {
+        Ok(engines::trt_build::TrtBuildOptions {
+            precision: match a.precision.as_str() {
+                "fp16" => Some(engines::trt::TrtPrecision::Fp16),
+                "fp32" => Some(engines::trt::TrtPrecision::Fp32),
+                _ => None,
+            },
+            profiles: a
+                .profile
+                .iter()
+                .map(|p| engines::trt::parse_profile(p))
+                .collect::<Result<Vec<_>, _>>()?,
+        })
     };
-    let m = engines::build::build_cpu(
-        &a.model,
-        cfg.is_file().then_some(cfg.as_path()),
-        &a.out,
-        &opts,
-    )?;
+    let m = match a.target.as_str() {
+        "tensorrt" => {
+            let (m, report) = engines::trt_build::build_tensorrt(&a.model, cfg, &a.out, &trt()?)?;
+            println!("layers: {}", report.summary());
+            for l in &report.float_compute {
+                println!("  not int8: {} ({}, {} in)", l.name, l.layer_type, l.input);
+            }
+            m
+        }
+        "tensorrt-ort" => engines::trt_build::build_tensorrt_ort(&a.model, cfg, &a.out, &trt()?)?,
+        _ => {
+            if !a.profile.is_empty() || a.precision != "auto" {
+                bail!("--profile and --precision apply to TensorRT targets, not --target cpu");
+            }
+            let opts = CpuOptions {
+                intra_threads: a.threads,
+                opt_level: a.opt_level,
+                optimized_model_path: None,
+                device: engines::ort_env::Device::Cpu,
+            };
+            engines::build::build_cpu(&a.model, cfg, &a.out, &opts)?
+        }
+    };
     println!(
-        "built {} engine ({}, {} {}) at {}: source sha256 {}…, inputs {}",
+        "built {} engine ({}, {} {}{}) at {}: source sha256 {}…, inputs {}",
         m.target,
         m.precision,
         m.builder.name,
         m.builder.version,
+        m.gpu
+            .as_ref()
+            .map(|g| format!(", {} sm {}", g.name, g.compute_capability))
+            .unwrap_or_default(),
         a.out.display(),
         &m.source_model.sha256[..12],
         m.inputs

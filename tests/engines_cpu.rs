@@ -130,9 +130,9 @@ fn mismatched_manifests_are_refused() {
     edit(&|v| v["format"] = 7.into());
     let o = voxq(&["embed", "--model", s(&eng), s(&wav)]);
     assert_one_line_error(&o, &["manifest.json", "format 7"]);
-    edit(&|v| v["target"] = "tensorrt".into());
+    edit(&|v| v["target"] = "quantum".into());
     let o = voxq(&["embed", "--model", s(&eng), s(&wav)]);
-    assert_one_line_error(&o, &["tensorrt"]);
+    assert_one_line_error(&o, &["manifest.json", "unknown engine target 'quantum'"]);
 }
 
 #[test]

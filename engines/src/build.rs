@@ -63,7 +63,7 @@ pub fn precision_of(m: &onnx_protobuf::ModelProto) -> &'static str {
     }
 }
 
-fn specs(io: &[exporter::model::IoSummary]) -> Vec<TensorSpec> {
+pub(crate) fn specs(io: &[exporter::model::IoSummary]) -> Vec<TensorSpec> {
     io.iter()
         .map(|x| {
             let (dtype, dims) = match &x.ty {
@@ -108,28 +108,9 @@ pub fn build_cpu(
     out: &Path,
     opts: &CpuOptions,
 ) -> Result<Manifest, EngineError> {
-    let bytes = std::fs::read(model).map_err(|e| io_err(model, e))?;
-    let proto =
-        load_bytes(&model.display().to_string(), &bytes).map_err(|e| EngineError::Build {
-            path: model.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let (bytes, proto) = read_model(model)?;
     let s = summary(&proto);
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
-    let scratch: PathBuf = parent.join(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(|e| io_err(&scratch, e))?;
-    let result = (|| {
+    in_scratch(out, |scratch| {
         // 1. the optimised model, written by ONNX Runtime itself
         let engine = scratch.join(CPU_ENGINE_FILE);
         let save = CpuOptions {
@@ -145,70 +126,137 @@ pub fn build_cpu(
                 reason: "ONNX Runtime did not write the optimised model".into(),
             });
         }
-        let config_file = match config {
-            Some(c) => {
-                let text = std::fs::read_to_string(c).map_err(|e| io_err(c, e))?;
-                let mut v: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| EngineError::Build {
-                        path: c.to_path_buf(),
-                        reason: format!("invalid JSON: {e}"),
-                    })?;
-                v["onnx"] = CPU_ENGINE_FILE.into();
-                let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Build {
-                    path: c.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
-                exporter::atomic::write_atomic(scratch.join(CONFIG_FILE), text.as_bytes())
-                    .map_err(|e| EngineError::Build {
-                        path: scratch.join(CONFIG_FILE),
-                        reason: e.to_string(),
-                    })?;
-                Some(CONFIG_FILE.to_string())
-            }
-            None => None,
-        };
         let manifest = Manifest {
-            format: FORMAT,
-            voxq_version: env!("CARGO_PKG_VERSION").to_string(),
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            target: "cpu".into(),
-            precision: precision_of(&proto).into(),
-            source_model: SourceModel {
-                file: model
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                sha256: exporter::sensitivity::sha256_hex(&bytes),
-            },
-            engine_file: CPU_ENGINE_FILE.into(),
-            builder: Builder {
-                name: "onnxruntime".into(),
-                version: ort_version()?,
-            },
-            gpu: None,
-            inputs: specs(&s.inputs),
-            outputs: specs(&s.outputs),
             session: Some(SessionSettings {
                 graph_optimization_level: opts.opt_level,
                 intra_threads: opts.intra_threads,
             }),
-            config_file,
+            config_file: copy_config(config, scratch, CPU_ENGINE_FILE)?,
+            ..new_manifest(
+                "cpu",
+                model,
+                &bytes,
+                &proto,
+                CPU_ENGINE_FILE,
+                Builder {
+                    name: "onnxruntime".into(),
+                    version: ort_version()?,
+                },
+                specs(&s.inputs),
+                specs(&s.outputs),
+            )
         };
         // 2. warm-up: load the engine as the runtime will and run it once
-        warm_up(&scratch, &manifest)?;
-        manifest.write(&scratch)?;
+        warm_up(scratch, &manifest)?;
+        manifest.write(scratch)?;
         Ok(manifest)
-    })();
-    match result {
-        Ok(m) => {
+    })
+}
+
+/// Reads and parses a model file (bytes kept for its hash).
+pub(crate) fn read_model(
+    model: &Path,
+) -> Result<(Vec<u8>, onnx_protobuf::ModelProto), EngineError> {
+    let bytes = std::fs::read(model).map_err(|e| io_err(model, e))?;
+    let proto =
+        load_bytes(&model.display().to_string(), &bytes).map_err(|e| EngineError::Build {
+            path: model.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok((bytes, proto))
+}
+
+/// A manifest for a fresh build of `model` (no session settings, no config, no GPU).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_manifest(
+    target: &str,
+    model: &Path,
+    bytes: &[u8],
+    proto: &onnx_protobuf::ModelProto,
+    engine_file: &str,
+    builder: Builder,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+) -> Manifest {
+    Manifest {
+        format: FORMAT,
+        voxq_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        target: target.into(),
+        precision: precision_of(proto).into(),
+        source_model: SourceModel {
+            file: model
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: exporter::sensitivity::sha256_hex(bytes),
+        },
+        engine_file: engine_file.into(),
+        builder,
+        gpu: None,
+        inputs,
+        outputs,
+        session: None,
+        config_file: None,
+    }
+}
+
+/// Copies the model's JSON config into the engine folder with `onnx` pointing at the
+/// engine's model file; returns its file name.
+pub(crate) fn copy_config(
+    config: Option<&Path>,
+    scratch: &Path,
+    engine_model: &str,
+) -> Result<Option<String>, EngineError> {
+    let Some(c) = config else { return Ok(None) };
+    let text = std::fs::read_to_string(c).map_err(|e| io_err(c, e))?;
+    let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Build {
+        path: c.to_path_buf(),
+        reason: format!("invalid JSON: {e}"),
+    })?;
+    v["onnx"] = engine_model.into();
+    let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Build {
+        path: c.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let dest = scratch.join(CONFIG_FILE);
+    exporter::atomic::write_atomic(&dest, text.as_bytes()).map_err(|e| EngineError::Build {
+        path: dest.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(CONFIG_FILE.to_string()))
+}
+
+/// Runs `f` on a fresh scratch folder beside `out` and moves it to `out` when `f` succeeds;
+/// on failure the scratch folder is removed and `out` is left as it was.
+pub(crate) fn in_scratch<T>(
+    out: &Path,
+    f: impl FnOnce(&Path) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    let scratch: PathBuf = parent.join(format!(
+        ".{}.partial-{}",
+        out.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(|e| io_err(&scratch, e))?;
+    match f(&scratch) {
+        Ok(v) => {
             if out.exists() {
                 std::fs::remove_dir_all(out).map_err(|e| io_err(out, e))?;
             }
             std::fs::rename(&scratch, out).map_err(|e| io_err(out, e))?;
-            Ok(m)
+            Ok(v)
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&scratch);

@@ -99,6 +99,23 @@ pub struct Host {
     pub gpu: Option<Gpu>,
 }
 
+impl Host {
+    /// What this machine offers for an engine of `m`'s target: the ONNX Runtime version for
+    /// `cpu` engines; the TensorRT library version and the first GPU for TensorRT engines.
+    pub fn for_manifest(m: &Manifest) -> Result<Host, EngineError> {
+        if m.target == "cpu" {
+            return Ok(Host {
+                builder_version: Some(crate::build::ort_version()?),
+                gpu: None,
+            });
+        }
+        Ok(Host {
+            builder_version: crate::gpu::tensorrt_version(),
+            gpu: crate::gpu::gpus().into_iter().next(),
+        })
+    }
+}
+
 fn bad(path: &Path, reason: String) -> EngineError {
     EngineError::Manifest {
         path: path.to_path_buf(),

@@ -228,6 +228,32 @@ pub fn cpu_session(model: &Path, opts: &CpuOptions) -> Result<Session, EngineErr
         .map_err(|e| open_err(first_line(&e.to_string())))
 }
 
+/// Opens `model` with the given TensorRT execution provider (no fallback: a failure of the
+/// provider is the error) for builds that need provider options.
+pub fn trt_session(model: &Path, ep: ort::ep::TensorRT) -> Result<Session, EngineError> {
+    use ort::ep::ExecutionProvider;
+    let env = environment()?;
+    let open_err = |reason: String| EngineError::Open {
+        path: model.to_path_buf(),
+        reason,
+    };
+    if !ort::ep::TensorRT::is_available().unwrap_or(false) {
+        return Err(EngineError::Device(format!(
+            "{}: this ONNX Runtime build has no TensorrtExecutionProvider",
+            model.display()
+        )));
+    }
+    let mut b = Session::builder(env)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_execution_providers([ep.build().error_on_failure()])
+        .map_err(|e| open_err(first_line(&e.to_string())))?;
+    let s = b
+        .commit_from_file(model)
+        .map_err(|e| open_err(first_line(&e.to_string())))?;
+    log::info!("{}: served by TensorrtExecutionProvider", model.display());
+    Ok(s)
+}
+
 /// Opens a model held in memory in an ONNX Runtime CPU session; `name` is used in errors.
 pub fn cpu_session_from_bytes(
     name: &str,

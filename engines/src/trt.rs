@@ -46,14 +46,7 @@ pub fn parse_trtexec_version(banner: &str) -> Option<String> {
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
-    let n: u64 = digits.parse().ok()?;
-    // TensorRT encodes major*1000+minor*100+patch up to 9.x, major*10000+minor*100+patch from 10.
-    let (major, minor, patch) = if digits.len() >= 6 {
-        (n / 10000, (n / 100) % 100, n % 100)
-    } else {
-        (n / 1000, (n / 100) % 10, n % 100)
-    };
-    Some(format!("{major}.{minor}.{patch}"))
+    Some(crate::gpu::decode_trt_version(digits.parse().ok()?))
 }
 
 /// Parses `name:MIN:OPT:MAX` with shapes written `1x100x80`.

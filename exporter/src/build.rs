@@ -3,9 +3,10 @@
 //! Rewrite passes use them to create the nodes and initializers they insert; tests use them to
 //! write tiny graphs.
 
+use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
-    type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
@@ -17,6 +18,26 @@ pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
         op_type: op.into(),
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// An integer attribute.
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        type_: AttributeType::INT.into(),
+        i: v,
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn attr_str(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        type_: AttributeType::STRING.into(),
+        s: v.as_bytes().to_vec(),
         ..Default::default()
     }
 }

@@ -28,7 +28,7 @@ use onnx_protobuf::{
 };
 use serde::Serialize;
 
-use crate::build::node;
+use crate::build::{attr_int, node};
 use crate::graph::GraphIndex;
 use crate::groups::node_id;
 use crate::model::{elem, elem_type_name, num_elements, tensor_data_bytes};
@@ -121,15 +121,6 @@ fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
         dims,
         data.iter().flat_map(|x| x.to_le_bytes()).collect(),
     )
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        type_: AttributeType::INT.into(),
-        i: v,
-        ..Default::default()
-    }
 }
 
 fn named(mut n: NodeProto, name: &str) -> NodeProto {

@@ -44,6 +44,8 @@ pub struct SpeakerModel {
     pub config: ModelConfig,
     pub config_path: PathBuf,
     pub onnx_path: PathBuf,
+    /// The execution provider the model needs (TensorRT for a TensorRT engine folder).
+    pub required_device: Option<engines::ort_env::Device>,
 }
 
 impl SpeakerModel {
@@ -105,25 +107,26 @@ impl SpeakerModel {
             config,
             config_path,
             onnx_path,
+            required_device: None,
         })
     }
 
-    /// An engine folder: manifest checked (builder version, GPU), then its config.
+    /// An engine folder: manifest checked (builder version, GPU), then its config. A TensorRT
+    /// engine (`tensorrt`, `tensorrt-ort`) is opened through its EPContext model and needs
+    /// the TensorRT execution provider.
     fn from_engine(dir: &Path) -> Result<SpeakerModel> {
         let m = engines::manifest::Manifest::read(dir)?;
-        if m.target != "cpu" {
-            return Err(RuntimeError::Config {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "a '{}' engine needs its GPU loader; this runtime opens cpu engines",
-                    m.target
-                ),
-            });
-        }
-        let host = engines::manifest::Host {
-            builder_version: Some(engines::build::ort_version()?),
-            gpu: None,
+        let required_device = match m.target.as_str() {
+            "cpu" => None,
+            "tensorrt" | "tensorrt-ort" => Some(engines::ort_env::Device::Tensorrt),
+            other => {
+                return Err(RuntimeError::Config {
+                    path: dir.join(engines::manifest::MANIFEST_FILE),
+                    reason: format!("unknown engine target '{other}'"),
+                })
+            }
         };
+        let host = engines::manifest::Host::for_manifest(&m)?;
         m.check(dir, None, &host)?;
         let Some(cfg) = &m.config_file else {
             return Err(RuntimeError::Config {
@@ -132,7 +135,10 @@ impl SpeakerModel {
                     .into(),
             });
         };
-        let model = Self::locate(&dir.join(cfg))?;
+        let model = SpeakerModel {
+            required_device,
+            ..Self::locate(&dir.join(cfg))?
+        };
         log::info!(
             "engine {}: {} {} built by {} {}",
             dir.display(),

@@ -37,7 +37,27 @@ impl FrontEnd {
     }
 }
 
-/// A speaker-embedding model opened in an ONNX Runtime CPU session.
+/// The session options for `model`: a TensorRT engine runs on TensorRT (`auto` picks it, an
+/// explicit other device is an error).
+fn device_for(model: &SpeakerModel, opts: &CpuOptions) -> Result<CpuOptions> {
+    use engines::ort_env::Device;
+    match (model.required_device, opts.device) {
+        (Some(Device::Tensorrt), Device::Auto | Device::Tensorrt) => Ok(CpuOptions {
+            device: Device::Tensorrt,
+            ..opts.clone()
+        }),
+        (Some(Device::Tensorrt), asked) => Err(RuntimeError::Config {
+            path: model.config_path.clone(),
+            reason: format!(
+                "a TensorRT engine runs on --device tensorrt (or auto), not {}",
+                format!("{asked:?}").to_lowercase()
+            ),
+        }),
+        _ => Ok(opts.clone()),
+    }
+}
+
+/// A speaker-embedding model opened in an ONNX Runtime session.
 pub struct Embedder {
     model: SpeakerModel,
     front: FrontEnd,
@@ -50,6 +70,7 @@ impl Embedder {
     /// Opens the model and checks that its input and output have the shapes its config says.
     pub fn open(model: SpeakerModel, opts: &CpuOptions) -> Result<Embedder> {
         let front = FrontEnd::new(&model)?;
+        let opts = &device_for(&model, opts)?;
         let session = cpu_session(&model.onnx_path, opts)?;
         check_io(&model, &session)?;
         Ok(Embedder {

@@ -1,0 +1,315 @@
+//! TensorRT engine builds: `--target tensorrt` (a `trtexec` plan, its layer report and an
+//! EPContext model so ONNX Runtime's TensorRT execution provider can serve it) and
+//! `--target tensorrt-ort` (ONNX Runtime's TensorRT execution provider builds the engine, keeps
+//! it in its engine cache and dumps the EPContext model). Both write `manifest.json` with the
+//! GPU and TensorRT version, and are built in a scratch folder moved into place on success.
+
+use std::path::{Path, PathBuf};
+
+use exporter::model::summary;
+
+use crate::build::{copy_config, in_scratch, new_manifest, read_model, specs};
+use crate::epcontext::{self, EpContext, CTX_FILE};
+use crate::layers::LayerReport;
+use crate::manifest::{Builder, Gpu, Manifest, ShapeProfile, TensorSpec};
+use crate::trt::{profiles, trtexec_args, TrtPrecision, LAYER_INFO_FILE, PLAN_FILE};
+use crate::trtexec::TrtExec;
+use crate::EngineError;
+
+/// File the layer report is written to beside the plan.
+pub const LAYER_REPORT_FILE: &str = "layers.md";
+/// trtexec's build log beside the plan.
+pub const BUILD_LOG_FILE: &str = "build.log";
+/// Folder of ONNX Runtime's TensorRT engine cache in a `tensorrt-ort` engine.
+pub const ORT_CACHE_DIR: &str = "trt_cache";
+
+/// What a TensorRT build is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct TrtBuildOptions {
+    /// `None`: int8 for a QDQ model, fp16 for a float one.
+    pub precision: Option<TrtPrecision>,
+    /// Shape profiles given with `--profile`; the others come from the model's dynamic axes.
+    pub profiles: Vec<(String, ShapeProfile)>,
+}
+
+/// The GPU a build runs on (the first `nvidia-smi` lists), or a one-line error.
+pub fn build_gpu() -> Result<Gpu, EngineError> {
+    crate::gpu::gpus().into_iter().next().ok_or_else(|| {
+        EngineError::Device(
+            "no NVIDIA GPU found (nvidia-smi lists none): TensorRT engines are built on the GPU they run on; use --target cpu here"
+                .into(),
+        )
+    })
+}
+
+/// The precision a build gets: the asked one, checked against the model, or the default.
+pub fn choose_precision(
+    model: &Path,
+    is_qdq: bool,
+    asked: Option<TrtPrecision>,
+) -> Result<TrtPrecision, EngineError> {
+    match (asked, is_qdq) {
+        (None, true) | (Some(TrtPrecision::Int8Qdq), true) => Ok(TrtPrecision::Int8Qdq),
+        (None, false) => Ok(TrtPrecision::Fp16),
+        (Some(TrtPrecision::Int8Qdq), false) => Err(EngineError::Build {
+            path: model.to_path_buf(),
+            reason: "int8 needs a QDQ model (make one with `voxq quantize`); voxq does not use implicit calibration".into(),
+        }),
+        (Some(p), false) => Ok(p),
+        (Some(_), true) => Err(EngineError::Build {
+            path: model.to_path_buf(),
+            reason: "a QDQ model builds in int8 (its Q/DQ nodes fix the precision); give the float model for fp16/fp32".into(),
+        }),
+    }
+}
+
+fn precision_name(p: TrtPrecision) -> &'static str {
+    match p {
+        TrtPrecision::Int8Qdq => "int8",
+        TrtPrecision::Fp16 => "fp16",
+        TrtPrecision::Fp32 => "fp32",
+    }
+}
+
+fn with_profiles(
+    mut inputs: Vec<TensorSpec>,
+    profiles: &[(String, ShapeProfile)],
+) -> Vec<TensorSpec> {
+    for i in &mut inputs {
+        i.profile = profiles
+            .iter()
+            .find(|(n, _)| n == &i.name)
+            .map(|(_, p)| p.clone());
+    }
+    inputs
+}
+
+/// Builds a TensorRT plan with `trtexec` into the engine folder `out`: `model.plan`, the
+/// timing cache, `layers.json` and its report `layers.md`, `build.log`, the EPContext model
+/// `model_ctx.onnx`, the model config and `manifest.json`. A warm-up inference through
+/// `trtexec --loadEngine` proves the plan runs.
+pub fn build_tensorrt(
+    model: &Path,
+    config: Option<&Path>,
+    out: &Path,
+    o: &TrtBuildOptions,
+) -> Result<(Manifest, LayerReport), EngineError> {
+    let tool = TrtExec::detect()?;
+    let gpu = build_gpu()?;
+    let (bytes, proto) = read_model(model)?;
+    let s = summary(&proto);
+    let is_qdq = crate::build::precision_of(&proto) == "int8";
+    let precision = choose_precision(model, is_qdq, o.precision)?;
+    let inputs = specs(&s.inputs);
+    let profiles = profiles(&inputs, &o.profiles)?;
+    let model_abs: PathBuf = model.canonicalize().map_err(|e| EngineError::Build {
+        path: model.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    in_scratch(out, |scratch| {
+        let args = trtexec_args(&model_abs, scratch, precision, &profiles, tool.major());
+        tool.run(&args, Some(&scratch.join(BUILD_LOG_FILE)))?;
+        let report = crate::layers::read(&scratch.join(LAYER_INFO_FILE))?;
+        exporter::atomic::write_atomic(
+            scratch.join(LAYER_REPORT_FILE),
+            report.markdown().as_bytes(),
+        )
+        .map_err(|e| EngineError::Build {
+            path: scratch.join(LAYER_REPORT_FILE),
+            reason: e.to_string(),
+        })?;
+        epcontext::write(
+            &scratch.join(CTX_FILE),
+            &proto,
+            &EpContext {
+                engine_file: PLAN_FILE.into(),
+                hardware_architecture: crate::gpu::sm_arch(&gpu.compute_capability),
+                sdk_version: tool.version.clone(),
+                onnx_model_filename: model
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            },
+        )?;
+        let mut m = new_manifest(
+            "tensorrt",
+            model,
+            &bytes,
+            &proto,
+            PLAN_FILE,
+            Builder {
+                name: "trtexec".into(),
+                version: tool.version.clone(),
+            },
+            with_profiles(inputs.clone(), &profiles),
+            specs(&s.outputs),
+        );
+        m.precision = precision_name(precision).into();
+        m.gpu = Some(gpu.clone());
+        m.config_file = copy_config(config, scratch, CTX_FILE)?;
+        // warm-up: one inference at the smallest profile shape
+        let feed: Vec<(String, Vec<i64>, Vec<f32>)> = m
+            .inputs
+            .iter()
+            .map(|i| {
+                let shape = i
+                    .profile
+                    .as_ref()
+                    .map_or(i.shape.clone(), |p| p.min.clone());
+                let n: i64 = shape.iter().product();
+                (i.name.clone(), shape, vec![0f32; n.max(0) as usize])
+            })
+            .collect();
+        let warm = scratch.join(".warmup");
+        std::fs::create_dir_all(&warm).map_err(|e| EngineError::Build {
+            path: warm.clone(),
+            reason: e.to_string(),
+        })?;
+        let outs = tool.infer(&scratch.join(PLAN_FILE), &feed, &warm)?;
+        let _ = std::fs::remove_dir_all(&warm);
+        if outs.iter().any(|t| t.values.iter().any(|v| !v.is_finite())) {
+            return Err(EngineError::Build {
+                path: scratch.join(PLAN_FILE),
+                reason: "warm-up output is not finite".into(),
+            });
+        }
+        m.write(scratch)?;
+        Ok((m, report))
+    })
+}
+
+fn shape_list(profiles: &[(String, ShapeProfile)], pick: fn(&ShapeProfile) -> &Vec<i64>) -> String {
+    profiles
+        .iter()
+        .map(|(n, p)| {
+            format!(
+                "{n}:{}",
+                pick(p)
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The TensorRT execution provider options of a `tensorrt-ort` build: int8 from the Q/DQ
+/// nodes (`trt_int8_enable`, no calibration table), fp16 where asked, explicit shape
+/// profiles, and the EPContext model dumped to `dir/model_ctx.onnx` with `embed_mode` 0. With
+/// a dumped EPContext model the engine cache path is taken relative to the model's folder, so
+/// the engine lands in `dir/trt_cache/` and the model holds that relative path; the timing
+/// cache goes to the same folder.
+pub fn ort_trt_provider(
+    precision: TrtPrecision,
+    profiles: &[(String, ShapeProfile)],
+    dir: &Path,
+) -> ort::ep::TensorRT {
+    let mut ep = ort::ep::TensorRT::default()
+        .with_int8(precision == TrtPrecision::Int8Qdq)
+        .with_fp16(precision != TrtPrecision::Fp32)
+        .with_engine_cache(true)
+        .with_engine_cache_path(ORT_CACHE_DIR)
+        .with_timing_cache(true)
+        .with_timing_cache_path(dir.join(ORT_CACHE_DIR).display())
+        .with_dump_ep_context_model(true)
+        .with_ep_context_file_path(dir.join(CTX_FILE).display())
+        .with_ep_context_embed_mode(0);
+    if !profiles.is_empty() {
+        ep = ep
+            .with_profile_min_shapes(shape_list(profiles, |p| &p.min))
+            .with_profile_opt_shapes(shape_list(profiles, |p| &p.opt))
+            .with_profile_max_shapes(shape_list(profiles, |p| &p.max));
+    }
+    ep
+}
+
+/// Builds an engine with ONNX Runtime's TensorRT execution provider into `out`: the engine
+/// cache, the EPContext model ONNX Runtime dumps (`model_ctx.onnx`, checked: one EPContext
+/// node, `embed_mode` 0, a relative engine path that exists), the config and the manifest.
+pub fn build_tensorrt_ort(
+    model: &Path,
+    config: Option<&Path>,
+    out: &Path,
+    o: &TrtBuildOptions,
+) -> Result<Manifest, EngineError> {
+    let have = crate::ort_env::available_devices()?;
+    if !have.contains(&crate::ort_env::Device::Tensorrt) {
+        return Err(EngineError::Device(format!(
+            "--target tensorrt-ort needs ONNX Runtime's TensorrtExecutionProvider, which this ONNX Runtime {} build does not have (install onnxruntime-gpu with TensorRT, or use --target cpu)",
+            crate::ort_env::ORT_VERSION
+        )));
+    }
+    let gpu = build_gpu()?;
+    let trt_version = crate::gpu::tensorrt_version().ok_or_else(|| {
+        EngineError::Device("libnvinfer (TensorRT) not found by the loader".into())
+    })?;
+    let (bytes, proto) = read_model(model)?;
+    let s = summary(&proto);
+    let is_qdq = crate::build::precision_of(&proto) == "int8";
+    let precision = choose_precision(model, is_qdq, o.precision)?;
+    let inputs = specs(&s.inputs);
+    let profiles = profiles(&inputs, &o.profiles)?;
+    in_scratch(out, |scratch| {
+        let cache = scratch.join(ORT_CACHE_DIR);
+        std::fs::create_dir_all(&cache).map_err(|e| EngineError::Build {
+            path: cache.clone(),
+            reason: e.to_string(),
+        })?;
+        let ctx = scratch.join(CTX_FILE);
+        let ep = ort_trt_provider(precision, &profiles, scratch);
+        let session = crate::ort_env::trt_session(model, ep)?;
+        drop(session);
+        let read = epcontext::read(&ctx)?;
+        let mut m = new_manifest(
+            "tensorrt-ort",
+            model,
+            &bytes,
+            &proto,
+            CTX_FILE,
+            Builder {
+                name: "onnxruntime-tensorrt".into(),
+                version: trt_version.clone(),
+            },
+            with_profiles(inputs.clone(), &profiles),
+            specs(&s.outputs),
+        );
+        log::info!(
+            "{}: TensorRT engine {} for {}",
+            out.display(),
+            read.engine_file,
+            read.hardware_architecture
+        );
+        m.precision = precision_name(precision).into();
+        m.gpu = Some(gpu.clone());
+        m.config_file = copy_config(config, scratch, CTX_FILE)?;
+        m.write(scratch)?;
+        Ok(m)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_follows_the_model() {
+        let p = Path::new("m.onnx");
+        assert_eq!(
+            choose_precision(p, true, None).unwrap(),
+            TrtPrecision::Int8Qdq
+        );
+        assert_eq!(
+            choose_precision(p, false, None).unwrap(),
+            TrtPrecision::Fp16
+        );
+        assert_eq!(
+            choose_precision(p, false, Some(TrtPrecision::Fp32)).unwrap(),
+            TrtPrecision::Fp32
+        );
+        let e = choose_precision(p, false, Some(TrtPrecision::Int8Qdq)).unwrap_err();
+        assert!(e.to_string().contains("needs a QDQ model"), "{e}");
+        assert!(choose_precision(p, true, Some(TrtPrecision::Fp16)).is_err());
+    }
+}
