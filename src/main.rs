@@ -383,6 +383,28 @@ struct EvalArgs {
 enum BenchCmd {
     /// Speaker-embedding latency, real-time factor, peak RSS.
     Embed(BenchEmbedArgs),
+    /// Engine latency by batch size (CPU engines through ONNX Runtime, TensorRT plans through
+    /// trtexec), e.g. cpu-fp32 vs cpu-int8, or trt-int8 vs trt-fp16 vs trt-fp32.
+    Engines(BenchEnginesArgs),
+}
+
+#[derive(Args)]
+struct BenchEnginesArgs {
+    /// Engine folders (`voxq build`); the first is the speed-up baseline.
+    #[arg(required = true)]
+    engines: Vec<PathBuf>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_values_t = [1i64, 8, 32])]
+    batches: Vec<i64>,
+    /// Length of the other dynamic axes (frames at 10 ms: 300 = 3 s).
+    #[arg(long, default_value_t = 300)]
+    frames: i64,
+    /// Seconds of timing per engine and batch size.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -696,6 +718,23 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
             print!("{}", r.markdown());
             if let Some(p) = &a.json {
                 write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+            }
+            Ok(())
+        }
+        BenchCmd::Engines(a) => {
+            if a.batches.iter().any(|b| *b < 1) || a.frames < 1 {
+                bail!("--batches and --frames must be at least 1");
+            }
+            if !(a.seconds > 0.0 && a.seconds <= 600.0) {
+                bail!(
+                    "--seconds {}: expected more than 0 and at most 600",
+                    a.seconds
+                );
+            }
+            let rows = runtime::bench::bench_engines(&a.engines, &a.batches, a.frames, a.seconds)?;
+            print!("{}", runtime::bench::engines_markdown(&rows));
+            if let Some(p) = &a.json {
+                write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
             }
             Ok(())
         }

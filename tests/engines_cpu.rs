@@ -320,3 +320,43 @@ fn ort_cpu_placement_of_ecapa_loads_in_onnx_runtime() {
         assert!(c > 0.95, "int8 (ort-cpu placement) vs fp32 cosine {c}");
     }
 }
+
+#[test]
+fn bench_engines_times_each_engine_at_each_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eng = tmp.path().join("cpu-fp32");
+    build(&root().join(ECAPA), &eng);
+    let json = tmp.path().join("lat.json");
+    let o = voxq(&[
+        "bench",
+        "engines",
+        s(&eng),
+        s(&eng),
+        "--batches",
+        "1,2",
+        "--frames",
+        "200",
+        "--seconds",
+        "0.2",
+        "--json",
+        s(&json),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r["runner"], "onnxruntime-cpu");
+        assert!(r["runs"].as_u64().unwrap() >= 5, "{r}");
+        assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(rows[2]["batch"], 2);
+    assert!(
+        stdout(&o).contains("| onnxruntime-cpu | fp32 | 2 | 200 |"),
+        "{}",
+        stdout(&o)
+    );
+    let o = voxq(&["bench", "engines", s(&eng), "--batches", "0"]);
+    assert_one_line_error(&o, &["--batches"]);
+    let o = voxq(&["bench", "engines", s(&tmp.path().join("nowhere"))]);
+    assert_one_line_error(&o, &["nowhere", "manifest.json"]);
+}

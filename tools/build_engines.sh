@@ -3,8 +3,11 @@
 # a float model), build out/engines/<name>/cpu-fp32 and cpu-int8 (entropy calibration on
 # fixtures/trials/calib.txt, tables kept in out/engines/<name>/). cpu-int8 uses the ORT-CPU
 # QDQ placement (Q/DQ also on weighted-op outputs, so ONNX Runtime runs QLinearConv).
-# TensorRT: looked for as `trtexec` on PATH or under $TENSORRT_ROOT/bin. Without it, one line
-# says so and only CPU engines are built (exit 0); TRT=1 makes TensorRT required.
+# TensorRT: looked for as `trtexec` on PATH or under $TENSORRT_ROOT/bin, with a GPU from
+# nvidia-smi. Where both are present, trt-int8 (from a QDQ model with the TensorRT placement,
+# strongly typed build) and trt-fp16 (from the float model, for comparison) are built too, each
+# with its layer report (layers.md). Without them, one line says so and only CPU engines are
+# built (exit 0); TRT=1 makes TensorRT required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOXQ=target/release/voxq
@@ -15,15 +18,23 @@ trtexec=$(command -v trtexec || true)
 if [ -z "$trtexec" ] && [ -n "${TENSORRT_ROOT:-}" ] && [ -x "$TENSORRT_ROOT/bin/trtexec" ]; then
   trtexec="$TENSORRT_ROOT/bin/trtexec"
 fi
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
+with_trt=0
 if [ -z "$trtexec" ]; then
   if [ "${TRT:-0}" = 1 ]; then
     echo "error: TRT=1 but TensorRT was not found (no trtexec on PATH or under TENSORRT_ROOT/bin)" >&2
     exit 1
   fi
   echo "TensorRT not found (no trtexec on PATH or under TENSORRT_ROOT/bin): building CPU engines only"
-elif [ "${TRT:-0}" = 1 ]; then
-  echo "error: TRT=1: found $trtexec, but TensorRT engine builds are not in this version of voxq yet (issue 5)" >&2
-  exit 1
+elif [ -z "$gpu" ]; then
+  if [ "${TRT:-0}" = 1 ]; then
+    echo "error: TRT=1: found $trtexec but no NVIDIA GPU (nvidia-smi lists none)" >&2
+    exit 1
+  fi
+  echo "TensorRT found ($trtexec) but no NVIDIA GPU (nvidia-smi lists none): building CPU engines only"
+else
+  with_trt=1
+  echo "TensorRT: $trtexec on $gpu: building trt-int8 and trt-fp16 as well"
 fi
 
 for cfg in fixtures/models/*.json; do
@@ -42,5 +53,14 @@ for cfg in fixtures/models/*.json; do
     --audio-root "$SPEECH" --method entropy --out "$dir/entropy.json" --quiet
   "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target ort-cpu --out "$dir/$name.int8.onnx" >/dev/null
   "$VOXQ" build "$dir/$name.int8.onnx" --target cpu --out "$dir/cpu-int8"
+  if [ "$with_trt" = 1 ]; then
+    "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target tensorrt --out "$dir/$name.qdq.onnx" >/dev/null
+    "$VOXQ" build "$dir/$name.qdq.onnx" --target tensorrt --out "$dir/trt-int8"
+    "$VOXQ" build "$model" --target tensorrt --precision fp16 --out "$dir/trt-fp16"
+  fi
 done
-echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8}/manifest.json" >&2
+if [ "$with_trt" = 1 ]; then
+  echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8,trt-int8,trt-fp16}/manifest.json (layer reports: trt-*/layers.md)" >&2
+else
+  echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8}/manifest.json" >&2
+fi

@@ -126,6 +126,12 @@ fn bad(path: &Path, reason: String) -> EngineError {
 impl Manifest {
     /// Reads `DIR/manifest.json` (or the file itself when given one).
     pub fn read(path: &Path) -> Result<Manifest, EngineError> {
+        if !path.exists() {
+            return Err(bad(
+                path,
+                format!("no such engine folder (expected {MANIFEST_FILE} in it)"),
+            ));
+        }
         let file: PathBuf = if path.is_dir() {
             path.join(MANIFEST_FILE)
         } else {

@@ -170,6 +170,18 @@ pub fn export(
     let tmp = version.join(format!(".{}.tmp", model_file(&m.target)));
     std::fs::copy(&src, &tmp).map_err(|e| io(&src, e))?;
     std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+    if m.target == "tensorrt-ort" {
+        // the EPContext model points at its engine relative to itself: bring the engine along
+        let cache = dir.join(crate::trt_build::ORT_CACHE_DIR);
+        let to = version.join(crate::trt_build::ORT_CACHE_DIR);
+        std::fs::create_dir_all(&to).map_err(|e| io(&to, e))?;
+        for f in std::fs::read_dir(&cache).map_err(|e| io(&cache, e))? {
+            let f = f.map_err(|e| io(&cache, e))?;
+            if f.path().is_file() {
+                std::fs::copy(f.path(), to.join(f.file_name())).map_err(|e| io(&f.path(), e))?;
+            }
+        }
+    }
     exporter::atomic::write_atomic(entry.join("config.pbtxt"), cfg.as_bytes()).map_err(|e| {
         EngineError::Build {
             path: entry.join("config.pbtxt"),

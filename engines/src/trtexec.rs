@@ -220,12 +220,13 @@ pub fn parse_outputs(path: &Path, text: &str) -> Result<Vec<OutputTensor>, Engin
         .collect()
 }
 
-/// min / mean / median / p99 of one timing line, in milliseconds.
+/// min / mean / median / p95 / p99 of one timing line, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Stats {
     pub min: f64,
     pub mean: f64,
     pub median: f64,
+    pub p95: Option<f64>,
     pub p99: Option<f64>,
 }
 
@@ -263,6 +264,7 @@ fn stats(text: &str, label: &str) -> Option<Stats> {
         min: field(line, "min")?,
         mean: field(line, "mean")?,
         median: field(line, "median")?,
+        p95: field(line, "percentile(95%)"),
         p99: field(line, "percentile(99%)"),
     })
 }
@@ -300,6 +302,7 @@ mod tests {
         assert_eq!(p.throughput_qps, 1523.7);
         assert_eq!(p.latency.median, 0.65);
         assert_eq!(p.latency.p99, Some(0.71));
+        assert_eq!(p.latency.p95, Some(0.68));
         assert_eq!(p.gpu_compute.min, 0.5);
         assert_eq!(p.gpu_compute.mean, 0.56);
         assert!(parse_perf("[I] Throughput: 5 qps\n").is_none());
