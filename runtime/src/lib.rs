@@ -4,6 +4,7 @@ pub mod audio;
 pub mod bench;
 pub mod error;
 pub mod fsutil;
+pub mod generate;
 pub mod quant;
 pub mod sensitivity;
 pub mod speaker;

@@ -1,6 +1,7 @@
 //! Audio front ends: WAV decoding, sample-rate conversion and the Kaldi-compatible fbank.
 
 pub mod fbank;
+pub mod logmel;
 pub mod resample;
 pub mod wav;
 
