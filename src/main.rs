@@ -61,6 +61,9 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Speech to text with a Whisper model folder (whisper.json, encoder.onnx, decoder.onnx
+    /// with KV cache, tokenizer.json); audio over 30 s is cut into 30 s windows.
+    Transcribe(TranscribeArgs),
 }
 
 #[derive(Args)]
@@ -377,6 +380,60 @@ struct EvalArgs {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct TranscribeArgs {
+    /// Whisper model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Beam search with this many beams (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    beams: usize,
+    /// Most tokens per 30 s window (capped at half the text context).
+    #[arg(long, default_value_t = 224)]
+    max_new_tokens: usize,
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Write `path<TAB>text` lines here (atomically) instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// WAV files.
+    #[arg(required = true)]
+    audio: Vec<PathBuf>,
+}
+
+fn cmd_transcribe(a: &TranscribeArgs) -> Result<()> {
+    if a.beams == 0 || a.max_new_tokens == 0 {
+        bail!("--beams and --max-new-tokens must be at least 1");
+    }
+    let w = runtime::whisper::Whisper::open(
+        &a.model,
+        &CpuOptions {
+            intra_threads: a.threads,
+            ..CpuOptions::default()
+        },
+    )?;
+    let o = runtime::generate::GenerateOptions {
+        strategy: if a.beams > 1 {
+            runtime::whisper::beam(a.beams)
+        } else {
+            runtime::generate::Strategy::Greedy
+        },
+        max_new_tokens: a.max_new_tokens,
+        ..Default::default()
+    };
+    let mut lines = String::new();
+    for p in &a.audio {
+        let text = w.transcribe_file(p, &o)?;
+        lines.push_str(&format!("{}\t{}\n", p.display(), text));
+    }
+    match &a.out {
+        Some(f) => write_atomic(f, lines.as_bytes())?,
+        None => print!("{lines}"),
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -758,6 +815,7 @@ fn main() -> ExitCode {
         Cmd::Sensitivity(a) => sensitivity::cmd_sensitivity(a),
         Cmd::Autoquant(a) => sensitivity::cmd_autoquant(a),
         Cmd::Bench(b) => cmd_bench(b),
+        Cmd::Transcribe(a) => cmd_transcribe(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,5 +8,6 @@ pub mod generate;
 pub mod quant;
 pub mod sensitivity;
 pub mod speaker;
+pub mod whisper;
 
 pub use error::RuntimeError;

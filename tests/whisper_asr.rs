@@ -1,0 +1,153 @@
+//! Whisper ASR through voxq: the tiny random-weight fixture (fixtures/whisper-tiny-test,
+//! exported by `tools/whisper_ct2.py tiny-fixture` through the same code path as the real
+//! model) must give exactly the greedy token ids and first-step logits that onnxruntime in
+//! Python gave (expected.json, rules recorded there); bad inputs fail in one line.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_one_line_error, root, s, stdout, voxq};
+use runtime::generate::{GenerateOptions, Strategy};
+use runtime::whisper::Whisper;
+
+const FIXTURE: &str = "fixtures/whisper-tiny-test";
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(root().join(FIXTURE).join("expected.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn greedy_tokens_match_onnxruntime_python_with_kv_cache() {
+    let w = Whisper::open(&root().join(FIXTURE), &Default::default()).unwrap();
+    let exp = expected();
+    let max_new = exp["max_new_tokens"].as_u64().unwrap() as usize;
+    for clip in exp["clips"].as_array().unwrap() {
+        let wav = root().join(clip["wav"].as_str().unwrap());
+        let audio = runtime::audio::wav::read_wav(&wav).unwrap();
+        let o = GenerateOptions {
+            max_new_tokens: max_new,
+            ..Default::default()
+        };
+        let mut streamed = Vec::new();
+        let ids = w
+            .transcribe_window(&wav, &audio.samples, &o, &mut |t| {
+                streamed.push(t);
+                true
+            })
+            .unwrap();
+        let want: Vec<u32> = clip["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ids, want, "{}", wav.display());
+        assert_eq!(streamed, want, "tokens are streamed as they are chosen");
+        assert_eq!(
+            w.decode(&ids).unwrap(),
+            clip["text"].as_str().unwrap().trim()
+        );
+        // beam search runs on the same cache and returns a hypothesis of the allowed length
+        let beam = GenerateOptions {
+            strategy: Strategy::Beam {
+                beams: 3,
+                length_penalty: 1.0,
+            },
+            max_new_tokens: 6,
+            ..Default::default()
+        };
+        let b = w
+            .transcribe_window(&wav, &audio.samples, &beam, &mut |_| true)
+            .unwrap();
+        assert!(!b.is_empty() && b.len() <= 6, "{b:?}");
+    }
+}
+
+#[test]
+fn transcribe_cli_and_bad_inputs() {
+    let exp = expected();
+    let wav = exp["clips"][0]["wav"].as_str().unwrap().to_string();
+    let o = voxq(&[
+        "transcribe",
+        "--model",
+        FIXTURE,
+        "--max-new-tokens",
+        "20",
+        &wav,
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let line = stdout(&o);
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "{wav}\t{}",
+            exp["clips"][0]["text"].as_str().unwrap().trim()
+        )
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    // empty audio
+    let empty = tmp.path().join("empty.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    hound::WavWriter::create(&empty, spec)
+        .unwrap()
+        .finalize()
+        .unwrap();
+    let o = voxq(&["transcribe", "--model", FIXTURE, s(&empty)]);
+    assert_one_line_error(&o, &["empty.wav", "empty"]);
+    // 65 s of audio: cut into three 30 s windows (not refused)
+    let long = tmp.path().join("long.wav");
+    let mut wr = hound::WavWriter::create(&long, spec).unwrap();
+    let a = runtime::audio::wav::read_wav(root().join(&wav)).unwrap();
+    for i in 0..(65 * 16000) {
+        wr.write_sample((a.samples[i % a.samples.len()] * 32767.0) as i16)
+            .unwrap();
+    }
+    wr.finalize().unwrap();
+    let o = voxq(&[
+        "transcribe",
+        "--model",
+        FIXTURE,
+        "--max-new-tokens",
+        "3",
+        s(&long),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // a model folder with a missing file, and one whose sizes do not match its graphs
+    let broken = tmp.path().join("model");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["whisper.json", "encoder.onnx", "tokenizer.json"] {
+        std::fs::copy(root().join(FIXTURE).join(f), broken.join(f)).unwrap();
+    }
+    let o = voxq(&["transcribe", "--model", s(&broken), &wav]);
+    assert_one_line_error(&o, &["decoder.onnx", "missing"]);
+    std::fs::copy(
+        root().join(FIXTURE).join("decoder.onnx"),
+        broken.join("decoder.onnx"),
+    )
+    .unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(broken.join("whisper.json")).unwrap())
+            .unwrap();
+    cfg["n_layers"] = 4.into();
+    std::fs::write(broken.join("whisper.json"), cfg.to_string()).unwrap();
+    let o = voxq(&["transcribe", "--model", s(&broken), &wav]);
+    assert_one_line_error(&o, &["decoder.onnx", "past_key_values.2.decoder.key"]);
+    cfg["n_layers"] = 2.into();
+    cfg["d_model"] = 32.into();
+    cfg["head_dim"] = 16.into();
+    std::fs::write(broken.join("whisper.json"), cfg.to_string()).unwrap();
+    let o = voxq(&["transcribe", "--model", s(&broken), &wav]);
+    assert_one_line_error(&o, &["encoder.onnx", "mismatched sizes"]);
+    let o = voxq(&["transcribe", "--model", s(Path::new("nowhere")), &wav]);
+    assert_one_line_error(&o, &["nowhere", "whisper.json"]);
+}
