@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Word error rate of Whisper transcripts (`path<TAB>text` files, e.g. from `voxq transcribe --out`
+and `tools/whisper_ct2.py reference`) against the reference words shipped with the audio:
+the Asterisk prompt list (`name: words`, from asterisk-core-sounds-en) and pocketsphinx's
+LibriVox transcription (`<s> words </s> (utterance-id)`), both under .cache/whisper/transcripts.
+
+Text normalisation (applied to references and hypotheses alike): lower case; `mr.`/`mrs.`/`dr.`
+to `mister`/`missus`/`doctor`; `#` to `pound`, `*` to `star`, `%` to `percent`; hyphens and
+slashes to spaces; integers 0-999999 to English words ("21" -> "twenty one"); every other
+character that is not a letter, digit, apostrophe or space dropped; whitespace collapsed.
+Prompts whose reference is bracketed non-speech (`[this is a simple beep tone]`) are left out.
+
+Usage: whisper_wer.py HYP.tsv [HYP2.tsv ...]   (prints one line per file; the files are
+scored on the utterances they all share)
+"""
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSCRIPTS = ROOT / ".cache/whisper/transcripts"
+
+ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def words_of(n: int) -> str:
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
+    if n < 1000:
+        return ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + words_of(n % 100))
+    return words_of(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + words_of(n % 1000))
+
+
+def normalise(text: str) -> str:
+    t = text.lower()
+    t = re.sub(r"\bmrs\.", "missus", t)
+    t = re.sub(r"\bmr\.", "mister", t)
+    t = re.sub(r"\bdr\.", "doctor", t)
+    t = t.replace("#", " pound ").replace("*", " star ").replace("%", " percent ")
+    t = re.sub(r"[-/]", " ", t)
+    t = re.sub(r"(?<=\d),(?=\d{3})", "", t)
+    t = re.sub(r"\d+", lambda m: " " + words_of(int(m.group())) + " " if len(m.group()) <= 6 else m.group(), t)
+    t = re.sub(r"[^a-z0-9' ]", " ", t)
+    return " ".join(t.split())
+
+
+def references() -> dict:
+    refs = {}
+    for line in (TRANSCRIPTS / "asterisk-core-sounds-en.txt").read_text(errors="replace").splitlines():
+        if not line.strip() or line.startswith(";") or ":" not in line:
+            continue
+        name, words = line.split(":", 1)
+        words = words.strip()
+        if words.startswith("[") and words.endswith("]"):
+            continue
+        refs[name.strip()] = words
+    for line in (TRANSCRIPTS / "librivox.transcription").read_text().splitlines():
+        m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
+        if m:
+            refs[m.group(2)] = m.group(1).strip()
+    return refs
+
+
+def key_of(path: str) -> str:
+    p = Path(path)
+    if p.name.startswith("librivox-"):
+        return p.stem[len("librivox-"):]
+    parts = p.with_suffix("").parts
+    # .cache/speech/allison/en/<name>.wav, or a sub-folder (digits/1)
+    i = parts.index("en") if "en" in parts else len(parts) - 2
+    return "/".join(parts[i + 1:])
+
+
+def edits(a: list, b: list) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    refs = references()
+    hyps = []
+    for f in sys.argv[1:]:
+        d = {}
+        for line in Path(f).read_text().splitlines():
+            if "\t" in line:
+                path, text = line.split("\t", 1)
+                d[key_of(path)] = text
+        hyps.append(d)
+    shared = sorted(set.intersection(*(set(h) for h in hyps)) & set(refs))
+    if not shared:
+        print("error: no utterance is in every file and in the references", file=sys.stderr)
+        return 1
+    n_ref = sum(len(normalise(refs[k]).split()) for k in shared)
+    for f, h in zip(sys.argv[1:], hyps):
+        e = sum(edits(normalise(refs[k]).split(), normalise(h[k]).split()) for k in shared)
+        print(f"{f}: WER {100.0 * e / n_ref:.2f}% ({e} errors / {n_ref} reference words, {len(shared)} utterances)")
+    if len(hyps) == 2:
+        same = sum(normalise(hyps[0][k]) == normalise(hyps[1][k]) for k in shared)
+        print(f"identical normalised transcripts: {same}/{len(shared)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
