@@ -64,6 +64,12 @@ enum Cmd {
     /// Speech to text with a Whisper model folder (whisper.json, encoder.onnx, decoder.onnx
     /// with KV cache, tokenizer.json); audio over 30 s is cut into 30 s windows.
     Transcribe(TranscribeArgs),
+    /// Audio LLM (Whisper encoder -> projector -> LLM): answer a task about the audio, tokens
+    /// streamed to standard output as they are generated.
+    Generate(GenerateArgs),
+    /// Whisper int8: calibrate encoder and decoder on real audio (greedy decoding with the KV
+    /// cache), insert Q/DQ with per-channel weights, write a new model folder.
+    QuantizeWhisper(QuantizeWhisperArgs),
 }
 
 #[derive(Args)]
@@ -383,6 +389,114 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct GenerateArgs {
+    /// Audio-LLM config (audio_llm.json) or its folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// asr, caption or qa (qa needs --question).
+    #[arg(long, default_value = "asr")]
+    task: String,
+    /// A custom user prompt holding <SpeechHere> exactly once (instead of the task's).
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long)]
+    question: Option<String>,
+    /// Beam search with this many beams (1 = greedy or sampling).
+    #[arg(long, default_value_t = 1)]
+    beams: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// WAV file (at most 30 s).
+    audio: PathBuf,
+}
+
+fn cmd_generate(a: &GenerateArgs) -> Result<()> {
+    use runtime::generate::Strategy;
+    if a.beams == 0 || a.max_new_tokens == 0 {
+        bail!("--beams and --max-new-tokens must be at least 1");
+    }
+    if a.temperature < 0.0 || !(a.top_p > 0.0 && a.top_p <= 1.0) || a.repetition_penalty <= 0.0 {
+        bail!("--temperature must be >= 0, --top-p in (0, 1], --repetition-penalty > 0");
+    }
+    let m = runtime::llm::AudioLlm::open(
+        &a.model,
+        &CpuOptions {
+            intra_threads: a.threads,
+            ..CpuOptions::default()
+        },
+    )?;
+    let user = m.user_turn(&a.task, a.prompt.as_deref(), a.question.as_deref())?;
+    let audio = runtime::audio::wav::read_wav(&a.audio)?;
+    let o = runtime::generate::GenerateOptions {
+        strategy: if a.beams > 1 {
+            Strategy::Beam {
+                beams: a.beams,
+                length_penalty: 1.0,
+            }
+        } else if a.temperature > 0.0 {
+            Strategy::Sample {
+                temperature: a.temperature,
+                top_k: a.top_k,
+                top_p: a.top_p,
+                seed: a.seed,
+            }
+        } else {
+            Strategy::Greedy
+        },
+        max_new_tokens: a.max_new_tokens,
+        repetition_penalty: a.repetition_penalty,
+        ..Default::default()
+    };
+    use std::io::Write;
+    let mut shown = String::new();
+    let mut so_far = Vec::new();
+    let mut failed = None;
+    let ids = m.generate(
+        &a.audio,
+        &audio.samples,
+        audio.sample_rate,
+        &user,
+        &o,
+        &mut |t| {
+            so_far.push(t);
+            match m.llm.decode(&so_far) {
+                Ok(text) => {
+                    if let Some(rest) = text.strip_prefix(&shown) {
+                        print!("{rest}");
+                        let _ = std::io::stdout().flush();
+                    }
+                    shown = text;
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    println!();
+    log::info!("{} new tokens: {ids:?}", ids.len());
+    Ok(())
+}
+
+#[derive(Args)]
 struct TranscribeArgs {
     /// Whisper model folder.
     #[arg(long)]
@@ -434,6 +548,39 @@ fn cmd_transcribe(a: &TranscribeArgs) -> Result<()> {
         None => print!("{lines}"),
     }
     Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct QuantizeWhisperArgs {
+    /// Whisper model folder (float).
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibration audio list (one path per line, relative to --audio-root).
+    #[arg(long)]
+    calib: PathBuf,
+    #[arg(long, default_value = ".cache/speech")]
+    audio_root: PathBuf,
+    /// Calibration method (max, percentile:P, entropy, mse).
+    #[arg(long, default_value = "entropy")]
+    method: String,
+    /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels) or tensorrt.
+    #[arg(long, default_value = "ort-cpu")]
+    target: String,
+    #[arg(long, default_value_t = 2048)]
+    bins: usize,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Encoder nodes to quantize: node:REGEX, op:TYPE (repeatable; default all weighted nodes).
+    #[arg(long)]
+    encoder_include: Vec<String>,
+    /// Decoder nodes to quantize (repeatable). The default keeps the self-attention and MLP
+    /// projections in float: with per-tensor int8 activations their LayerNorm/GELU inputs
+    /// (outlier channels) wreck the transcripts of tiny.en (measured: see README).
+    #[arg(long, default_values_t = ["node:encoder_attn".to_string(), "node:proj_out".to_string()])]
+    decoder_include: Vec<String>,
+    /// Output model folder (created only when everything succeeded).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -816,6 +963,8 @@ fn main() -> ExitCode {
         Cmd::Autoquant(a) => sensitivity::cmd_autoquant(a),
         Cmd::Bench(b) => cmd_bench(b),
         Cmd::Transcribe(a) => cmd_transcribe(a),
+        Cmd::Generate(a) => cmd_generate(a),
+        Cmd::QuantizeWhisper(a) => quant::cmd_quantize_whisper(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

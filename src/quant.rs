@@ -15,7 +15,7 @@ use runtime::fsutil::write_atomic;
 use runtime::quant::{calibrate_speaker, read_list};
 use runtime::speaker::config::SpeakerModel;
 
-use crate::{CalibrateArgs, InspectArgs, QuantizeArgs};
+use crate::{CalibrateArgs, InspectArgs, QuantizeArgs, QuantizeWhisperArgs};
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
@@ -234,5 +234,133 @@ pub fn cmd_inspect(a: &InspectArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
+    let method: Method = a.method.parse()?;
+    let target: Target = a.target.parse()?;
+    let list = read_list(&a.calib, &a.audio_root)?;
+    let dir = if a.model.is_file() {
+        a.model.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        a.model.clone()
+    };
+    let cfg_text = std::fs::read_to_string(dir.join(runtime::whisper::CONFIG_FILE))
+        .with_context(|| format!("{}: not a Whisper model folder", dir.display()))?;
+    let cfg: runtime::whisper::WhisperConfig =
+        serde_json::from_str(&cfg_text).with_context(|| {
+            format!(
+                "{}: not a Whisper model config",
+                dir.join("whisper.json").display()
+            )
+        })?;
+    let enc = load(dir.join(&cfg.encoder_file))?;
+    let dec = load(dir.join(&cfg.decoder_file))?;
+    let pick =
+        |m: &onnx_protobuf::ModelProto, inc: &[String]| -> Result<Option<BTreeSet<String>>> {
+            if inc.is_empty() {
+                return Ok(None);
+            }
+            let groups = LayerGroups::resolve(&m.graph, "depth=2")?;
+            Ok(Some(select(&m.graph, &groups, &selectors(inc)?, &[])?))
+        };
+    let pol_e = QuantPolicy {
+        target,
+        nodes: pick(&enc, &a.encoder_include)?,
+        ..QuantPolicy::default()
+    };
+    let pol_d = QuantPolicy {
+        target,
+        nodes: pick(&dec, &a.decoder_include)?,
+        ..QuantPolicy::default()
+    };
+    let te = plan(&enc, &pol_e)?.activations;
+    let td = plan(&dec, &pol_d)?.activations;
+    let opts = CpuOptions {
+        intra_threads: a.threads,
+        ..CpuOptions::default()
+    };
+    let (ce, cd, info) = runtime::whisper::calibrate(&dir, &list, (&te, &td), a.bins, &opts)?;
+    let (table_e, table_d) = (ce.compute(method)?, cd.compute(method)?);
+    let qe = quantize(&enc, &table_e, &pol_e, false)?;
+    let qd = quantize(&dec, &table_d, &pol_d, false)?;
+    // build the folder beside the destination, rename when complete
+    let parent = a
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
+    let scratch = parent.join(format!(
+        ".{}.partial-{}",
+        a.out
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).with_context(|| scratch.display().to_string())?;
+    let result = (|| -> Result<()> {
+        save(
+            &qe.model,
+            scratch.join(&cfg.encoder_file),
+            &SaveOptions::inline(),
+        )?;
+        save(
+            &qd.model,
+            scratch.join(&cfg.decoder_file),
+            &SaveOptions::inline(),
+        )?;
+        std::fs::copy(dir.join("tokenizer.json"), scratch.join("tokenizer.json"))
+            .with_context(|| dir.join("tokenizer.json").display().to_string())?;
+        let mut v: serde_json::Value = serde_json::from_str(&cfg_text)?;
+        v["model"] = format!("{}-int8-{}", cfg.model, a.target).into();
+        v["quantization"] = serde_json::json!({
+            "method": method.to_string(), "target": a.target,
+            "encoder_include": a.encoder_include, "decoder_include": a.decoder_include,
+            "calibration": a.calib.display().to_string(), "utterances": info.utterances,
+        });
+        write_atomic(
+            &scratch.join("whisper.json"),
+            serde_json::to_string_pretty(&v)?.as_bytes(),
+        )?;
+        write_atomic(
+            &scratch.join("encoder.table.json"),
+            table_e.to_json().as_bytes(),
+        )?;
+        write_atomic(
+            &scratch.join("decoder.table.json"),
+            table_d.to_json().as_bytes(),
+        )?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Err(e);
+    }
+    if a.out.exists() {
+        std::fs::remove_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    }
+    std::fs::rename(&scratch, &a.out).with_context(|| a.out.display().to_string())?;
+    let (se, sd) = (
+        compare_sizes(&enc, &qe.model),
+        compare_sizes(&dec, &qd.model),
+    );
+    println!(
+        "calibrated on {} utterances ({:.0} s, {} decoder steps) in {:.1} s: {} encoder + {} decoder tensors ({method})",
+        info.utterances, info.audio_seconds, info.decoder_steps, info.wall_seconds, info.encoder_tensors, info.decoder_tensors
+    );
+    println!(
+        "encoder: {} weighted nodes int8, {} float; decoder: {} int8, {} float; wrote {}",
+        qe.plan.quantized.len(),
+        qe.plan.skipped.len(),
+        qd.plan.quantized.len(),
+        qd.plan.skipped.len(),
+        a.out.display()
+    );
+    println!("sizes: encoder {se:?}");
+    println!("sizes: decoder {sd:?}");
     Ok(())
 }

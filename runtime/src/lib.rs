@@ -5,6 +5,7 @@ pub mod bench;
 pub mod error;
 pub mod fsutil;
 pub mod generate;
+pub mod llm;
 pub mod quant;
 pub mod sensitivity;
 pub mod speaker;

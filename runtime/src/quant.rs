@@ -129,8 +129,10 @@ pub fn calibrate_speaker(
             }
             let x = Tensor::<f32>::from_array(([1usize, feats.frames, feats.dim], feats.data))
                 .map_err(|e| bad(format!("input tensor: {e}")))?;
+            // `x` stays alive until the outputs are read: an exposed graph input may come
+            // back as an output sharing its buffer
             let outputs = session
-                .run(ort::inputs![cfg.input.as_str() => x])
+                .run(vec![(cfg.input.as_str(), x.view().into_dyn())])
                 .map_err(|e| {
                     bad(format!(
                         "inference on {}: {}",

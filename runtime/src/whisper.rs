@@ -3,8 +3,11 @@
 //! end, and decoding (greedy or beam search) with Whisper's token rules. Audio longer than 30 s
 //! is cut into consecutive 30 s windows, each transcribed on its own, texts joined.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use calibration::Calibrator;
 
 use engines::ort_env::{cpu_session, first_line, CpuOptions};
 use ort::session::Session;
@@ -62,6 +65,30 @@ pub struct Whisper {
     encoder: Mutex<Session>,
     decoder: Mutex<Session>,
     tokenizer: tokenizers::Tokenizer,
+    /// Calibration observers fed from exposed activations (encoder, decoder), if any.
+    tap: Option<Mutex<Tap>>,
+}
+
+/// Exposed activations and the calibrators they stream into.
+struct Tap {
+    encoder: (BTreeSet<String>, Calibrator),
+    decoder: (BTreeSet<String>, Calibrator),
+}
+
+fn observe(
+    outs: &ort::session::SessionOutputs,
+    (names, cal): &mut (BTreeSet<String>, Calibrator),
+) -> std::result::Result<(), String> {
+    for n in names.iter() {
+        let v = outs
+            .get(n.as_str())
+            .ok_or_else(|| format!("exposed tensor '{n}' missing from the outputs"))?;
+        let (_, data) = v
+            .try_extract_tensor::<f32>()
+            .map_err(|e| format!("tensor '{n}': {e}"))?;
+        cal.observe(n, data).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn cfg_err(path: &Path, reason: String) -> RuntimeError {
@@ -90,6 +117,16 @@ impl Whisper {
     /// Opens `dir` (or `dir/whisper.json`): config, both sessions, tokenizer; checks that
     /// the sessions have the inputs and outputs the config's sizes imply.
     pub fn open(path: &Path, opts: &CpuOptions) -> Result<Whisper> {
+        Self::open_with(path, opts, None)
+    }
+
+    /// Opens the model with sessions built from the given encoder and decoder models (e.g.
+    /// with activations exposed for calibration) instead of the files.
+    fn open_with(
+        path: &Path,
+        opts: &CpuOptions,
+        replace: Option<(&onnx_protobuf::ModelProto, &onnx_protobuf::ModelProto)>,
+    ) -> Result<Whisper> {
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new(".")).to_path_buf()
         } else {
@@ -125,8 +162,24 @@ impl Whisper {
                 ));
             }
         }
-        let encoder = cpu_session(&dir.join(&config.encoder_file), opts)?;
-        let decoder = cpu_session(&dir.join(&config.decoder_file), opts)?;
+        let (encoder, decoder) = match replace {
+            None => (
+                cpu_session(&dir.join(&config.encoder_file), opts)?,
+                cpu_session(&dir.join(&config.decoder_file), opts)?,
+            ),
+            Some((e, d)) => (
+                engines::ort_env::cpu_session_from_bytes(
+                    &dir.join(&config.encoder_file).display().to_string(),
+                    &exporter::model::to_bytes(e)?,
+                    opts,
+                )?,
+                engines::ort_env::cpu_session_from_bytes(
+                    &dir.join(&config.decoder_file).display().to_string(),
+                    &exporter::model::to_bytes(d)?,
+                    opts,
+                )?,
+            ),
+        };
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| cfg_err(&tok_path, format!("cannot load tokenizer: {e}")))?;
@@ -137,6 +190,7 @@ impl Whisper {
             encoder: Mutex::new(encoder),
             decoder: Mutex::new(decoder),
             tokenizer,
+            tap: None,
         };
         w.check_io()?;
         Ok(w)
@@ -172,10 +226,16 @@ impl Whisper {
         let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
             .map_err(|e| self.run_err("encoder", e))?;
         let mut s = self.encoder.lock().unwrap();
+        // the input stays alive (borrowed) until its outputs are read: an exposed graph input
+        // may come back as an output sharing its buffer
         let out = s
-            .run(ort::inputs!["input_features" => t])
+            .run(vec![("input_features", t.view().into_dyn())])
             .map_err(|e| self.run_err("encoder", e))?;
-        let (shape, v) = out[0]
+        if let Some(tap) = &self.tap {
+            observe(&out, &mut tap.lock().unwrap().encoder)
+                .map_err(|r| self.run_err("encoder", r))?;
+        }
+        let (shape, v) = out["last_hidden_state"]
             .try_extract_tensor::<f32>()
             .map_err(|e| self.run_err("encoder", e))?;
         let want = [
@@ -359,6 +419,9 @@ impl StepDecoder for Step<'_> {
             ));
         }
         let last = logits[logits.len() - vocab..].to_vec();
+        if let Some(tap) = &w.tap {
+            observe(&out, &mut tap.lock().unwrap().decoder).map_err(|r| w.run_err("decoder", r))?;
+        }
         let new_cross = st.cross_len == 0;
         let mut cross = Vec::new();
         for i in 0..c.n_layers {
@@ -390,4 +453,91 @@ pub fn beam(beams: usize) -> Strategy {
         beams,
         length_penalty: 1.0,
     }
+}
+
+/// What a Whisper calibration run saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WhisperCalibration {
+    pub utterances: usize,
+    pub audio_seconds: f64,
+    /// Decoder steps observed per pass.
+    pub decoder_steps: usize,
+    pub encoder_tensors: usize,
+    pub decoder_tensors: usize,
+    pub wall_seconds: f64,
+}
+
+/// Calibrates encoder and decoder on real audio: every utterance is encoded and transcribed
+/// greedily by the float model with the activations the quantizer needs exposed, so the
+/// decoder is observed on the token sequences it really produces, step by step with its KV
+/// cache. Two passes: abs-max first, then histograms over exactly that range.
+pub fn calibrate(
+    dir: &Path,
+    audio: &[(String, PathBuf)],
+    tensors: (&BTreeSet<String>, &BTreeSet<String>),
+    bins: usize,
+    opts: &CpuOptions,
+) -> Result<(Calibrator, Calibrator, WhisperCalibration)> {
+    let t0 = std::time::Instant::now();
+    let base = Whisper::open(dir, opts)?;
+    let enc = exporter::model::load(dir.join(&base.config.encoder_file))?;
+    let dec = exporter::model::load(dir.join(&base.config.decoder_file))?;
+    let enc_x = exporter::qdq::expose_activations(&enc, tensors.0)?;
+    let dec_x = exporter::qdq::expose_activations(&dec, tensors.1)?;
+    drop(base);
+    let mut w = Whisper::open_with(dir, opts, Some((&enc_x, &dec_x)))?;
+    let mut seconds = 0.0;
+    let mut steps = 0;
+    let mut ranges: Option<(Calibrator, Calibrator)> = None;
+    for pass in 0..2 {
+        let (mut ce, mut cd) = (Calibrator::new(bins)?, Calibrator::new(bins)?);
+        if let Some((re, rd)) = &ranges {
+            for (c, r, names) in [(&mut ce, re, tensors.0), (&mut cd, rd, tensors.1)] {
+                for n in names {
+                    let amax = r.stats(n).map(|s| s.abs_max()).unwrap_or(0.0);
+                    if amax > 0.0 && amax.is_finite() {
+                        c.preset_range(n, amax)?;
+                    }
+                }
+            }
+        }
+        w.tap = Some(Mutex::new(Tap {
+            encoder: (tensors.0.clone(), ce),
+            decoder: (tensors.1.clone(), cd),
+        }));
+        for (_, path) in audio {
+            let a = read_wav(path)?;
+            let samples = if a.sample_rate != SAMPLE_RATE {
+                resample(&a.samples, a.sample_rate, SAMPLE_RATE)?
+            } else {
+                a.samples
+            };
+            if pass == 0 {
+                seconds += samples.len() as f64 / SAMPLE_RATE as f64;
+            }
+            for win in LogMelExtractor::windows(&samples) {
+                let ids =
+                    w.transcribe_window(path, win, &GenerateOptions::default(), &mut |_| true)?;
+                if pass == 0 {
+                    steps += ids.len() + 1;
+                }
+            }
+        }
+        let tap = w
+            .tap
+            .take()
+            .map(|t| t.into_inner().unwrap())
+            .ok_or_else(|| cfg_err(dir, "calibration observers lost".into()))?;
+        ranges = Some((tap.encoder.1, tap.decoder.1));
+    }
+    let (ce, cd) = ranges.ok_or_else(|| cfg_err(dir, "no calibration pass ran".into()))?;
+    let info = WhisperCalibration {
+        utterances: audio.len(),
+        audio_seconds: seconds,
+        decoder_steps: steps,
+        encoder_tensors: tensors.0.len(),
+        decoder_tensors: tensors.1.len(),
+        wall_seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok((ce, cd, info))
 }
