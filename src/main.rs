@@ -590,6 +590,30 @@ enum BenchCmd {
     /// Engine latency by batch size (CPU engines through ONNX Runtime, TensorRT plans through
     /// trtexec), e.g. cpu-fp32 vs cpu-int8, or trt-int8 vs trt-fp16 vs trt-fp32.
     Engines(BenchEnginesArgs),
+    /// Generation: time to first token, tokens/s, end-to-end latency, peak RSS for Whisper
+    /// folders and audio-LLM configs (e.g. fp32 vs int8) on real speech tiled to each length.
+    Llm(BenchLlmArgs),
+}
+
+#[derive(Args)]
+struct BenchLlmArgs {
+    /// Whisper model folders or audio_llm.json files; repeat to compare in one run.
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
+    /// Real speech to feed (tiled to each length).
+    #[arg(long)]
+    audio: PathBuf,
+    #[arg(long, value_delimiter = ',', default_values_t = [10.0, 30.0])]
+    seconds: Vec<f64>,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -922,6 +946,43 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
             print!("{}", r.markdown());
             if let Some(p) = &a.json {
                 write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+            }
+            Ok(())
+        }
+        BenchCmd::Llm(a) => {
+            if a.runs == 0 || a.max_new_tokens == 0 {
+                bail!("--runs and --max-new-tokens must be at least 1");
+            }
+            if a.seconds.iter().any(|s| !(*s > 0.0 && *s <= 30.0)) {
+                bail!("--seconds: each length must be more than 0 and at most 30 (one window)");
+            }
+            let opts = CpuOptions {
+                intra_threads: a.threads,
+                ..CpuOptions::default()
+            };
+            let mut models = Vec::new();
+            for m in &a.model {
+                let label = m.display().to_string();
+                let is_llm = m.extension().is_some_and(|e| e == "json")
+                    && !m.ends_with(runtime::whisper::CONFIG_FILE)
+                    || m.join("audio_llm.json").is_file();
+                models.push((
+                    label,
+                    if is_llm {
+                        runtime::bench::GenModel::AudioLlm(runtime::llm::AudioLlm::open(m, &opts)?)
+                    } else {
+                        runtime::bench::GenModel::Whisper(runtime::whisper::Whisper::open(
+                            m, &opts,
+                        )?)
+                    },
+                ));
+            }
+            let audio = read_wav(&a.audio)?;
+            let rows =
+                runtime::bench::bench_llm(&models, &audio, &a.seconds, a.max_new_tokens, a.runs)?;
+            print!("{}", runtime::bench::llm_markdown(&rows));
+            if let Some(p) = &a.json {
+                write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
             }
             Ok(())
         }
