@@ -969,7 +969,9 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
                 models.push((
                     label,
                     if is_llm {
-                        runtime::bench::GenModel::AudioLlm(runtime::llm::AudioLlm::open(m, &opts)?)
+                        runtime::bench::GenModel::AudioLlm(Box::new(runtime::llm::AudioLlm::open(
+                            m, &opts,
+                        )?))
                     } else {
                         runtime::bench::GenModel::Whisper(runtime::whisper::Whisper::open(
                             m, &opts,

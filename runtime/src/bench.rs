@@ -455,7 +455,7 @@ pub struct LlmBenchRow {
 /// A model `voxq bench llm` can time: a Whisper folder or an audio-LLM config.
 pub enum GenModel {
     Whisper(crate::whisper::Whisper),
-    AudioLlm(crate::llm::AudioLlm),
+    AudioLlm(Box<crate::llm::AudioLlm>),
 }
 
 /// Times generation for each model on `source` tiled to each length: `runs` runs after one
