@@ -454,7 +454,7 @@ pub struct LlmBenchRow {
 
 /// A model `voxq bench llm` can time: a Whisper folder or an audio-LLM config.
 pub enum GenModel {
-    Whisper(crate::whisper::Whisper),
+    Whisper(Box<crate::whisper::Whisper>),
     AudioLlm(Box<crate::llm::AudioLlm>),
 }
 
