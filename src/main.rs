@@ -973,9 +973,9 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
                             m, &opts,
                         )?))
                     } else {
-                        runtime::bench::GenModel::Whisper(runtime::whisper::Whisper::open(
-                            m, &opts,
-                        )?)
+                        runtime::bench::GenModel::Whisper(Box::new(
+                            runtime::whisper::Whisper::open(m, &opts)?,
+                        ))
                     },
                 ));
             }
