@@ -113,25 +113,15 @@ fn generate_cli_and_bad_inputs() {
     let o = voxq(&["generate", "--model", FIXTURE, "--task", "qa", wav]);
     assert_one_line_error(&o, &["needs a question"]);
     let tmp = tempfile::tempdir().unwrap();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
     let empty = tmp.path().join("empty.wav");
-    hound::WavWriter::create(&empty, spec)
-        .unwrap()
-        .finalize()
-        .unwrap();
+    common::write_wav16(&empty, []);
     let o = voxq(&["generate", "--model", FIXTURE, s(&empty)]);
     assert_one_line_error(&o, &["empty.wav", "empty"]);
     let long = tmp.path().join("long.wav");
-    let mut w = hound::WavWriter::create(&long, spec).unwrap();
-    for i in 0..(31 * 16000) {
-        w.write_sample(((i % 100) as i16 - 50) * 100).unwrap();
-    }
-    w.finalize().unwrap();
+    common::write_wav16(
+        &long,
+        (0..31 * 16000).map(|i| ((i % 100) as i16 - 50) * 100),
+    );
     let o = voxq(&["generate", "--model", FIXTURE, s(&long)]);
     assert_one_line_error(&o, &["long.wav", "31.0 s", "30 s window"]);
     // a folder with a missing file, and one whose hidden sizes do not match

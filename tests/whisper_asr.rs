@@ -92,27 +92,16 @@ fn transcribe_cli_and_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     // empty audio
     let empty = tmp.path().join("empty.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    hound::WavWriter::create(&empty, spec)
-        .unwrap()
-        .finalize()
-        .unwrap();
+    common::write_wav16(&empty, []);
     let o = voxq(&["transcribe", "--model", FIXTURE, s(&empty)]);
     assert_one_line_error(&o, &["empty.wav", "empty"]);
     // 65 s of audio: cut into three 30 s windows (not refused)
     let long = tmp.path().join("long.wav");
-    let mut wr = hound::WavWriter::create(&long, spec).unwrap();
     let a = runtime::audio::wav::read_wav(root().join(&wav)).unwrap();
-    for i in 0..(65 * 16000) {
-        wr.write_sample((a.samples[i % a.samples.len()] * 32767.0) as i16)
-            .unwrap();
-    }
-    wr.finalize().unwrap();
+    common::write_wav16(
+        &long,
+        (0..65 * 16000).map(|i| (a.samples[i % a.samples.len()] * 32767.0) as i16),
+    );
     let o = voxq(&[
         "transcribe",
         "--model",

@@ -51,8 +51,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from whisper_ct2 import (atomic_write_bytes, feature_extractor, log_mel,  # noqa: E402
-                         ort_session, read_wav, rename_matmul_weights)
+from whisper_ct2 import (atomic_write_bytes, export_onnx, feature_extractor,  # noqa: E402
+                         log_mel, ort_session, read_wav)
 
 CACHE = Path(os.environ.get("VOXQ_CACHE", ROOT / ".cache"))
 LLM_DIR = CACHE / "llm" / "smollm2"
@@ -284,21 +284,6 @@ def make_decoder(model):
             return (self.lm_head(self.norm(x)), *presents)
 
     return Decoder().eval(), dict(n_heads=nh, n_kv_heads=nkv, head_dim=hd, rope_theta=theta)
-
-
-def export_onnx(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
-    import onnx
-    import torch
-    tmp = path.with_name(path.name + ".tmp")
-    with torch.no_grad():
-        torch.onnx.export(module, args, str(tmp), input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic_axes,
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    m = onnx.load(str(tmp))
-    rename_matmul_weights(m)
-    onnx.checker.check_model(m)
-    onnx.save(m, str(tmp))
-    os.replace(tmp, path)
 
 
 def export_llm_files(model, tok_json: Path, chat: dict, out: Path, name: str, source: str) -> dict:

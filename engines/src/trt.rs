@@ -156,12 +156,13 @@ pub fn profiles(
     Ok(out)
 }
 
-fn shapes_arg(
-    flag: &str,
+/// `name:1x100x80,other:...` for one of a profile's shapes (trtexec's and the TensorRT
+/// execution provider's shape syntax).
+pub fn shape_list(
     profiles: &[(String, ShapeProfile)],
     pick: fn(&ShapeProfile) -> &Vec<i64>,
 ) -> String {
-    let items: Vec<String> = profiles
+    profiles
         .iter()
         .map(|(n, p)| {
             format!(
@@ -173,8 +174,16 @@ fn shapes_arg(
                     .join("x")
             )
         })
-        .collect();
-    format!("--{flag}={}", items.join(","))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn shapes_arg(
+    flag: &str,
+    profiles: &[(String, ShapeProfile)],
+    pick: fn(&ShapeProfile) -> &Vec<i64>,
+) -> String {
+    format!("--{flag}={}", shape_list(profiles, pick))
 }
 
 /// Files a TensorRT build writes into its engine folder.

@@ -12,7 +12,7 @@ use crate::build::{copy_config, in_scratch, new_manifest, read_model, specs};
 use crate::epcontext::{self, EpContext, CTX_FILE};
 use crate::layers::LayerReport;
 use crate::manifest::{Builder, Gpu, Manifest, ShapeProfile, TensorSpec};
-use crate::trt::{profiles, trtexec_args, TrtPrecision, LAYER_INFO_FILE, PLAN_FILE};
+use crate::trt::{profiles, shape_list, trtexec_args, TrtPrecision, LAYER_INFO_FILE, PLAN_FILE};
 use crate::trtexec::TrtExec;
 use crate::EngineError;
 
@@ -63,6 +63,33 @@ pub fn choose_precision(
     }
 }
 
+/// A model read for a TensorRT build, with its precision and shape profiles decided.
+struct Prepared {
+    bytes: Vec<u8>,
+    proto: onnx_protobuf::ModelProto,
+    precision: TrtPrecision,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    profiles: Vec<(String, ShapeProfile)>,
+}
+
+fn prepare(model: &Path, o: &TrtBuildOptions) -> Result<Prepared, EngineError> {
+    let (bytes, proto) = read_model(model)?;
+    let s = summary(&proto);
+    let is_qdq = crate::build::precision_of(&proto) == "int8";
+    let precision = choose_precision(model, is_qdq, o.precision)?;
+    let inputs = specs(&s.inputs);
+    let profiles = profiles(&inputs, &o.profiles)?;
+    Ok(Prepared {
+        bytes,
+        proto,
+        precision,
+        outputs: specs(&s.outputs),
+        inputs,
+        profiles,
+    })
+}
+
 fn precision_name(p: TrtPrecision) -> &'static str {
     match p {
         TrtPrecision::Int8Qdq => "int8",
@@ -96,12 +123,14 @@ pub fn build_tensorrt(
 ) -> Result<(Manifest, LayerReport), EngineError> {
     let tool = TrtExec::detect()?;
     let gpu = build_gpu()?;
-    let (bytes, proto) = read_model(model)?;
-    let s = summary(&proto);
-    let is_qdq = crate::build::precision_of(&proto) == "int8";
-    let precision = choose_precision(model, is_qdq, o.precision)?;
-    let inputs = specs(&s.inputs);
-    let profiles = profiles(&inputs, &o.profiles)?;
+    let Prepared {
+        bytes,
+        proto,
+        precision,
+        inputs,
+        outputs,
+        profiles,
+    } = prepare(model, o)?;
     let model_abs: PathBuf = model.canonicalize().map_err(|e| EngineError::Build {
         path: model.to_path_buf(),
         reason: e.to_string(),
@@ -142,7 +171,7 @@ pub fn build_tensorrt(
                 version: tool.version.clone(),
             },
             with_profiles(inputs.clone(), &profiles),
-            specs(&s.outputs),
+            outputs.clone(),
         );
         m.precision = precision_name(precision).into();
         m.gpu = Some(gpu.clone());
@@ -176,23 +205,6 @@ pub fn build_tensorrt(
         m.write(scratch)?;
         Ok((m, report))
     })
-}
-
-fn shape_list(profiles: &[(String, ShapeProfile)], pick: fn(&ShapeProfile) -> &Vec<i64>) -> String {
-    profiles
-        .iter()
-        .map(|(n, p)| {
-            format!(
-                "{n}:{}",
-                pick(p)
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("x")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// The TensorRT execution provider options of a `tensorrt-ort` build: int8 from the Q/DQ
@@ -245,12 +257,14 @@ pub fn build_tensorrt_ort(
     let trt_version = crate::gpu::tensorrt_version().ok_or_else(|| {
         EngineError::Device("libnvinfer (TensorRT) not found by the loader".into())
     })?;
-    let (bytes, proto) = read_model(model)?;
-    let s = summary(&proto);
-    let is_qdq = crate::build::precision_of(&proto) == "int8";
-    let precision = choose_precision(model, is_qdq, o.precision)?;
-    let inputs = specs(&s.inputs);
-    let profiles = profiles(&inputs, &o.profiles)?;
+    let Prepared {
+        bytes,
+        proto,
+        precision,
+        inputs,
+        outputs,
+        profiles,
+    } = prepare(model, o)?;
     in_scratch(out, |scratch| {
         let cache = scratch.join(ORT_CACHE_DIR);
         std::fs::create_dir_all(&cache).map_err(|e| EngineError::Build {
@@ -273,7 +287,7 @@ pub fn build_tensorrt_ort(
                 version: trt_version.clone(),
             },
             with_profiles(inputs.clone(), &profiles),
-            specs(&s.outputs),
+            outputs.clone(),
         );
         log::info!(
             "{}: TensorRT engine {} for {}",

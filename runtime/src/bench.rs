@@ -493,11 +493,8 @@ pub fn bench_llm(
                 };
                 match m {
                     GenModel::Whisper(w) => {
-                        let samples = crate::audio::resample::resample(
-                            &a.samples,
-                            a.sample_rate,
-                            crate::audio::logmel::SAMPLE_RATE,
-                        )?;
+                        let samples =
+                            crate::audio::logmel::to_16k(name, &a.samples, a.sample_rate)?;
                         w.transcribe_window(name, &samples, &o, &mut cb)?;
                     }
                     GenModel::AudioLlm(l) => {

@@ -12,8 +12,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 use serde::Deserialize;
 
-use crate::audio::logmel::{LogMelExtractor, SAMPLE_RATE};
-use crate::audio::resample::resample;
+use crate::audio::logmel::{to_16k, LogMelExtractor, SAMPLE_RATE};
 use crate::error::{Result, RuntimeError};
 use crate::generate::{generate, GenerateOptions, StepDecoder};
 
@@ -484,16 +483,7 @@ impl AudioLlm {
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Vec<u32>> {
-        if samples.is_empty() {
-            return Err(RuntimeError::EmptyAudio {
-                path: name.to_path_buf(),
-            });
-        }
-        let samples = if rate != SAMPLE_RATE {
-            resample(samples, rate, SAMPLE_RATE)?
-        } else {
-            samples.to_vec()
-        };
+        let samples = to_16k(name, samples, rate)?;
         if samples.len() > crate::audio::logmel::N_SAMPLES {
             return Err(RuntimeError::Config {
                 path: name.to_path_buf(),

@@ -14,8 +14,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 use serde::Deserialize;
 
-use crate::audio::logmel::{LogMelExtractor, SAMPLE_RATE};
-use crate::audio::resample::resample;
+use crate::audio::logmel::{to_16k, LogMelExtractor, SAMPLE_RATE};
 use crate::audio::wav::read_wav;
 use crate::error::{Result, RuntimeError};
 use crate::generate::{generate, GenerateOptions, StepDecoder, Strategy};
@@ -332,16 +331,7 @@ impl Whisper {
         rate: u32,
         opts: &GenerateOptions,
     ) -> Result<String> {
-        if samples.is_empty() {
-            return Err(RuntimeError::EmptyAudio {
-                path: name.to_path_buf(),
-            });
-        }
-        let samples = if rate != SAMPLE_RATE {
-            resample(samples, rate, SAMPLE_RATE)?
-        } else {
-            samples.to_vec()
-        };
+        let samples = to_16k(name, samples, rate)?;
         let mut texts = Vec::new();
         for w in LogMelExtractor::windows(&samples) {
             let ids = self.transcribe_window(name, w, opts, &mut |_| true)?;
@@ -507,11 +497,7 @@ pub fn calibrate(
         }));
         for (_, path) in audio {
             let a = read_wav(path)?;
-            let samples = if a.sample_rate != SAMPLE_RATE {
-                resample(&a.samples, a.sample_rate, SAMPLE_RATE)?
-            } else {
-                a.samples
-            };
+            let samples = to_16k(path, &a.samples, a.sample_rate)?;
             if pass == 0 {
                 seconds += samples.len() as f64 / SAMPLE_RATE as f64;
             }

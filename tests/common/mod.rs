@@ -99,3 +99,19 @@ pub fn calib_list(dir: &Path, n: usize) -> PathBuf {
     std::fs::write(&p, lines.join("\n") + "\n").expect("write calib list");
     p
 }
+
+/// Writes 16 kHz mono 16-bit PCM (no samples: an empty WAV).
+#[allow(dead_code)]
+pub fn write_wav16(path: &Path, samples: impl IntoIterator<Item = i16>) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}

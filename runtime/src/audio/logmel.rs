@@ -21,6 +21,21 @@ pub const N_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
 /// Frames in one 30 s window.
 pub const N_FRAMES: usize = N_SAMPLES / HOP;
 
+/// Decoded audio as the 16 kHz samples Whisper's front end takes (resampled when needed);
+/// empty audio is refused. `name` labels errors.
+pub fn to_16k(name: &Path, samples: &[f32], rate: u32) -> Result<Vec<f32>> {
+    if samples.is_empty() {
+        return Err(RuntimeError::EmptyAudio {
+            path: name.to_path_buf(),
+        });
+    }
+    if rate == SAMPLE_RATE {
+        Ok(samples.to_vec())
+    } else {
+        crate::audio::resample::resample(samples, rate, SAMPLE_RATE)
+    }
+}
+
 /// Log-mel features, `n_mels` rows of `frames` values (the layout Whisper's encoder takes:
 /// `[n_mels, frames]`).
 #[derive(Debug, Clone, PartialEq)]
