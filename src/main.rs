@@ -419,6 +419,9 @@ struct GenerateArgs {
     max_new_tokens: usize,
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "tensorrt"])]
+    device: String,
     /// WAV file (at most 30 s).
     audio: PathBuf,
 }
@@ -435,6 +438,7 @@ fn cmd_generate(a: &GenerateArgs) -> Result<()> {
         &a.model,
         &CpuOptions {
             intra_threads: a.threads,
+            device: a.device.parse()?,
             ..CpuOptions::default()
         },
     )?;
@@ -510,6 +514,9 @@ struct TranscribeArgs {
     /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "tensorrt"])]
+    device: String,
     /// Write `path<TAB>text` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -526,6 +533,7 @@ fn cmd_transcribe(a: &TranscribeArgs) -> Result<()> {
         &a.model,
         &CpuOptions {
             intra_threads: a.threads,
+            device: a.device.parse()?,
             ..CpuOptions::default()
         },
     )?;
@@ -611,6 +619,9 @@ struct BenchLlmArgs {
     runs: usize,
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "tensorrt"])]
+    device: String,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -958,6 +969,7 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
             }
             let opts = CpuOptions {
                 intra_threads: a.threads,
+                device: a.device.parse()?,
                 ..CpuOptions::default()
             };
             let mut models = Vec::new();

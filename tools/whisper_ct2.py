@@ -817,23 +817,27 @@ def cmd_reference(args) -> None:
         die("no WAV files given")
     gen = model.generation_config
     sot, nots, eot = gen.decoder_start_token_id, gen.no_timestamps_token_id, gen.eos_token_id
-    lines = []
-    for start in range(0, len(wavs), args.batch):
-        chunk = wavs[start:start + args.batch]
-        samples = [read_wav(p) for p in chunk]
-        for p, s in zip(chunk, samples):
-            if len(s) > 480000:
-                die(f"{p}: {len(s) / 16000:.1f} s is longer than 30 s")
-        feats = np.concatenate([log_mel(fe, s) for s in samples])
+    # audio over 30 s is cut into consecutive 30 s windows, each transcribed on its own and the
+    # texts joined with a space (what `voxq transcribe` does)
+    windows = []  # (file index, samples)
+    for i, p in enumerate(wavs):
+        s = read_wav(p)
+        windows += [(i, s[k:k + 480000]) for k in range(0, max(len(s), 1), 480000)]
+    texts = [[] for _ in wavs]
+    for start in range(0, len(windows), args.batch):
+        chunk = windows[start:start + args.batch]
+        feats = np.concatenate([log_mel(fe, s) for _, s in chunk])
         with torch.no_grad():
             out = model.generate(torch.from_numpy(feats), max_new_tokens=args.max_new_tokens,
                                  do_sample=False, num_beams=1, return_timestamps=False)
-        for p, row in zip(chunk, out.tolist()):
+        for (i, _), row in zip(chunk, out.tolist()):
             ids = strip_prompt(row, sot, nots, eot)
             ids = [t for t in ids if t != eot]
             text = tok.decode(ids, skip_special_tokens=True).strip()
-            lines.append(f"{p}\t{text}")
-            print(lines[-1], flush=True)
+            if text:
+                texts[i].append(text)
+        print(f"{min(start + args.batch, len(windows))}/{len(windows)} windows", flush=True)
+    lines = [f"{p}\t{' '.join(t)}" for p, t in zip(wavs, texts)]
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
