@@ -1021,6 +1021,13 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`voxq ... | head -1`) ends the process quietly, as for other Unix tools,
+    // instead of a panic on the next write to standard output.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let res = match &cli.cmd {
