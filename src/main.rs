@@ -315,7 +315,8 @@ struct EmbedArgs {
 struct StoreArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Enrollment store (JSON); `enroll` creates it if missing.
+    /// Enrollment store: a SQLite database (.db / .sqlite: durable, WAL, one transaction per
+    /// enrollment) or a JSON file; `enroll` creates it if missing.
     #[arg(long)]
     store: PathBuf,
 }
@@ -690,39 +691,67 @@ fn cmd_embed(a: &EmbedArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--store`: a SQLite database (`.db`, `.sqlite`: durable, WAL) or a JSON file.
+fn is_db(p: &std::path::Path) -> bool {
+    p.extension()
+        .is_some_and(|e| e == "db" || e == "sqlite" || e == "sqlite3")
+}
+
 fn cmd_enroll(a: &EnrollArgs) -> Result<()> {
     let emb = a.at.model.open()?;
     let cfg = &emb.model().config;
-    let mut store = Store::open_or_new(
-        &a.at.store,
-        &cfg.name,
-        emb.model_sha256()?,
-        cfg.embedding_dim,
-    )?;
     // Embed everything first: a bad file leaves the store untouched.
     let embs = a
         .audio
         .iter()
         .map(|p| emb.embed_file(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let sp = store.enroll(&a.speaker, &embs)?.clone();
-    store.save()?;
+    let total = if is_db(&a.at.store) {
+        let db = runtime::speaker::db::SpeakerDb::open(&a.at.store)?;
+        db.enroll(&a.speaker, &cfg.name, emb.model_sha256()?, &embs)?
+            .utterances as usize
+    } else {
+        let mut store = Store::open_or_new(
+            &a.at.store,
+            &cfg.name,
+            emb.model_sha256()?,
+            cfg.embedding_dim,
+        )?;
+        let n = store.enroll(&a.speaker, &embs)?.utterances;
+        store.save()?;
+        n
+    };
     println!(
         "enrolled '{}': {} utterance(s) in total, store {}",
         a.speaker,
-        sp.utterances,
+        total,
         a.at.store.display()
     );
     Ok(())
 }
 
+/// An opened enrollment store of either kind.
+enum AnyStore {
+    Json(Store),
+    Db(runtime::speaker::db::SpeakerDb),
+}
+
 impl StoreArgs {
     /// Opens the model and the existing store, refusing a store made with another model.
-    fn open(&self) -> Result<(Embedder, Store)> {
+    fn open(&self) -> Result<(Embedder, AnyStore)> {
         let emb = self.model.open()?;
+        if is_db(&self.store) {
+            if !self.store.is_file() {
+                bail!("{}: no such enrollment database", self.store.display());
+            }
+            return Ok((
+                emb,
+                AnyStore::Db(runtime::speaker::db::SpeakerDb::open(&self.store)?),
+            ));
+        }
         let store = Store::open(&self.store)?;
         store.check_model(emb.model_sha256()?)?;
-        Ok((emb, store))
+        Ok((emb, AnyStore::Json(store)))
     }
 }
 
@@ -736,7 +765,10 @@ fn cmd_verify(a: &VerifyArgs) -> Result<()> {
         ),
     };
     let e = emb.embed_file(&a.audio)?;
-    let score = store.score(&a.speaker, &e)?;
+    let score = match &store {
+        AnyStore::Json(s) => s.score(&a.speaker, &e)?,
+        AnyStore::Db(db) => db.score(&a.speaker, emb.model_sha256()?, &e)?,
+    };
     let accept = score >= threshold;
     if a.json {
         println!(
@@ -756,11 +788,17 @@ fn cmd_verify(a: &VerifyArgs) -> Result<()> {
 
 fn cmd_identify(a: &IdentifyArgs) -> Result<()> {
     let (emb, store) = a.at.open()?;
-    if store.speakers.is_empty() {
-        bail!("{}: no speakers are enrolled", a.at.store.display());
-    }
     let e = emb.embed_file(&a.audio)?;
-    let top = store.identify(&e, a.top.max(1));
+    let top = match &store {
+        AnyStore::Json(s) => s.identify(&e, a.top.max(1)),
+        AnyStore::Db(db) => db.identify(emb.model_sha256()?, &e, a.top.max(1))?,
+    };
+    if top.is_empty() {
+        bail!(
+            "{}: no speakers enrolled with this model",
+            a.at.store.display()
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string(&top)?);
     } else {

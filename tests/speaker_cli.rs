@@ -111,3 +111,111 @@ fn embed_writes_one_line_per_file_and_is_deterministic() {
     b.sort();
     assert_eq!(a, b, "file and stdout output differ");
 }
+
+#[test]
+fn sqlite_store_enrolls_durably_and_refuses_another_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("speakers.db");
+    let sp = speech();
+    let files = |list: &str, n: usize| -> Vec<String> {
+        std::fs::read_to_string(root().join(list))
+            .unwrap()
+            .lines()
+            .take(n)
+            .map(|l| sp.join(l).display().to_string())
+            .collect()
+    };
+    for (who, list) in [
+        ("allison", "fixtures/trials/demo_enroll_allison.txt"),
+        ("june", "fixtures/trials/demo_enroll_june.txt"),
+    ] {
+        let mut args = vec![
+            "enroll",
+            "--model",
+            "fixtures/models/campplus.json",
+            "--store",
+            s(&db),
+            "--speaker",
+            who,
+        ];
+        let f = files(list, 2);
+        args.extend(f.iter().map(String::as_str));
+        let o = voxq(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // a second enrollment of the same speaker updates it in place
+    let f = files("fixtures/trials/demo_enroll_allison.txt", 3);
+    let o = voxq(&[
+        "enroll",
+        "--model",
+        "fixtures/models/campplus.json",
+        "--store",
+        s(&db),
+        "--speaker",
+        "allison",
+        &f[2],
+    ]);
+    assert!(
+        stdout(&o).contains("3 utterance(s) in total"),
+        "{}",
+        stdout(&o)
+    );
+    let test = files("fixtures/trials/demo_test_allison.txt", 1).remove(0);
+    let o = voxq(&[
+        "identify",
+        "--model",
+        "fixtures/models/campplus.json",
+        "--store",
+        s(&db),
+        "--top",
+        "2",
+        "--json",
+        &test,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let top: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(top[0]["speaker"], "allison");
+    let o = voxq(&[
+        "verify",
+        "--model",
+        "fixtures/models/ecapa_distil.json",
+        "--store",
+        s(&db),
+        "--speaker",
+        "allison",
+        "--threshold",
+        "0.5",
+        &test,
+    ]);
+    assert_one_line_error(
+        &o,
+        &[
+            "speakers.db",
+            "enrolled with model 'campplus_cn_en_common'",
+            "re-enroll",
+        ],
+    );
+    let o = voxq(&[
+        "verify",
+        "--model",
+        "fixtures/models/campplus.json",
+        "--store",
+        s(&db),
+        "--speaker",
+        "nobody",
+        "--threshold",
+        "0.5",
+        &test,
+    ]);
+    assert_one_line_error(&o, &["speakers.db", "'nobody' is not enrolled"]);
+    // what the processes committed is there, in a sound WAL database
+    let d = runtime::speaker::db::SpeakerDb::open(&db).unwrap();
+    let all = d.list().unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.name.as_str(), r.utterances))
+            .collect::<Vec<_>>(),
+        [("allison", 3), ("june", 2)]
+    );
+    assert_eq!(d.integrity_check().unwrap(), "ok");
+}

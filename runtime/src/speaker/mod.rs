@@ -1,6 +1,7 @@
 //! Speaker verification: model configs, embeddings, enrollment, scoring, metrics and plots.
 
 pub mod config;
+pub mod db;
 pub mod embed;
 pub mod eval;
 pub mod metrics;
