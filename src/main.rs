@@ -286,15 +286,22 @@ pub(crate) struct ModelArgs {
     device: String,
 }
 
+/// ONNX Runtime session options from `--threads` and `--device`.
+fn session_options(threads: usize, device: &str) -> Result<CpuOptions> {
+    Ok(CpuOptions {
+        intra_threads: threads,
+        device: device.parse()?,
+        ..CpuOptions::default()
+    })
+}
+
 impl ModelArgs {
     fn open(&self) -> Result<Embedder> {
         let model = SpeakerModel::locate(&self.model)?;
-        let opts = CpuOptions {
-            intra_threads: self.threads,
-            device: self.device.parse()?,
-            ..CpuOptions::default()
-        };
-        Ok(Embedder::open(model, &opts)?)
+        Ok(Embedder::open(
+            model,
+            &session_options(self.threads, &self.device)?,
+        )?)
     }
 }
 
@@ -435,14 +442,7 @@ fn cmd_generate(a: &GenerateArgs) -> Result<()> {
     if a.temperature < 0.0 || !(a.top_p > 0.0 && a.top_p <= 1.0) || a.repetition_penalty <= 0.0 {
         bail!("--temperature must be >= 0, --top-p in (0, 1], --repetition-penalty > 0");
     }
-    let m = runtime::llm::AudioLlm::open(
-        &a.model,
-        &CpuOptions {
-            intra_threads: a.threads,
-            device: a.device.parse()?,
-            ..CpuOptions::default()
-        },
-    )?;
+    let m = runtime::llm::AudioLlm::open(&a.model, &session_options(a.threads, &a.device)?)?;
     let user = m.user_turn(&a.task, a.prompt.as_deref(), a.question.as_deref())?;
     let audio = runtime::audio::wav::read_wav(&a.audio)?;
     let o = runtime::generate::GenerateOptions {
@@ -530,14 +530,7 @@ fn cmd_transcribe(a: &TranscribeArgs) -> Result<()> {
     if a.beams == 0 || a.max_new_tokens == 0 {
         bail!("--beams and --max-new-tokens must be at least 1");
     }
-    let w = runtime::whisper::Whisper::open(
-        &a.model,
-        &CpuOptions {
-            intra_threads: a.threads,
-            device: a.device.parse()?,
-            ..CpuOptions::default()
-        },
-    )?;
+    let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, &a.device)?)?;
     let o = runtime::generate::GenerateOptions {
         strategy: if a.beams > 1 {
             runtime::whisper::beam(a.beams)
@@ -1005,11 +998,7 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
             if a.seconds.iter().any(|s| !(*s > 0.0 && *s <= 30.0)) {
                 bail!("--seconds: each length must be more than 0 and at most 30 (one window)");
             }
-            let opts = CpuOptions {
-                intra_threads: a.threads,
-                device: a.device.parse()?,
-                ..CpuOptions::default()
-            };
+            let opts = session_options(a.threads, &a.device)?;
             let mut models = Vec::new();
             for m in &a.model {
                 let label = m.display().to_string();

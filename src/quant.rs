@@ -241,19 +241,12 @@ pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
     let method: Method = a.method.parse()?;
     let target: Target = a.target.parse()?;
     let list = read_list(&a.calib, &a.audio_root)?;
-    let dir = if a.model.is_file() {
-        a.model.parent().unwrap_or(Path::new(".")).to_path_buf()
-    } else {
-        a.model.clone()
-    };
-    let cfg_text = std::fs::read_to_string(dir.join(runtime::whisper::CONFIG_FILE))
-        .with_context(|| format!("{}: not a Whisper model folder", dir.display()))?;
-    let cfg: runtime::whisper::WhisperConfig =
-        serde_json::from_str(&cfg_text).with_context(|| {
-            format!(
-                "{}: not a Whisper model config",
-                dir.join("whisper.json").display()
-            )
+    let (dir, cfg) = runtime::whisper::read_config(&a.model)?;
+    let cfg_text =
+        std::fs::read_to_string(dir.join(runtime::whisper::CONFIG_FILE)).with_context(|| {
+            dir.join(runtime::whisper::CONFIG_FILE)
+                .display()
+                .to_string()
         })?;
     let enc = load(dir.join(&cfg.encoder_file))?;
     let dec = load(dir.join(&cfg.decoder_file))?;
@@ -281,7 +274,8 @@ pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
         intra_threads: a.threads,
         ..CpuOptions::default()
     };
-    let (ce, cd, info) = runtime::whisper::calibrate(&dir, &list, (&te, &td), a.bins, &opts)?;
+    let (ce, cd, info) =
+        runtime::whisper::calibrate(&dir, (&enc, &dec), &list, (&te, &td), a.bins, &opts)?;
     let (table_e, table_d) = (ce.compute(method)?, cd.compute(method)?);
     let qe = quantize(&enc, &table_e, &pol_e, false)?;
     let qd = quantize(&dec, &table_d, &pol_d, false)?;

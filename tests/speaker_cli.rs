@@ -125,10 +125,7 @@ fn sqlite_store_enrolls_durably_and_refuses_another_model() {
             .map(|l| sp.join(l).display().to_string())
             .collect()
     };
-    for (who, list) in [
-        ("allison", "fixtures/trials/demo_enroll_allison.txt"),
-        ("june", "fixtures/trials/demo_enroll_june.txt"),
-    ] {
+    let enroll = |who: &str, wavs: &[String]| {
         let mut args = vec![
             "enroll",
             "--model",
@@ -138,28 +135,20 @@ fn sqlite_store_enrolls_durably_and_refuses_another_model() {
             "--speaker",
             who,
         ];
-        let f = files(list, 2);
-        args.extend(f.iter().map(String::as_str));
+        args.extend(wavs.iter().map(String::as_str));
         let o = voxq(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-    }
+        stdout(&o)
+    };
+    enroll(
+        "allison",
+        &files("fixtures/trials/demo_enroll_allison.txt", 2),
+    );
+    enroll("june", &files("fixtures/trials/demo_enroll_june.txt", 2));
     // a second enrollment of the same speaker updates it in place
     let f = files("fixtures/trials/demo_enroll_allison.txt", 3);
-    let o = voxq(&[
-        "enroll",
-        "--model",
-        "fixtures/models/campplus.json",
-        "--store",
-        s(&db),
-        "--speaker",
-        "allison",
-        &f[2],
-    ]);
-    assert!(
-        stdout(&o).contains("3 utterance(s) in total"),
-        "{}",
-        stdout(&o)
-    );
+    let out = enroll("allison", &f[2..]);
+    assert!(out.contains("3 utterance(s) in total"), "{out}");
     let test = files("fixtures/trials/demo_test_allison.txt", 1).remove(0);
     let o = voxq(&[
         "identify",

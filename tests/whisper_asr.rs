@@ -140,3 +140,66 @@ fn transcribe_cli_and_bad_inputs() {
     let o = voxq(&["transcribe", "--model", s(Path::new("nowhere")), &wav]);
     assert_one_line_error(&o, &["nowhere", "whisper.json"]);
 }
+
+#[test]
+fn quantize_whisper_writes_a_complete_int8_folder_that_transcribes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let calib = tmp.path().join("calib.txt");
+    std::fs::write(
+        &calib,
+        "allison/en/vm-repeat.wav\nallison/en/all-circuits-busy-now.wav\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("int8");
+    let o = voxq(&[
+        "quantize-whisper",
+        "--model",
+        FIXTURE,
+        "--calib",
+        s(&calib),
+        "--audio-root",
+        s(&common::speech()),
+        "--decoder-include",
+        "op:MatMul",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    for f in [
+        "encoder.onnx",
+        "decoder.onnx",
+        "whisper.json",
+        "tokenizer.json",
+        "encoder.table.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let size = |d: &Path, f: &str| std::fs::metadata(d.join(f)).unwrap().len();
+    assert!(size(&out, "decoder.onnx") < size(&root().join(FIXTURE), "decoder.onnx"));
+    let wav = expected()["clips"][0]["wav"].as_str().unwrap().to_string();
+    let o = voxq(&[
+        "transcribe",
+        "--model",
+        s(&out),
+        "--max-new-tokens",
+        "5",
+        &wav,
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // a calibration list naming a missing file fails in one line and leaves no folder
+    std::fs::write(&calib, "allison/en/no-such-prompt.wav\n").unwrap();
+    let bad = tmp.path().join("bad");
+    let o = voxq(&[
+        "quantize-whisper",
+        "--model",
+        FIXTURE,
+        "--calib",
+        s(&calib),
+        "--audio-root",
+        s(&common::speech()),
+        "--out",
+        s(&bad),
+    ]);
+    assert_one_line_error(&o, &["no-such-prompt.wav"]);
+    assert!(!bad.exists());
+}

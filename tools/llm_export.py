@@ -52,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 from whisper_ct2 import (atomic_write_bytes, export_onnx, feature_extractor,  # noqa: E402
-                         log_mel, ort_session, read_wav)
+                         log_mel, ort_session, read_wav, report_sizes)
 
 CACHE = Path(os.environ.get("VOXQ_CACHE", ROOT / ".cache"))
 LLM_DIR = CACHE / "llm" / "smollm2"
@@ -974,11 +974,7 @@ def cmd_tiny_fixture(args) -> None:
         "cases": cases,
     }
     atomic_write_bytes(FIXTURE_DIR / "expected.json", (json.dumps(expected, indent=2) + "\n").encode())
-    total = 0
-    for f in sorted(FIXTURE_DIR.iterdir()):
-        total += f.stat().st_size
-        print(f"  {f.name}: {f.stat().st_size} bytes")
-    print(f"  total {total / 1e6:.2f} MB in {FIXTURE_DIR}")
+    report_sizes(FIXTURE_DIR)
 
 
 def main() -> None:

@@ -1042,11 +1042,16 @@ def cmd_tiny_fixture(args) -> None:
     }
     atomic_write_bytes(FIXTURE_DIR / "expected.json",
                        (json.dumps(expected, indent=2) + "\n").encode())
+    report_sizes(FIXTURE_DIR)
+
+
+def report_sizes(folder: Path) -> None:
+    """Prints each file's size in `folder` and the total (fixtures must stay a few MB)."""
     total = 0
-    for f in sorted(FIXTURE_DIR.iterdir()):
+    for f in sorted(folder.iterdir()):
         total += f.stat().st_size
         print(f"  {f.name}: {f.stat().st_size} bytes")
-    print(f"  total {total / 1e6:.2f} MB in {FIXTURE_DIR}")
+    print(f"  total {total / 1e6:.2f} MB in {folder}")
 
 
 def main() -> None:

@@ -294,20 +294,7 @@ pub fn warm_up(dir: &Path, m: &Manifest) -> Result<(), EngineError> {
                 ),
             });
         }
-        let shape: Vec<i64> = spec
-            .shape
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| {
-                if d >= 0 {
-                    d
-                } else if i == 0 {
-                    1
-                } else {
-                    WARMUP_FRAMES
-                }
-            })
-            .collect();
+        let shape = spec.concrete(1, WARMUP_FRAMES);
         let n: i64 = shape.iter().product();
         let t = Tensor::<f32>::from_array((shape.clone(), vec![0f32; n.max(0) as usize])).map_err(
             |e| EngineError::Build {

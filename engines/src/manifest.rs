@@ -50,6 +50,21 @@ pub struct TensorSpec {
     pub profile: Option<ShapeProfile>,
 }
 
+impl TensorSpec {
+    /// The shape with its dynamic axes filled: `batch` for axis 0, `frames` for the others.
+    pub fn concrete(&self, batch: i64, frames: i64) -> Vec<i64> {
+        self.shape
+            .iter()
+            .enumerate()
+            .map(|(k, &d)| match (d, k) {
+                (d, _) if d >= 0 => d,
+                (_, 0) => batch,
+                _ => frames,
+            })
+            .collect()
+    }
+}
+
 /// min/opt/max shapes of one input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShapeProfile {

@@ -226,18 +226,6 @@ fn filler(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn shape_of(spec: &engines::manifest::TensorSpec, batch: i64, frames: i64) -> Vec<i64> {
-    spec.shape
-        .iter()
-        .enumerate()
-        .map(|(k, &d)| match (d, k) {
-            (d, _) if d >= 0 => d,
-            (_, 0) => batch,
-            _ => frames,
-        })
-        .collect()
-}
-
 fn open_runner(dir: &Path, m: &engines::manifest::Manifest) -> Result<(Runner, String)> {
     use engines::ort_env::{cpu_session, Device};
     Ok(match m.target.as_str() {
@@ -282,7 +270,7 @@ fn time_ort(
 ) -> Result<Vec<f64>> {
     let mut feeds = Vec::new();
     for spec in specs {
-        let shape = shape_of(spec, batch, frames);
+        let shape = spec.concrete(batch, frames);
         let n: i64 = shape.iter().product();
         let t = ort::value::Tensor::<f32>::from_array((shape, filler(n.max(0) as usize))).map_err(
             |e| engines::EngineError::Input {
@@ -339,7 +327,7 @@ pub fn bench_engines(
         for spec in &m.inputs {
             if let Some(p) = &spec.profile {
                 for &b in batches {
-                    let s = shape_of(spec, b, frames);
+                    let s = spec.concrete(b, frames);
                     if s.iter()
                         .zip(&p.min)
                         .zip(&p.max)
@@ -377,7 +365,7 @@ pub fn bench_engines(
                     let shapes: Vec<(String, Vec<i64>)> = m
                         .inputs
                         .iter()
-                        .map(|s| (s.name.clone(), shape_of(s, batch, frames)))
+                        .map(|s| (s.name.clone(), s.concrete(batch, frames)))
                         .collect();
                     let p = tool.time(plan, &shapes, seconds.ceil().max(1.0) as u32)?;
                     (

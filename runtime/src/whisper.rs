@@ -56,6 +56,34 @@ fn default_decoder() -> String {
     "decoder.onnx".into()
 }
 
+/// The model folder of `path` (the folder itself, or the one holding the given file) and its
+/// checked `whisper.json`.
+pub fn read_config(path: &Path) -> Result<(PathBuf, WhisperConfig)> {
+    let dir = if path.is_file() {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path)
+        .map_err(|e| cfg_err(&cfg_path, format!("cannot read Whisper model config: {e}")))?;
+    let config: WhisperConfig = serde_json::from_str(&text)
+        .map_err(|e| cfg_err(&cfg_path, format!("not a Whisper model config: {e}")))?;
+    if config.n_heads * config.head_dim != config.d_model {
+        return Err(cfg_err(
+            &cfg_path,
+            format!(
+                "n_heads {} x head_dim {} != d_model {}",
+                config.n_heads, config.head_dim, config.d_model
+            ),
+        ));
+    }
+    if config.prompt_notimestamps.is_empty() {
+        return Err(cfg_err(&cfg_path, "empty prompt_notimestamps".into()));
+    }
+    Ok((dir, config))
+}
+
 /// A Whisper model opened in ONNX Runtime sessions.
 pub struct Whisper {
     pub config: WhisperConfig,
@@ -126,28 +154,7 @@ impl Whisper {
         opts: &CpuOptions,
         replace: Option<(&onnx_protobuf::ModelProto, &onnx_protobuf::ModelProto)>,
     ) -> Result<Whisper> {
-        let dir = if path.is_file() {
-            path.parent().unwrap_or(Path::new(".")).to_path_buf()
-        } else {
-            path.to_path_buf()
-        };
-        let cfg_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| cfg_err(&cfg_path, format!("cannot read Whisper model config: {e}")))?;
-        let config: WhisperConfig = serde_json::from_str(&text)
-            .map_err(|e| cfg_err(&cfg_path, format!("not a Whisper model config: {e}")))?;
-        if config.n_heads * config.head_dim != config.d_model {
-            return Err(cfg_err(
-                &cfg_path,
-                format!(
-                    "n_heads {} x head_dim {} != d_model {}",
-                    config.n_heads, config.head_dim, config.d_model
-                ),
-            ));
-        }
-        if config.prompt_notimestamps.is_empty() {
-            return Err(cfg_err(&cfg_path, "empty prompt_notimestamps".into()));
-        }
+        let (dir, config) = read_config(path)?;
         let mel = LogMelExtractor::new(config.n_mels)?;
         for f in [
             &config.encoder_file,
@@ -463,18 +470,15 @@ pub struct WhisperCalibration {
 /// cache. Two passes: abs-max first, then histograms over exactly that range.
 pub fn calibrate(
     dir: &Path,
+    models: (&onnx_protobuf::ModelProto, &onnx_protobuf::ModelProto),
     audio: &[(String, PathBuf)],
     tensors: (&BTreeSet<String>, &BTreeSet<String>),
     bins: usize,
     opts: &CpuOptions,
 ) -> Result<(Calibrator, Calibrator, WhisperCalibration)> {
     let t0 = std::time::Instant::now();
-    let base = Whisper::open(dir, opts)?;
-    let enc = exporter::model::load(dir.join(&base.config.encoder_file))?;
-    let dec = exporter::model::load(dir.join(&base.config.decoder_file))?;
-    let enc_x = exporter::qdq::expose_activations(&enc, tensors.0)?;
-    let dec_x = exporter::qdq::expose_activations(&dec, tensors.1)?;
-    drop(base);
+    let enc_x = exporter::qdq::expose_activations(models.0, tensors.0)?;
+    let dec_x = exporter::qdq::expose_activations(models.1, tensors.1)?;
     let mut w = Whisper::open_with(dir, opts, Some((&enc_x, &dec_x)))?;
     let mut seconds = 0.0;
     let mut steps = 0;
