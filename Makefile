@@ -69,6 +69,13 @@ engines: setup-ort setup-speech build
 sensitivity: setup-ort setup-speech build
 	bash tools/sensitivity_report.sh
 
+# Load test of `voxq serve` (docs/server.md): 200 clients POST /v1/verify for DURATION_S (60) s,
+# with --max-batch 8 and then 1 for the batching ratio (COMPARE=0: MAX_BATCH only); fails on
+# errors other than 503. Tables and JSON in out/loadtest/. Options: see tools/loadtest.sh.
+.PHONY: loadtest
+loadtest: setup-ort setup-speech
+	bash tools/loadtest.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -20,6 +20,7 @@ use runtime::speaker::trials::read_trials;
 
 mod quant;
 mod sensitivity;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +71,10 @@ enum Cmd {
     /// Whisper int8: calibrate encoder and decoder on real audio (greedy decoding with the KV
     /// cache), insert Q/DQ with per-channel weights, write a new model folder.
     QuantizeWhisper(QuantizeWhisperArgs),
+    /// HTTP server: speaker verification, transcription and audio-LLM chat (docs/server.md).
+    Serve(serve::ServeArgs),
+    /// Check an enrollment store (SQLite `PRAGMA integrity_check`); prints `ok`.
+    StoreCheck(serve::StoreCheckArgs),
 }
 
 #[derive(Args)]
@@ -1074,6 +1079,8 @@ fn main() -> ExitCode {
         Cmd::Transcribe(a) => cmd_transcribe(a),
         Cmd::Generate(a) => cmd_generate(a),
         Cmd::QuantizeWhisper(a) => quant::cmd_quantize_whisper(a),
+        Cmd::Serve(a) => serve::cmd_serve(a),
+        Cmd::StoreCheck(a) => serve::cmd_store_check(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,7 +125,28 @@ pub fn available_devices() -> Result<Vec<Device>, EngineError> {
     Ok(v)
 }
 
-fn ep_name(d: Device) -> &'static str {
+/// The device a session asked for `device` gets on this ONNX Runtime build (auto: the first
+/// available), or the error an explicit missing device gives.
+pub fn resolve_device(device: Device) -> Result<Device, EngineError> {
+    let have = available_devices()?;
+    match device {
+        Device::Auto => Ok(have[0]),
+        d if have.contains(&d) => Ok(d),
+        d => Err(EngineError::Device(format!(
+            "--device {} asked for the {} but this ONNX Runtime {} build has only {}; use --device cpu or auto, or an onnxruntime-gpu build with it",
+            match d {
+                Device::Cuda => "cuda",
+                _ => "tensorrt",
+            },
+            ep_name(d),
+            crate::ort_env::ORT_VERSION,
+            have.iter().map(|d| ep_name(*d)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// ONNX Runtime's name of the execution provider of a device.
+pub fn ep_name(d: Device) -> &'static str {
     match d {
         Device::Tensorrt => "TensorrtExecutionProvider",
         Device::Cuda => "CUDAExecutionProvider",
@@ -140,23 +161,10 @@ fn with_device(
     device: Device,
     name: &str,
 ) -> Result<(ort::session::builder::SessionBuilder, Device), EngineError> {
-    let have = available_devices()?;
-    let chosen = match device {
-        Device::Auto => have[0],
-        d if have.contains(&d) => d,
-        d => {
-            return Err(EngineError::Device(format!(
-                "{name}: --device {} asked for the {} but this ONNX Runtime {} build has only {}; use --device cpu or auto, or an onnxruntime-gpu build with it",
-                match d {
-                    Device::Cuda => "cuda",
-                    _ => "tensorrt",
-                },
-                ep_name(d),
-                crate::ort_env::ORT_VERSION,
-                have.iter().map(|d| ep_name(*d)).collect::<Vec<_>>().join(", ")
-            )))
-        }
-    };
+    let chosen = resolve_device(device).map_err(|e| match e {
+        EngineError::Device(m) => EngineError::Device(format!("{name}: {m}")),
+        e => e,
+    })?;
     let b = match chosen {
         Device::Tensorrt => b.with_execution_providers([
             ort::ep::TensorRT::default().build().error_on_failure(),

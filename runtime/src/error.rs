@@ -20,6 +20,16 @@ pub enum RuntimeError {
     },
     #[error("{path}: audio contains NaN or infinite samples")]
     NonFinite { path: PathBuf },
+    /// Decoding stopped as soon as the audio passed the limit, so `seconds` is what had been
+    /// decoded by then: the audio is at least that long.
+    #[error("{path}: audio is longer than the limit of {limit} s (at least {:.2} s)", (.seconds * 100.0).floor() / 100.0)]
+    TooLong {
+        path: PathBuf,
+        seconds: f64,
+        limit: f64,
+    },
+    #[error("{path}: unsupported or undecodable audio: {reason}")]
+    BadAudio { path: PathBuf, reason: String },
     #[error("resampling {from} Hz -> {to} Hz: {reason}")]
     Resample { from: u32, to: u32, reason: String },
     #[error("fbank settings: {0}")]

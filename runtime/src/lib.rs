@@ -8,6 +8,7 @@ pub mod generate;
 pub mod llm;
 pub mod quant;
 pub mod sensitivity;
+pub mod server;
 pub mod speaker;
 pub mod whisper;
 

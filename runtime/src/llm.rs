@@ -473,6 +473,27 @@ impl AudioLlm {
         Ok(text)
     }
 
+    /// Number of prompt positions for a user turn: template tokens plus the audio tokens.
+    pub fn prompt_tokens(&self, user: &str) -> Result<usize> {
+        let (before, after) = self.split_prompt(user)?;
+        Ok(self.llm.encode(&before)?.len()
+            + self.config.projector.n_audio_tokens
+            + self.llm.encode(&after)?.len())
+    }
+
+    /// The chat prompt of a user turn, split at `<SpeechHere>`.
+    fn split_prompt(&self, user: &str) -> Result<(String, String)> {
+        let prompt = self
+            .config
+            .prompt_template
+            .replace("{system}", &self.config.system)
+            .replace("{prompt}", user);
+        let (before, after) = prompt
+            .split_once(SPEECH)
+            .ok_or_else(|| cfg_err(&self.path, format!("prompt has no {SPEECH}")))?;
+        Ok((before.to_string(), after.to_string()))
+    }
+
     /// Generates an answer about one window (at most 30 s) of audio.
     pub fn generate(
         &self,
@@ -493,17 +514,10 @@ impl AudioLlm {
                 ),
             });
         }
-        let prompt = self
-            .config
-            .prompt_template
-            .replace("{system}", &self.config.system)
-            .replace("{prompt}", user);
-        let (before, after) = prompt
-            .split_once(SPEECH)
-            .ok_or_else(|| cfg_err(&self.path, format!("prompt has no {SPEECH}")))?;
-        let mut prefix = self.llm.embed(&self.llm.encode(before)?);
+        let (before, after) = self.split_prompt(user)?;
+        let mut prefix = self.llm.embed(&self.llm.encode(&before)?);
         prefix.extend(self.audio_embeddings(name, &samples)?);
-        let after = self.llm.encode(after)?;
+        let after = self.llm.encode(&after)?;
         self.llm.generate(prefix, &after, opts, on_token)
     }
 }

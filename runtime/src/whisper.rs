@@ -47,6 +47,21 @@ pub struct WhisperConfig {
     pub encoder_file: String,
     #[serde(default = "default_decoder")]
     pub decoder_file: String,
+    /// Multilingual model (language tokens in the prompt) or English-only.
+    #[serde(default)]
+    pub multilingual: bool,
+    /// `<|en|>` → id, … (empty for English-only models).
+    #[serde(default)]
+    pub language_tokens: std::collections::BTreeMap<String, u32>,
+    /// `<|startofprev|>`: begins the previous-text prompt.
+    #[serde(default)]
+    pub startofprev: Option<u32>,
+    #[serde(default)]
+    pub sot: Option<u32>,
+    #[serde(default)]
+    pub transcribe: Option<u32>,
+    #[serde(default)]
+    pub notimestamps: Option<u32>,
 }
 
 fn default_encoder() -> String {
@@ -279,6 +294,79 @@ impl Whisper {
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Vec<u32>> {
+        let prompt = self.config.prompt_notimestamps.clone();
+        self.transcribe_window_prompt(name, samples, &prompt, opts, on_token)
+    }
+
+    /// The decoder prompt for a language (`en`, `de`, …; English-only models take only `en`)
+    /// and a text that came before the audio (Whisper's `<|startofprev|>` prompt, at most half
+    /// the text context, its end kept).
+    pub fn prompt(&self, language: Option<&str>, previous: Option<&str>) -> Result<Vec<u32>> {
+        let c = &self.config;
+        let path = self.dir.join(CONFIG_FILE);
+        let mut out = Vec::new();
+        if let Some(text) = previous.map(str::trim).filter(|t| !t.is_empty()) {
+            let start = c.startofprev.ok_or_else(|| {
+                cfg_err(
+                    &path,
+                    "no `startofprev` token: the model cannot take a text prompt".into(),
+                )
+            })?;
+            let enc = self
+                .tokenizer
+                .encode(format!(" {text}"), false)
+                .map_err(|e| cfg_err(&self.dir.join("tokenizer.json"), e.to_string()))?;
+            let ids = enc.get_ids();
+            let keep = (c.n_text_ctx / 2).saturating_sub(1).min(ids.len());
+            out.push(start);
+            out.extend_from_slice(&ids[ids.len() - keep..]);
+        }
+        match language.map(|l| l.trim().to_ascii_lowercase()) {
+            None => out.extend_from_slice(&c.prompt_notimestamps),
+            Some(l) if !c.multilingual => {
+                if l != "en" && l != "english" {
+                    return Err(cfg_err(
+                        &path,
+                        format!(
+                            "model '{}' is English-only; language '{l}' is not available",
+                            c.model
+                        ),
+                    ));
+                }
+                out.extend_from_slice(&c.prompt_notimestamps);
+            }
+            Some(l) => {
+                let lang = c
+                    .language_tokens
+                    .get(&format!("<|{l}|>"))
+                    .or_else(|| c.language_tokens.get(&l));
+                match (lang, c.sot, c.transcribe, c.notimestamps) {
+                    (Some(&lang), Some(sot), Some(tr), Some(nt)) => {
+                        out.extend_from_slice(&[sot, lang, tr, nt])
+                    }
+                    (None, ..) => return Err(cfg_err(&path, format!("unknown language '{l}'"))),
+                    _ => {
+                        return Err(cfg_err(
+                            &path,
+                            "needs `sot`, `transcribe` and `notimestamps` tokens to set a language"
+                                .into(),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Like [`Whisper::transcribe_window`] with a prompt from [`Whisper::prompt`].
+    pub fn transcribe_window_prompt(
+        &self,
+        name: &Path,
+        samples: &[f32],
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Vec<u32>> {
         let enc = self.encode(name, samples)?;
         let c = &self.config;
         let cache = WhisperCache {
@@ -311,14 +399,7 @@ impl Whisper {
                 }
             }
         };
-        generate(
-            &Step { w: self },
-            cache,
-            &c.prompt_notimestamps,
-            &o,
-            &rule,
-            on_token,
-        )
+        generate(&Step { w: self }, cache, prompt, &o, &rule, on_token)
     }
 
     /// Text of token ids (special tokens dropped, surrounding spaces trimmed).

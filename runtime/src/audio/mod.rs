@@ -1,5 +1,6 @@
 //! Audio front ends: WAV decoding, sample-rate conversion and the Kaldi-compatible fbank.
 
+pub mod decode;
 pub mod fbank;
 pub mod logmel;
 pub mod resample;

@@ -1,0 +1,717 @@
+//! Decoding of uploaded audio (WAV, FLAC, MP3, Ogg Vorbis) into mono `f32`, under a length limit.
+//!
+//! WAV (`RIFF....WAVE`) goes to [`read_wav_bytes`], which bounds memory by the bytes it is given.
+//! Everything else is probed and decoded by symphonia: the default audio track is decoded packet by
+//! packet, channels are averaged into mono, and decoding stops with [`RuntimeError::TooLong`] as
+//! soon as the decoded audio passes the limit, so a small file that expands to hours of audio is
+//! never fully allocated. A packet that fails to decode is skipped (with a log line), like
+//! symphonia's own examples do; a stream that cannot be read further, a codec change midway, or a
+//! decoder that stops making progress is an error. A panic inside the decoder on hostile input is
+//! caught and reported as [`RuntimeError::BadAudio`].
+
+use std::io::{Cursor, ErrorKind};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::conv::IntoSample;
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+use symphonia::core::sample::Sample;
+
+use crate::audio::wav::{read_wav_bytes, Audio};
+use crate::error::{Result, RuntimeError};
+
+/// Packets in a row (of the decoded track) that may yield no audio before we give up: a decoder
+/// that keeps consuming packets without producing samples is broken or fed garbage.
+const MAX_IDLE_PACKETS: u32 = 1000;
+
+/// Upper bound on the samples reserved up front from a length the container declares (the
+/// declaration may be a lie; the vector still grows as needed below the length limit).
+const MAX_RESERVE: u64 = 1 << 22;
+
+/// Decodes an uploaded audio file held in memory into mono samples at the file's own rate.
+///
+/// `name` is used in error messages and, through its extension, as a hint to the probe.
+/// `max_seconds` is the longest audio accepted (`f64::INFINITY` for no limit); longer audio is
+/// [`RuntimeError::TooLong`], detected while decoding. Samples from compressed formats are clamped
+/// to [-1, 1] (lossy decoders overshoot slightly); WAV samples are as [`read_wav_bytes`] gives them.
+pub fn decode_upload(name: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audio> {
+    if bytes.is_empty() {
+        return Err(RuntimeError::EmptyAudio {
+            path: name.to_path_buf(),
+        });
+    }
+    if max_seconds.is_nan() || max_seconds <= 0.0 {
+        return Err(RuntimeError::Config {
+            path: name.to_path_buf(),
+            reason: format!(
+                "the audio length limit must be a positive number of seconds, got {max_seconds}"
+            ),
+        });
+    }
+    if is_wav(bytes) {
+        let audio = read_wav_bytes(name, bytes)?;
+        check_length(name, audio.samples.len(), audio.sample_rate, max_seconds)?;
+        return Ok(audio);
+    }
+    match catch_unwind(AssertUnwindSafe(|| {
+        decode_compressed(name, bytes, max_seconds)
+    })) {
+        Ok(result) => result,
+        Err(_) => Err(bad(
+            name,
+            "the decoder crashed on this data (corrupt or hostile file)",
+        )),
+    }
+}
+
+/// True when the bytes start like a RIFF WAVE file.
+fn is_wav(bytes: &[u8]) -> bool {
+    bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE"
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::BadAudio {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Fails with `TooLong` when `frames` at `rate` is longer than `max_seconds`.
+fn check_length(path: &Path, frames: usize, rate: u32, max_seconds: f64) -> Result<()> {
+    let rate = f64::from(rate.max(1));
+    if frames as f64 > max_seconds * rate {
+        return Err(RuntimeError::TooLong {
+            path: path.to_path_buf(),
+            seconds: frames as f64 / rate,
+            limit: max_seconds,
+        });
+    }
+    Ok(())
+}
+
+/// Probes and decodes a non-WAV upload with symphonia.
+fn decode_compressed(path: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audio> {
+    let mss = MediaSourceStream::new(
+        Box::new(Cursor::new(bytes.to_vec())),
+        MediaSourceStreamOptions::default(),
+    );
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let format_opts = FormatOptions {
+        enable_gapless: true,
+        ..FormatOptions::default()
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &format_opts, &MetadataOptions::default())
+        .map_err(|e| bad(path, probe_failure(&e)))?;
+    let mut format = probed.format;
+
+    let track = match format.default_track() {
+        Some(t) if t.codec_params.codec != CODEC_TYPE_NULL => t,
+        _ => format
+            .tracks()
+            .iter()
+            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            .ok_or_else(|| bad(path, "the file has no audio track"))?,
+    };
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
+        .map_err(|e| bad(path, format!("unsupported codec: {}", one_line(&e))))?;
+
+    let mut rate = params.sample_rate;
+    if rate == Some(0) {
+        return Err(bad(path, "sample rate is 0"));
+    }
+    let mut samples: Vec<f32> = Vec::new();
+    if let (Some(n), Some(r)) = (params.n_frames, rate) {
+        // Reserve what the container announces, but never more than the limit allows.
+        let limit = (max_seconds * f64::from(r)).min(MAX_RESERVE as f64) as u64 + 1;
+        samples.reserve(n.min(limit).min(MAX_RESERVE) as usize);
+    }
+
+    // Every read consumes input, so a well-behaved demuxer yields at most about one packet per
+    // byte (Ogg allows empty packets at a cost of one lacing byte each); more means it is stuck.
+    let max_reads = (bytes.len() as u64).saturating_mul(2).saturating_add(1024);
+    let mut reads = 0u64;
+    let mut packets = 0u64;
+    let mut idle = 0u32;
+    let mut skipped = 0u64;
+    let mut last_skip = String::new();
+
+    loop {
+        reads += 1;
+        if reads > max_reads {
+            return Err(bad(
+                path,
+                format!(
+                    "the demuxer makes no progress ({reads} packets from {} bytes)",
+                    bytes.len()
+                ),
+            ));
+        }
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => break,
+            Err(SymphoniaError::ResetRequired) => {
+                return Err(bad(
+                    path,
+                    "the stream changes its format midway (chained streams are not supported)",
+                ));
+            }
+            Err(e) => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "cannot read the stream after {} decoded samples: {}",
+                        samples.len(),
+                        one_line(&e)
+                    ),
+                ));
+            }
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        packets += 1;
+        let before = samples.len();
+        match decoder.decode(&packet) {
+            Ok(decoded) => {
+                let spec = *decoded.spec();
+                if spec.rate == 0 {
+                    return Err(bad(path, "sample rate is 0"));
+                }
+                match rate {
+                    None => rate = Some(spec.rate),
+                    Some(r) if r != spec.rate => {
+                        return Err(bad(
+                            path,
+                            format!(
+                                "sample rate changes midway, from {r} Hz to {} Hz",
+                                spec.rate
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if spec.channels.count() == 0 {
+                    return Err(bad(path, "the stream declares 0 channels"));
+                }
+                append_mono(&decoded, &mut samples);
+            }
+            // A malformed packet (symphonia reports reads past a packet's end as IO errors too):
+            // skip it, as symphonia's examples do.
+            Err(SymphoniaError::DecodeError(msg)) => {
+                skipped += 1;
+                last_skip = msg.to_string();
+            }
+            Err(SymphoniaError::IoError(e)) => {
+                skipped += 1;
+                last_skip = one_line(&e);
+            }
+            Err(e) => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "decoding failed after {} samples: {}",
+                        samples.len(),
+                        one_line(&e)
+                    ),
+                ));
+            }
+        }
+
+        let new = samples.get_mut(before..).unwrap_or_default();
+        if new.is_empty() {
+            idle += 1;
+            if idle > MAX_IDLE_PACKETS {
+                return Err(bad(
+                    path,
+                    format!("{idle} packets in a row decoded to no audio; giving up"),
+                ));
+            }
+            continue;
+        }
+        idle = 0;
+        for s in new.iter_mut() {
+            if !s.is_finite() {
+                return Err(RuntimeError::NonFinite {
+                    path: path.to_path_buf(),
+                });
+            }
+            *s = s.clamp(-1.0, 1.0);
+        }
+        if let Some(r) = rate {
+            check_length(path, samples.len(), r, max_seconds)?;
+        }
+    }
+
+    if samples.is_empty() {
+        if skipped > 0 {
+            return Err(bad(
+                path,
+                format!("none of its {packets} audio packets could be decoded (last error: {last_skip})"),
+            ));
+        }
+        if params.n_frames.is_some_and(|n| n > 0) {
+            return Err(bad(
+                path,
+                "the file ends before its first audio frame (truncated?)",
+            ));
+        }
+        return Err(RuntimeError::EmptyAudio {
+            path: path.to_path_buf(),
+        });
+    }
+    if skipped > 0 {
+        log::warn!(
+            "{}: skipped {skipped} of {packets} audio packets that failed to decode (last error: {last_skip})",
+            path.display()
+        );
+    }
+    let sample_rate = rate.ok_or_else(|| bad(path, "the stream does not say its sample rate"))?;
+    Ok(Audio {
+        samples,
+        sample_rate,
+    })
+}
+
+/// Why the probe (finding the container and reading its headers) failed, in words.
+fn probe_failure(e: &SymphoniaError) -> String {
+    match e {
+        SymphoniaError::Unsupported(_) => {
+            "not a recognised audio format (WAV, FLAC, MP3 or Ogg Vorbis expected)".to_string()
+        }
+        SymphoniaError::IoError(io) if io.kind() == ErrorKind::UnexpectedEof => {
+            "the data ends before a complete audio header (truncated file, or not audio)"
+                .to_string()
+        }
+        other => format!("cannot read the audio header: {}", one_line(other)),
+    }
+}
+
+/// An error's text on one line.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Appends the average of the buffer's channels to `out`, converted to `f32`.
+fn append_mono(decoded: &AudioBufferRef<'_>, out: &mut Vec<f32>) {
+    match decoded {
+        AudioBufferRef::U8(b) => mix_planes(b, out),
+        AudioBufferRef::U16(b) => mix_planes(b, out),
+        AudioBufferRef::U24(b) => mix_planes(b, out),
+        AudioBufferRef::U32(b) => mix_planes(b, out),
+        AudioBufferRef::S8(b) => mix_planes(b, out),
+        AudioBufferRef::S16(b) => mix_planes(b, out),
+        AudioBufferRef::S24(b) => mix_planes(b, out),
+        AudioBufferRef::S32(b) => mix_planes(b, out),
+        AudioBufferRef::F32(b) => mix_planes(b, out),
+        AudioBufferRef::F64(b) => mix_planes(b, out),
+    }
+}
+
+fn mix_planes<S>(buf: &AudioBuffer<S>, out: &mut Vec<f32>)
+where
+    S: Sample + IntoSample<f32>,
+{
+    let frames = buf.frames();
+    let planes = buf.planes();
+    let planes = planes.planes();
+    if planes.is_empty() || frames == 0 {
+        return;
+    }
+    let start = out.len();
+    out.resize(start + frames, 0.0);
+    let dst = &mut out[start..];
+    if let [only] = planes {
+        for (d, &s) in dst.iter_mut().zip(only.iter()) {
+            *d = s.into_sample();
+        }
+        return;
+    }
+    for plane in planes {
+        for (d, &s) in dst.iter_mut().zip(plane.iter()) {
+            let v: f32 = s.into_sample();
+            *d += v;
+        }
+    }
+    let inv = 1.0 / planes.len() as f32;
+    for d in dst.iter_mut() {
+        *d *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::read_wav;
+    use crate::audio::resample;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/audio")
+            .join(name)
+    }
+
+    fn bytes_of(name: &str) -> Vec<u8> {
+        let path = fixture(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn decode(name: &str, max_seconds: f64) -> Result<Audio> {
+        decode_upload(Path::new(name), &bytes_of(name), max_seconds)
+    }
+
+    /// The source clip every fixture was made from (16 kHz mono 16-bit).
+    fn source() -> Audio {
+        read_wav(fixture("speech_16k.wav")).expect("source WAV")
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    }
+
+    /// Best normalised correlation of `a` against `b` over lags in [-max_lag, max_lag].
+    fn best_correlation(a: &[f32], b: &[f32], max_lag: isize) -> f64 {
+        let mut best = -1.0f64;
+        for lag in -max_lag..=max_lag {
+            let (a0, b0) = if lag >= 0 {
+                (lag as usize, 0)
+            } else {
+                (0, (-lag) as usize)
+            };
+            if a0 >= a.len() || b0 >= b.len() {
+                continue;
+            }
+            let n = (a.len() - a0).min(b.len() - b0);
+            let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+            for i in 0..n {
+                let x = f64::from(a[a0 + i]);
+                let y = f64::from(b[b0 + i]);
+                ab += x * y;
+                aa += x * x;
+                bb += y * y;
+            }
+            if aa > 0.0 && bb > 0.0 {
+                best = best.max(ab / (aa * bb).sqrt());
+            }
+        }
+        best
+    }
+
+    /// Checks a lossy decode against the source scaled by `gain` (the channel mix), at 16 kHz.
+    fn check_lossy(name: &str, rate: u32, gain: f64) {
+        let src = source();
+        let audio = decode(name, 60.0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(audio.sample_rate, rate, "{name}");
+        let diff = (audio.duration_s() - src.duration_s()).abs();
+        assert!(
+            diff < 0.1,
+            "{name}: {} s vs {} s",
+            audio.duration_s(),
+            src.duration_s()
+        );
+        let at16 = if rate == 16_000 {
+            audio.samples.clone()
+        } else {
+            resample(&audio.samples, rate, 16_000).expect("resample")
+        };
+        let corr = best_correlation(&at16, &src.samples, 2000);
+        assert!(corr > 0.9, "{name}: correlation {corr}");
+        let ratio = rms(&at16) / (rms(&src.samples) * gain);
+        assert!((0.8..1.2).contains(&ratio), "{name}: RMS ratio {ratio}");
+        assert!(audio.samples.iter().all(|s| (-1.0..=1.0).contains(s)));
+    }
+
+    #[test]
+    fn decode_flac_is_lossless() {
+        let src = source();
+        let audio = decode("speech_16k.flac", 60.0).expect("flac");
+        assert_eq!(audio.sample_rate, 16_000);
+        assert_eq!(audio.samples.len(), src.samples.len());
+        let max_diff = audio
+            .samples
+            .iter()
+            .zip(&src.samples)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_diff < 1e-4, "max diff {max_diff}");
+    }
+
+    #[test]
+    fn decode_stereo_flac_averages_channels() {
+        // Left = source, right = silence: the mono mix is half the source, exactly.
+        let src = source();
+        let audio = decode("speech_stereo_16k.flac", 60.0).expect("stereo flac");
+        assert_eq!(audio.sample_rate, 16_000);
+        assert_eq!(audio.samples.len(), src.samples.len());
+        let max_diff = audio
+            .samples
+            .iter()
+            .zip(&src.samples)
+            .map(|(a, b)| (a - 0.5 * b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_diff < 1e-4, "max diff {max_diff}");
+    }
+
+    #[test]
+    fn decode_mp3_matches_source() {
+        check_lossy("speech_16k.mp3", 16_000, 1.0);
+        // The LAME tag's encoder delay and padding are removed (gapless): exactly the source length.
+        let audio = decode("speech_16k.mp3", 60.0).expect("mp3");
+        assert_eq!(audio.samples.len(), source().samples.len());
+    }
+
+    #[test]
+    fn decode_ogg_vorbis_matches_source() {
+        check_lossy("speech_16k.ogg", 16_000, 1.0);
+    }
+
+    #[test]
+    fn decode_stereo_44k_ogg_to_mono() {
+        // Left = source, right = silence.
+        check_lossy("speech_stereo_44k.ogg", 44_100, 0.5);
+    }
+
+    #[test]
+    fn decode_stereo_44k_mp3_to_mono() {
+        // Left = source, right = half the source.
+        check_lossy("speech_stereo_44k.mp3", 44_100, 0.75);
+    }
+
+    #[test]
+    fn decode_wav_goes_through_wav_reader() {
+        let name = "speech_stereo_44k.wav";
+        let audio = decode(name, 60.0).expect("wav");
+        assert_eq!(audio, read_wav(fixture(name)).expect("read_wav"));
+        assert_eq!(audio.sample_rate, 44_100);
+        assert_eq!(audio.samples.len(), 13_230);
+        // 0.3 s from 0.6 s into the source; left = source, right = half of it.
+        let src = source();
+        let seg = &src.samples[9_600..14_400];
+        let at16 = resample(&audio.samples, 44_100, 16_000).expect("resample");
+        let corr = best_correlation(&at16, seg, 200);
+        assert!(corr > 0.9, "correlation {corr}");
+        let ratio = rms(&at16) / (rms(seg) * 0.75);
+        assert!((0.8..1.2).contains(&ratio), "RMS ratio {ratio}");
+        let src_wav = decode("speech_16k.wav", 60.0).expect("source via upload");
+        assert_eq!(src_wav, src);
+    }
+
+    #[test]
+    fn decode_limit_stops_early() {
+        for name in [
+            "speech_16k.flac",
+            "speech_16k.mp3",
+            "speech_16k.ogg",
+            "speech_stereo_44k.ogg",
+            "speech_16k.wav",
+        ] {
+            match decode(name, 1.0) {
+                Err(RuntimeError::TooLong {
+                    path,
+                    seconds,
+                    limit,
+                }) => {
+                    assert_eq!(path, Path::new(name));
+                    assert_eq!(limit, 1.0);
+                    assert!(seconds > 1.0 && seconds < 1.9, "{name}: {seconds}");
+                    let msg = RuntimeError::TooLong {
+                        path,
+                        seconds,
+                        limit,
+                    }
+                    .to_string();
+                    assert!(msg.starts_with(name) && !msg.contains('\n'), "{msg}");
+                }
+                other => panic!("{name}: expected TooLong, got {other:?}"),
+            }
+            // Just above the clip's length passes.
+            decode(name, 2.0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // Compressed input stops within a packet or so of the limit (not the whole file).
+        match decode("speech_16k.flac", 0.5) {
+            Err(RuntimeError::TooLong { seconds, .. }) => assert!(seconds < 0.5 + 0.3, "{seconds}"),
+            other => panic!("expected TooLong, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decode_bad_limit_is_an_error() {
+        let bytes = bytes_of("speech_16k.flac");
+        for limit in [f64::NAN, 0.0, -1.0] {
+            assert!(matches!(
+                decode_upload(Path::new("x.flac"), &bytes, limit),
+                Err(RuntimeError::Config { .. })
+            ));
+        }
+        decode_upload(Path::new("x.flac"), &bytes, f64::INFINITY).expect("no limit");
+    }
+
+    #[test]
+    fn decode_empty_is_empty_audio() {
+        assert!(matches!(
+            decode_upload(Path::new("empty.mp3"), &[], 60.0),
+            Err(RuntimeError::EmptyAudio { .. })
+        ));
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn assert_one_line_naming(err: &RuntimeError, name: &str) {
+        let msg = err.to_string();
+        assert!(msg.starts_with(name), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn decode_garbage_is_bad_audio() {
+        for seed in 0..40u64 {
+            for (n, name) in [
+                (1usize, "a.bin"),
+                (100, "b.mp3"),
+                (4096, "c.ogg"),
+                (65_536, "d"),
+            ] {
+                let bytes = noise(seed, n);
+                match decode_upload(Path::new(name), &bytes, 60.0) {
+                    Err(e) => assert_one_line_naming(&e, name),
+                    Ok(a) => panic!(
+                        "{name} seed {seed}: random bytes decoded to {} samples",
+                        a.samples.len()
+                    ),
+                }
+            }
+        }
+        let text = b"Hello, this is not audio at all.\nJust a text file.\n".repeat(50);
+        let err = decode_upload(Path::new("notes.txt"), &text, 60.0).expect_err("text");
+        assert!(matches!(err, RuntimeError::BadAudio { .. }), "{err}");
+        assert_one_line_naming(&err, "notes.txt");
+    }
+
+    #[test]
+    fn decode_truncated_flac_is_bad_audio() {
+        let bytes = bytes_of("speech_16k.flac");
+        let err = decode_upload(Path::new("cut.flac"), &bytes[..100], 60.0).expect_err("cut");
+        assert!(matches!(err, RuntimeError::BadAudio { .. }), "{err}");
+        assert_one_line_naming(&err, "cut.flac");
+    }
+
+    #[test]
+    fn decode_zero_rate_flac_is_an_error() {
+        // STREAMINFO: "fLaC", block header (4), block sizes (4), frame sizes (6), then 20 bits of rate.
+        let mut bytes = bytes_of("speech_16k.flac");
+        bytes[18] = 0;
+        bytes[19] = 0;
+        bytes[20] &= 0x0f;
+        let err = decode_upload(Path::new("zero.flac"), &bytes, 60.0).expect_err("rate 0");
+        assert_one_line_naming(&err, "zero.flac");
+    }
+
+    #[test]
+    fn decode_huge_wav_claim_is_an_error() {
+        // 8-bit mono PCM whose data chunk claims 2^31 samples, followed by 100 bytes.
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&u32::MAX.to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+        wav.extend_from_slice(&16_000u32.to_le_bytes());
+        wav.extend_from_slice(&16_000u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&8u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&(1u32 << 31).to_le_bytes());
+        wav.extend(std::iter::repeat_n(128u8, 100));
+        let err = decode_upload(Path::new("huge.wav"), &wav, 60.0).expect_err("huge");
+        assert!(matches!(err, RuntimeError::WavRead { .. }), "{err}");
+        assert_one_line_naming(&err, "huge.wav");
+    }
+
+    #[test]
+    fn decode_nan_wav_is_non_finite() {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut cursor = Cursor::new(Vec::new());
+        {
+            let mut w = hound::WavWriter::new(&mut cursor, spec).expect("writer");
+            for s in [0.0f32, 0.5, f32::NAN, 0.1] {
+                w.write_sample(s).expect("write");
+            }
+            w.finalize().expect("finalize");
+        }
+        let err = decode_upload(Path::new("nan.wav"), cursor.get_ref(), 60.0).expect_err("nan");
+        assert!(matches!(err, RuntimeError::NonFinite { .. }), "{err}");
+    }
+
+    /// Prefixes and bit-flipped copies of every fixture: any result is fine, a crash is not.
+    #[test]
+    fn decode_damaged_fixtures_never_crash() {
+        for name in [
+            "speech_16k.flac",
+            "speech_16k.mp3",
+            "speech_16k.ogg",
+            "speech_stereo_16k.flac",
+            "speech_stereo_44k.ogg",
+            "speech_stereo_44k.mp3",
+        ] {
+            let bytes = bytes_of(name);
+            let mut cases: Vec<Vec<u8>> = Vec::new();
+            for k in 1..40 {
+                cases.push(bytes[..bytes.len() * k / 40].to_vec());
+            }
+            for seed in 0..40u64 {
+                let mut damaged = bytes.clone();
+                let flips = noise(seed + 1000, 64);
+                for pair in flips.chunks(4) {
+                    let pos = (usize::from(pair[0]) << 16
+                        | usize::from(pair[1]) << 8
+                        | usize::from(pair[2]))
+                        % damaged.len();
+                    damaged[pos] ^= 1 << (pair[3] % 8);
+                }
+                cases.push(damaged);
+            }
+            for (i, case) in cases.iter().enumerate() {
+                if let Err(e) = decode_upload(Path::new(name), case, 60.0) {
+                    assert_one_line_naming(&e, name);
+                    assert!(
+                        !e.to_string().contains("crashed"),
+                        "{name} case {i}: symphonia panicked: {e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Admission control and request guards: readiness, upload size, a concurrency limit with a
+//! bounded queue (503 + Retry-After when full), the per-request timeout, bearer-token auth for
+//! mutating endpoints, request metrics, and cancellation of abandoned generation.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::api::ApiError;
+use super::metrics::Metrics;
+use super::Shared;
+
+/// At most `max_concurrent` requests run; at most `max_queue` wait for a slot.
+pub struct Admission {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_queue: usize,
+}
+
+impl Admission {
+    pub fn new(max_concurrent: usize, max_queue: usize) -> Admission {
+        Admission {
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            waiting: AtomicUsize::new(0),
+            max_queue,
+        }
+    }
+
+    /// A processing slot, after waiting in the queue if there is room in it.
+    pub async fn admit(&self, m: &Metrics) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if before >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            m.rejected.with_label_values(&["overloaded"]).inc();
+            return Err(ApiError::unavailable(
+                "overloaded",
+                format!(
+                    "server busy: {} requests waiting (--max-queue {}); retry later",
+                    before, self.max_queue
+                ),
+            ));
+        }
+        m.queue_depth.inc();
+        // Leaves the queue whether the wait ends or the request is dropped (timeout).
+        struct Leave<'a>(&'a AtomicUsize, &'a Metrics);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+                self.1.queue_depth.dec();
+            }
+        }
+        let _leave = Leave(&self.waiting, m);
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("admission semaphore closed"))
+    }
+}
+
+/// Set when the request that started some blocking work is gone (finished, timed out or the
+/// client left), so token generation can stop; also carries the request's deadline.
+#[derive(Clone)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    deadline: Instant,
+}
+
+/// Sets the flag of its [`Cancel`] when dropped.
+pub struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Cancel {
+    pub fn new(deadline: Instant) -> (Cancel, CancelOnDrop) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (
+            Cancel {
+                flag: flag.clone(),
+                deadline,
+            },
+            CancelOnDrop(flag),
+        )
+    }
+
+    /// True when the work should stop.
+    pub fn stopped(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) || Instant::now() >= self.deadline
+    }
+
+    pub fn timed_out(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// Guard of the `/v1` endpoints: ready, upload size, admission, timeout. The processing slot
+/// is held until the response body is sent (streams included).
+pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    if st.engines.get().is_none() {
+        return ApiError::unavailable("loading", "engines are loading; retry shortly")
+            .into_response();
+    }
+    let limit = st.cfg.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::upload_too_large(limit).into_response();
+    }
+    let work = async {
+        let permit = st.admission.admit(&st.metrics).await?;
+        Ok::<_, ApiError>((permit, next.run(req).await))
+    };
+    match tokio::time::timeout(st.cfg.timeout, work).await {
+        Ok(Ok((permit, resp))) => {
+            let (parts, body) = resp.into_parts();
+            let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _held = &permit;
+                chunk
+            }));
+            Response::from_parts(parts, body)
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => {
+            st.metrics.rejected.with_label_values(&["timeout"]).inc();
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "request not finished within {:.3} s (--timeout-s)",
+                    st.cfg.timeout.as_secs_f64()
+                ),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Bearer-token check of the mutating endpoints (when an API key is set).
+pub async fn auth(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    if let Some(key) = &st.cfg.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()));
+        if !ok {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                if given.is_some() {
+                    "wrong API key"
+                } else {
+                    "this endpoint needs 'Authorization: Bearer <api key>'"
+                },
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts every request by route and status and times it.
+pub async fn track(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| format!("{} {}", req.method(), p.as_str()))
+        .unwrap_or_else(|| "unmatched".to_string());
+    let start = Instant::now();
+    st.metrics.in_flight.inc();
+    let resp = next.run(req).await;
+    st.metrics.in_flight.dec();
+    st.metrics
+        .requests
+        .with_label_values(&[endpoint.as_str(), resp.status().as_str()])
+        .inc();
+    st.metrics
+        .duration
+        .with_label_values(&[endpoint.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queue_is_bounded() {
+        let m = Metrics::new();
+        let a = Arc::new(Admission::new(1, 1));
+        let first = a.admit(&m).await.unwrap();
+        // One may wait ...
+        let a2 = a.clone();
+        let waiter = tokio::spawn(async move {
+            let m = Metrics::new();
+            a2.admit(&m).await.map(|_| ())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // ... a second waiter is refused with 503 and Retry-After.
+        let e = a.admit(&m).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.retry_after, Some(1));
+        drop(first);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(a.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn keys_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,275 @@
+//! Speaker endpoints: embeddings, enrollment (SQLite store), listing, deletion, verification
+//! and identification; every embedding goes through the dynamic batcher.
+
+use std::sync::Arc;
+
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::api::{read_form, ApiError, Upload};
+use super::batcher::{crop_to_bucket, Batcher};
+use super::{blocking, Shared};
+use crate::audio::decode::decode_upload;
+use crate::speaker::db::{SpeakerDb, SpeakerRecord};
+use crate::speaker::embed::{cosine, Embedder};
+
+/// The speaker model, its store and its batcher.
+pub struct SpeakerEngine {
+    pub embedder: Arc<Embedder>,
+    pub batcher: Batcher,
+    pub db: Arc<SpeakerDb>,
+    pub sha256: String,
+    pub model_name: String,
+    pub threshold: Option<f64>,
+}
+
+fn engine(st: &Shared) -> Result<&SpeakerEngine, ApiError> {
+    st.engines
+        .get()
+        .and_then(|e| e.speaker.as_ref())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_loaded",
+                "no speaker model loaded (start the server with --speaker-model)",
+            )
+        })
+}
+
+/// Decodes an upload, computes its features (blocking pool) and embeds it (batcher); returns
+/// the embedding and the audio's duration.
+async fn embed_upload(st: &Shared, up: &Upload) -> Result<(Vec<f32>, f64), ApiError> {
+    let se = engine(st)?;
+    let (emb, up2) = (se.embedder.clone(), up.clone());
+    let (max_s, bucket) = (st.cfg.max_audio_s, st.cfg.batch_bucket_frames);
+    let (feats, duration) = blocking(move || {
+        let name = up2.label();
+        let audio = decode_upload(&name, &up2.bytes, max_s)?;
+        let mut f = emb.features(&name, &audio)?;
+        crop_to_bucket(&mut f, bucket);
+        Ok((f, audio.duration_s()))
+    })
+    .await?;
+    let v = se
+        .batcher
+        .embed(feats)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", up.label().display())))?;
+    Ok((v, duration))
+}
+
+fn record_json(r: &SpeakerRecord) -> serde_json::Value {
+    serde_json::to_value(r).unwrap_or_default()
+}
+
+/// Finds a speaker by numeric id or by name.
+fn lookup(db: &SpeakerDb, key: &str) -> Result<Option<SpeakerRecord>, ApiError> {
+    let by_id = match key.parse::<i64>() {
+        Ok(id) => db.get_id(id)?,
+        Err(_) => None,
+    };
+    match by_id {
+        Some(r) => Ok(Some(r)),
+        None => Ok(db.get(key)?),
+    }
+}
+
+fn unknown(key: &str) -> ApiError {
+    ApiError::not_found(format!("speaker '{key}' is not enrolled"))
+}
+
+fn mismatch(r: &SpeakerRecord, sha: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "model_mismatch",
+        format!(
+            "speaker '{}' was enrolled with model '{}' (sha256 {}…), not with this server's model (sha256 {}…); re-enroll it",
+            r.name,
+            r.model_name,
+            &r.model_sha256[..r.model_sha256.len().min(12)],
+            &sha[..sha.len().min(12)]
+        ),
+    )
+}
+
+pub async fn embeddings(
+    State(st): State<Shared>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let se = engine(&st)?;
+    let form = read_form(mp, st.cfg.max_upload_bytes).await?;
+    let (v, duration) = embed_upload(&st, form.one_file()?).await?;
+    Ok(Json(json!({
+        "model": se.model_name,
+        "dim": v.len(),
+        "embedding": v,
+        "duration_s": duration,
+    }))
+    .into_response())
+}
+
+const MAX_ENROLL_FILES: usize = 64;
+
+pub async fn enroll(
+    State(st): State<Shared>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let se = engine(&st)?;
+    let form = read_form(mp, st.cfg.max_upload_bytes).await?;
+    let name = form.text("name")?.to_string();
+    if name.chars().any(char::is_control) || name.len() > 200 || name.parse::<i64>().is_ok() {
+        return Err(ApiError::bad_request(format!(
+            "invalid speaker name {name:?} (1-200 characters, no control characters, not a number)"
+        )));
+    }
+    if form.files.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing form field 'file' (one or more audio uploads)",
+        ));
+    }
+    if form.files.len() > MAX_ENROLL_FILES {
+        return Err(ApiError::bad_request(format!(
+            "{} files in one enrollment; at most {MAX_ENROLL_FILES}",
+            form.files.len()
+        )));
+    }
+    let embs = futures_util::future::try_join_all(form.files.iter().map(|f| embed_upload(&st, f)))
+        .await?
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect::<Vec<_>>();
+    let (db, sha, model) = (se.db.clone(), se.sha256.clone(), se.model_name.clone());
+    let (created, rec, count) = blocking(move || {
+        let old = db.get(&name)?;
+        if let Some(r) = &old {
+            if r.model_sha256 != sha {
+                return Ok(Err(mismatch(r, &sha)));
+            }
+        }
+        let rec = db.enroll(&name, &model, &sha, &embs)?;
+        let count = db.list()?.len();
+        Ok(Ok((old.is_none(), rec, count)))
+    })
+    .await??;
+    se_metrics(&st, count);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(record_json(&rec))).into_response())
+}
+
+fn se_metrics(st: &Shared, count: usize) {
+    st.metrics.enrolled.set(count as i64);
+}
+
+pub async fn list(State(st): State<Shared>) -> Result<Response, ApiError> {
+    let db = engine(&st)?.db.clone();
+    let all = blocking(move || Ok(db.list()?)).await?;
+    let v: Vec<_> = all.iter().map(record_json).collect();
+    Ok(Json(json!({ "speakers": v })).into_response())
+}
+
+pub async fn get(
+    State(st): State<Shared>,
+    UrlPath(key): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let db = engine(&st)?.db.clone();
+    let k = key.clone();
+    match blocking(move || lookup(&db, &k)).await? {
+        Some(r) => Ok(Json(record_json(&r)).into_response()),
+        None => Err(unknown(&key)),
+    }
+}
+
+pub async fn delete(
+    State(st): State<Shared>,
+    UrlPath(key): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let db = engine(&st)?.db.clone();
+    let k = key.clone();
+    let out = blocking(move || {
+        let Some(r) = lookup(&db, &k)? else {
+            return Ok(None);
+        };
+        let gone = db.delete(r.id)?;
+        Ok(Some((r.id, gone, db.list()?.len())))
+    })
+    .await?;
+    match out {
+        Some((id, true, count)) => {
+            se_metrics(&st, count);
+            Ok(Json(json!({"deleted": true, "id": id})).into_response())
+        }
+        _ => Err(unknown(&key)),
+    }
+}
+
+pub async fn verify(
+    State(st): State<Shared>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let se = engine(&st)?;
+    let form = read_form(mp, st.cfg.max_upload_bytes).await?;
+    let key = form.text("speaker")?.to_string();
+    let threshold = match form.parse::<f64>("threshold")?.or(se.threshold) {
+        Some(t) if t.is_finite() => t,
+        Some(t) => return Err(ApiError::bad_request(format!("threshold {t} is not finite"))),
+        None => {
+            return Err(ApiError::bad_request(
+                "the model config has no calibrated threshold: pass form field 'threshold' (or start the server with --threshold)",
+            ))
+        }
+    };
+    let up = form.one_file()?;
+    let db = se.db.clone();
+    let k = key.clone();
+    let rec = blocking(move || lookup(&db, &k))
+        .await?
+        .ok_or_else(|| unknown(&key))?;
+    if rec.model_sha256 != se.sha256 {
+        return Err(mismatch(&rec, &se.sha256));
+    }
+    let (v, _) = embed_upload(&st, up).await?;
+    if v.len() != rec.mean.len() {
+        return Err(mismatch(&rec, &se.sha256));
+    }
+    let score = cosine(&rec.mean, &v);
+    let accepted = score >= threshold;
+    Ok(Json(json!({
+        "speaker": rec.name,
+        "speaker_id": rec.id,
+        "score": score,
+        "threshold": threshold,
+        "accepted": accepted,
+        "decision": if accepted { "accept" } else { "reject" },
+    }))
+    .into_response())
+}
+
+pub async fn identify(
+    State(st): State<Shared>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let se = engine(&st)?;
+    let form = read_form(mp, st.cfg.max_upload_bytes).await?;
+    let top = form.parse::<usize>("top")?.unwrap_or(st.cfg.top);
+    if top == 0 || top > 1000 {
+        return Err(ApiError::bad_request(format!(
+            "form field 'top' must be 1..1000, got {top}"
+        )));
+    }
+    let (v, _) = embed_upload(&st, form.one_file()?).await?;
+    let (db, sha) = (se.db.clone(), se.sha256.clone());
+    let cands = blocking(move || Ok(db.identify(&sha, &v, top)?)).await?;
+    let c: Vec<_> = cands
+        .iter()
+        .map(|c| json!({"speaker": c.speaker, "score": c.score}))
+        .collect();
+    Ok(Json(json!({ "candidates": c })).into_response())
+}

@@ -1,0 +1,130 @@
+//! `voxq serve` and `voxq store-check`: the command-line side of the HTTP server and of the
+//! enrollment database's integrity check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use runtime::server::{BatchPolicy, ServeConfig};
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Speaker model: model JSON, ONNX file with its JSON beside it, or an engine folder.
+    #[arg(long)]
+    speaker_model: Option<PathBuf>,
+    /// SQLite enrollment store (created if missing).
+    #[arg(long, default_value = "speakers.db")]
+    store: PathBuf,
+    /// Whisper model folder (for /v1/audio/transcriptions).
+    #[arg(long)]
+    whisper: Option<PathBuf>,
+    /// Audio-LLM config, audio_llm.json (for /v1/chat/completions).
+    #[arg(long)]
+    audio_llm: Option<PathBuf>,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 = any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Bearer token required by mutating endpoints (enroll, delete).
+    #[arg(long, env = "VOXQ_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Largest request body, in MB (10^6 bytes).
+    #[arg(long, default_value_t = 25.0)]
+    max_upload_mb: f64,
+    /// Longest audio accepted, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    max_audio_s: f64,
+    /// Time limit per request, queue wait included, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout_s: f64,
+    /// Requests processed at once.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent: usize,
+    /// Requests that may wait for a slot; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// Most utterances per embedding run (1 = no batching).
+    #[arg(long, default_value_t = 8)]
+    max_batch: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    batch_delay_ms: u64,
+    /// Crop utterances to a multiple of this many frames so more share a batch (0 = off).
+    #[arg(long, default_value_t = 0)]
+    batch_bucket_frames: usize,
+    /// Verification threshold (default: the model config's `threshold`).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Candidates returned by /v1/identify unless the request says.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's choice).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Execution provider: auto = TensorRT, else CUDA, else CPU.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "tensorrt"])]
+    device: String,
+}
+
+pub(crate) fn cmd_serve(a: &ServeArgs) -> Result<()> {
+    let positive = |v: f64, flag: &str| -> Result<f64> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            bail!("{flag} must be a positive number, got {v}")
+        }
+    };
+    let cfg = ServeConfig {
+        speaker_model: a.speaker_model.clone(),
+        store: a.store.clone(),
+        whisper: a.whisper.clone(),
+        audio_llm: a.audio_llm.clone(),
+        host: a.host.clone(),
+        port: a.port,
+        api_key: a.api_key.clone(),
+        max_upload_bytes: (positive(a.max_upload_mb, "--max-upload-mb")? * 1e6) as usize,
+        max_audio_s: positive(a.max_audio_s, "--max-audio-s")?,
+        timeout: Duration::from_secs_f64(positive(a.timeout_s, "--timeout-s")?.min(86400.0)),
+        max_concurrent: a.max_concurrent,
+        max_queue: a.max_queue,
+        batch: BatchPolicy {
+            max_batch: a.max_batch,
+            max_delay: Duration::from_millis(a.batch_delay_ms),
+        },
+        batch_bucket_frames: a.batch_bucket_frames,
+        threshold: a.threshold,
+        top: a.top,
+        session: crate::session_options(a.threads, &a.device)?,
+    };
+    runtime::server::serve(cfg)?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct StoreCheckArgs {
+    /// SQLite enrollment store.
+    store: PathBuf,
+}
+
+/// Runs `PRAGMA integrity_check` and lists the speakers; fails unless the check says `ok`.
+pub(crate) fn cmd_store_check(a: &StoreCheckArgs) -> Result<()> {
+    if !a.store.is_file() {
+        bail!("{}: no such enrollment store", a.store.display());
+    }
+    let db = runtime::speaker::db::SpeakerDb::open(&a.store)?;
+    let check = db.integrity_check()?;
+    if check != "ok" {
+        bail!(
+            "{}: integrity check failed: {}",
+            a.store.display(),
+            check.replace('\n', "; ")
+        );
+    }
+    let n = db.list()?.len();
+    println!("ok");
+    eprintln!("{}: integrity ok, {n} speakers", a.store.display());
+    Ok(())
+}
