@@ -122,14 +122,27 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::upload_too_large(limit).into_response();
+        return reject(req, ApiError::upload_too_large(limit), 2 * limit).await;
     }
-    let work = async {
-        let permit = st.admission.admit(&st.metrics).await?;
-        Ok::<_, ApiError>((permit, next.run(req).await))
+    let deadline = tokio::time::Instant::now() + st.cfg.timeout;
+    let timed_out = || {
+        st.metrics.rejected.with_label_values(&["timeout"]).inc();
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "request not finished within {:.3} s (--timeout-s)",
+                st.cfg.timeout.as_secs_f64()
+            ),
+        )
     };
-    match tokio::time::timeout(st.cfg.timeout, work).await {
-        Ok(Ok((permit, resp))) => {
+    let permit = match tokio::time::timeout_at(deadline, st.admission.admit(&st.metrics)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return reject(req, e, limit).await,
+        Err(_) => return reject(req, timed_out(), limit).await,
+    };
+    match tokio::time::timeout_at(deadline, next.run(req)).await {
+        Ok(resp) => {
             let (parts, body) = resp.into_parts();
             let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
                 let _held = &permit;
@@ -137,18 +150,27 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
             }));
             Response::from_parts(parts, body)
         }
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => {
-            st.metrics.rejected.with_label_values(&["timeout"]).inc();
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!(
-                    "request not finished within {:.3} s (--timeout-s)",
-                    st.cfg.timeout.as_secs_f64()
-                ),
-            )
-            .into_response()
+        Err(_) => timed_out().into_response(),
+    }
+}
+
+/// Answers `e` after draining the request body.
+async fn reject(req: Request, e: ApiError, cap: usize) -> Response {
+    drain(req, cap).await;
+    e.into_response()
+}
+
+/// Reads and drops the request body (at most `cap` bytes, at most 2 s): a server that closes
+/// a connection with unread upload data makes the client's kernel reset it, and the client
+/// then sees a broken pipe instead of the JSON error sent before.
+async fn drain(req: Request, cap: usize) {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut body = req.into_body().into_data_stream();
+    let mut read = 0usize;
+    while read <= cap {
+        match tokio::time::timeout_at(until, body.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len(),
+            _ => break,
         }
     }
 }
@@ -164,7 +186,7 @@ pub async fn auth(State(st): State<Shared>, req: Request, next: Next) -> Respons
             .map(str::trim);
         let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()));
         if !ok {
-            let mut r = ApiError::new(
+            let r = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 if given.is_some() {
@@ -174,10 +196,13 @@ pub async fn auth(State(st): State<Shared>, req: Request, next: Next) -> Respons
                 },
             )
             .into_response();
-            r.headers_mut().insert(
+            let (mut parts, body) = r.into_parts();
+            parts.headers.insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
+            let r = Response::from_parts(parts, body);
+            drain(req, st.cfg.max_upload_bytes).await;
             return r;
         }
     }
