@@ -1341,7 +1341,7 @@ fn transcriptions_match_the_cli() {
     let form = |fmt: Option<&str>| {
         let f = file_form(&wav).text("model", "whisper-1");
         match fmt {
-            Some(x) => f.text("response_format", x.to_string()),
+            Some(x) => f.text("response_format", x),
             None => f,
         }
     };

@@ -154,11 +154,17 @@ impl Manifest {
         };
         let text =
             std::fs::read_to_string(&file).map_err(|e| bad(&file, format!("cannot read: {e}")))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| bad(&file, format!("not an engine manifest: {e}")))?;
+        Manifest::from_json(&file, &text)
+    }
+
+    /// Parses manifest JSON text; `path` names the file in errors. Refuses other format
+    /// versions.
+    pub fn from_json(path: &Path, text: &str) -> Result<Manifest, EngineError> {
+        let m: Manifest = serde_json::from_str(text)
+            .map_err(|e| bad(path, format!("not an engine manifest: {e}")))?;
         if m.format != FORMAT {
             return Err(bad(
-                &file,
+                path,
                 format!(
                     "manifest format {} (this voxq reads format {FORMAT})",
                     m.format
