@@ -76,6 +76,14 @@ sensitivity: setup-ort setup-speech build
 loadtest: setup-ort setup-speech
 	bash tools/loadtest.sh
 
+# Fuzzing (issue 8): every cargo-fuzz target of fuzz/ for FUZZ_SECONDS (60) s each; table of
+# executions, time and crashes in out/fuzz/summary.md. Longer: FUZZ_SECONDS=1800 make fuzz, or
+# tools/fuzz.sh TARGET SECONDS for one target (fuzz/README.md). Installs cargo-fuzz into .cache/.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: check-tools
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tools/fuzz.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -739,12 +739,9 @@ impl StoreArgs {
     fn open(&self) -> Result<(Embedder, AnyStore)> {
         let emb = self.model.open()?;
         if is_db(&self.store) {
-            if !self.store.is_file() {
-                bail!("{}: no such enrollment database", self.store.display());
-            }
             return Ok((
                 emb,
-                AnyStore::Db(runtime::speaker::db::SpeakerDb::open(&self.store)?),
+                AnyStore::Db(runtime::speaker::db::SpeakerDb::open_existing(&self.store)?),
             ));
         }
         let store = Store::open(&self.store)?;

@@ -145,7 +145,11 @@ pub fn cmd_quantize(a: &QuantizeArgs) -> Result<()> {
         nodes: Some(nodes),
         ..QuantPolicy::default()
     };
-    let q = quantize(&proto, &table, &policy, a.float16)?;
+    // A table that does not fit the model: the error names the table file.
+    let q = quantize(&proto, &table, &policy, a.float16).map_err(|e| match e {
+        exporter::ExportError::Table { .. } => anyhow::anyhow!("{}: {e}", a.table.display()),
+        e => e.into(),
+    })?;
     save(&q.model, &a.out, &SaveOptions::inline())?;
     copy_config(&a.model, &a.out, &format!("int8-{}", a.target))?;
     let sizes = compare_sizes(&proto, &q.model);
@@ -279,23 +283,8 @@ pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
     let (table_e, table_d) = (ce.compute(method)?, cd.compute(method)?);
     let qe = quantize(&enc, &table_e, &pol_e, false)?;
     let qd = quantize(&dec, &table_d, &pol_d, false)?;
-    // build the folder beside the destination, rename when complete
-    let parent = a
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
-    let scratch = parent.join(format!(
-        ".{}.partial-{}",
-        a.out
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).with_context(|| scratch.display().to_string())?;
+    // build the folder beside the destination, move it into place when complete
+    let scratch = exporter::atomic::scratch_dir(&a.out)?;
     let result = (|| -> Result<()> {
         save(
             &qe.model,
@@ -328,16 +317,15 @@ pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
             &scratch.join("decoder.table.json"),
             table_d.to_json().as_bytes(),
         )?;
+        exporter::atomic::commit_dir(&scratch, &a.out, "a Whisper model folder", |d| {
+            d.join(runtime::whisper::CONFIG_FILE).is_file()
+        })?;
         Ok(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&scratch);
         return Err(e);
     }
-    if a.out.exists() {
-        std::fs::remove_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
-    }
-    std::fs::rename(&scratch, &a.out).with_context(|| a.out.display().to_string())?;
     let (se, sd) = (
         compare_sizes(&enc, &qe.model),
         compare_sizes(&dec, &qd.model),

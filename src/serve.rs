@@ -111,10 +111,7 @@ pub(crate) struct StoreCheckArgs {
 
 /// Runs `PRAGMA integrity_check` and lists the speakers; fails unless the check says `ok`.
 pub(crate) fn cmd_store_check(a: &StoreCheckArgs) -> Result<()> {
-    if !a.store.is_file() {
-        bail!("{}: no such enrollment store", a.store.display());
-    }
-    let db = runtime::speaker::db::SpeakerDb::open(&a.store)?;
+    let db = runtime::speaker::db::SpeakerDb::open_existing(&a.store)?;
     let check = db.integrity_check()?;
     if check != "ok" {
         bail!(

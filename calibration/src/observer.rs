@@ -112,8 +112,25 @@ impl FromStr for Method {
     }
 }
 
-/// Checks a tensor name can be stored in both table formats (non-empty, no control characters).
+/// Longest tensor name accepted (bytes); ONNX tensor names are far shorter.
+pub const MAX_TENSOR_NAME_BYTES: usize = 4096;
+
+/// Checks a tensor name can be stored in both table formats (non-empty, at most
+/// [`MAX_TENSOR_NAME_BYTES`], no control characters).
 pub(crate) fn check_tensor_name(name: &str) -> Result<()> {
+    if name.len() > MAX_TENSOR_NAME_BYTES {
+        let cut = (0..=40)
+            .rev()
+            .find(|&i| name.is_char_boundary(i))
+            .unwrap_or(0);
+        return Err(CalibError::Tensor {
+            tensor: format!("{}…", &name[..cut]),
+            reason: format!(
+                "name is {} bytes long, more than {MAX_TENSOR_NAME_BYTES}",
+                name.len()
+            ),
+        });
+    }
     if name.is_empty() {
         return Err(CalibError::Tensor {
             tensor: String::new(),

@@ -153,10 +153,25 @@ pub fn build_cpu(
     })
 }
 
-/// Reads and parses a model file (bytes kept for its hash).
+/// Reads and parses a model file (bytes kept for its hash). A file past protobuf's 2 GiB limit
+/// is refused before it is read.
 pub(crate) fn read_model(
     model: &Path,
 ) -> Result<(Vec<u8>, onnx_protobuf::ModelProto), EngineError> {
+    let meta = std::fs::metadata(model).map_err(|e| io_err(model, e))?;
+    let refuse = |reason: String| EngineError::Build {
+        path: model.to_path_buf(),
+        reason,
+    };
+    if meta.is_dir() {
+        return Err(refuse("is a folder, not a model file".into()));
+    }
+    if meta.len() > exporter::model::PROTOBUF_LIMIT {
+        return Err(refuse(format!(
+            "{} bytes is more than protobuf's 2 GiB limit on one model file (keep large weights in external data)",
+            meta.len()
+        )));
+    }
     let bytes = std::fs::read(model).map_err(|e| io_err(model, e))?;
     let proto =
         load_bytes(&model.display().to_string(), &bytes).map_err(|e| EngineError::Build {
@@ -212,7 +227,7 @@ pub(crate) fn copy_config(
     engine_model: &str,
 ) -> Result<Option<String>, EngineError> {
     let Some(c) = config else { return Ok(None) };
-    let text = std::fs::read_to_string(c).map_err(|e| io_err(c, e))?;
+    let text = exporter::textfile::read_text(c, "a model config").map_err(|e| io_err(c, e))?;
     let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Build {
         path: c.to_path_buf(),
         reason: format!("invalid JSON: {e}"),
@@ -230,39 +245,32 @@ pub(crate) fn copy_config(
     Ok(Some(CONFIG_FILE.to_string()))
 }
 
-/// Runs `f` on a fresh scratch folder beside `out` and moves it to `out` when `f` succeeds;
-/// on failure the scratch folder is removed and `out` is left as it was.
+/// Runs `f` on a fresh scratch folder beside `out` and moves it to `out` when `f` succeeds
+/// ([`exporter::atomic::commit_dir`]: an existing `out` is replaced only if it is an engine
+/// folder or empty); on failure the scratch folder is removed and `out` is left as it was.
 pub(crate) fn in_scratch<T>(
     out: &Path,
     f: impl FnOnce(&Path) -> Result<T, EngineError>,
 ) -> Result<T, EngineError> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
-    let scratch: PathBuf = parent.join(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(|e| io_err(&scratch, e))?;
-    match f(&scratch) {
-        Ok(v) => {
-            if out.exists() {
-                std::fs::remove_dir_all(out).map_err(|e| io_err(out, e))?;
-            }
-            std::fs::rename(&scratch, out).map_err(|e| io_err(out, e))?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            Err(e)
-        }
+    let fail = |e: exporter::ExportError| EngineError::Build {
+        path: out.to_path_buf(),
+        reason: match e {
+            exporter::ExportError::Io { path, source } if path == out => source.to_string(),
+            e => e.to_string(),
+        },
+    };
+    let scratch: PathBuf = exporter::atomic::scratch_dir(out).map_err(fail)?;
+    let done = f(&scratch).and_then(|v| {
+        exporter::atomic::commit_dir(&scratch, out, "an engine folder", |d| {
+            d.join(crate::manifest::MANIFEST_FILE).is_file()
+        })
+        .map_err(fail)?;
+        Ok(v)
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_dir_all(&scratch);
     }
+    done
 }
 
 /// Session options a manifest's CPU engine is loaded with.

@@ -37,6 +37,8 @@ pub enum EngineError {
     Profile { profile: String, reason: String },
     #[error("{path}: engine build failed: {reason}")]
     Build { path: PathBuf, reason: String },
+    #[error("{path}: Triton export failed: {reason}")]
+    Triton { path: PathBuf, reason: String },
     #[error("tensor '{name}': {reason}")]
     Tensor { name: String, reason: String },
 }

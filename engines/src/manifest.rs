@@ -152,8 +152,8 @@ impl Manifest {
         } else {
             path.to_path_buf()
         };
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| bad(&file, format!("cannot read: {e}")))?;
+        let text = exporter::textfile::read_text(&file, "an engine manifest")
+            .map_err(|e| bad(&file, format!("cannot read: {e}")))?;
         Manifest::from_json(&file, &text)
     }
 
@@ -170,6 +170,23 @@ impl Manifest {
                     m.format
                 ),
             ));
+        }
+        // The files it names live in the engine folder: a name that leads out of it (absolute,
+        // `..`) would make loading the engine read some other file.
+        let files = std::iter::once(("engine_file", &m.engine_file))
+            .chain(m.config_file.as_ref().map(|c| ("config_file", c)));
+        for (key, f) in files {
+            let p = Path::new(f);
+            if f.is_empty()
+                || !p
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(bad(
+                    path,
+                    format!("{key} '{f}' must be a file inside the engine folder (no '..', not absolute)"),
+                ));
+            }
         }
         Ok(m)
     }
@@ -235,8 +252,12 @@ impl Manifest {
     }
 }
 
+/// The first 12 characters of a hash (whole characters: the manifest is outside data).
 fn short(h: &str) -> &str {
-    &h[..12.min(h.len())]
+    match h.char_indices().nth(12) {
+        Some((i, _)) => &h[..i],
+        None => h,
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +357,28 @@ mod tests {
             .to_string();
         assert!(e.contains("does not have") && e.contains("no GPU"), "{e}");
         assert_eq!(e.lines().count(), 1);
+    }
+
+    /// Found while writing the `manifest` fuzz target: a hash with multi-byte characters made
+    /// `check` slice inside a character and panic.
+    #[test]
+    fn check_with_non_ascii_hash_does_not_panic() {
+        let text = serde_json::to_string(&sample())
+            .unwrap()
+            .replace(&"ab".repeat(32), "aaaaaaaaaaaé");
+        let m = Manifest::from_json(Path::new("m.json"), &text).unwrap();
+        let host = Host {
+            builder_version: Some("10.13.0".into()),
+            gpu: m.gpu.clone(),
+        };
+        let e = m
+            .check(Path::new("d"), Some("0123456789abcdef"), &host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("aaaaaaaaaaaé…") && e.contains("0123456789ab…"),
+            "{e}"
+        );
     }
 
     #[test]

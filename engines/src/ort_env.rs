@@ -63,10 +63,32 @@ pub fn environment() -> Result<&'static ort::environment::Environment, EngineErr
         let path = find_dylib().map_err(|e| e.to_string())?;
         let builder = ort::init_from(&path)
             .map_err(|e| format!("{}: cannot load ONNX Runtime library: {e}", path.display()))?;
-        builder
+        // ONNX Runtime's own log lines would land on standard error beside voxq's one-line
+        // error; what it logs as an error also comes back to us as the failed call's status.
+        // So its messages go to `log` (RUST_LOG=info shows warnings and errors).
+        let logger: ort::logging::LoggerFunction = std::sync::Arc::new(
+            |level: ort::logging::LogLevel,
+             category: &str,
+             _id: &str,
+             location: &str,
+             message: &str| {
+                use ort::logging::LogLevel;
+                let lvl = match level {
+                    LogLevel::Fatal => log::Level::Error,
+                    LogLevel::Error | LogLevel::Warning => log::Level::Info,
+                    LogLevel::Info => log::Level::Debug,
+                    LogLevel::Verbose => log::Level::Trace,
+                };
+                log::log!(target: "onnxruntime", lvl, "[{category}] {location}: {message}");
+            },
+        );
+        let env = builder
             .with_name("voxq")
+            .with_logger(logger)
             .build()
-            .map_err(|e| format!("ONNX Runtime environment: {e}"))
+            .map_err(|e| format!("ONNX Runtime environment: {e}"))?;
+        env.set_log_level(ort::logging::LogLevel::Warning);
+        Ok(env)
     });
     res.as_ref().map_err(|e| EngineError::OrtInit(e.clone()))
 }

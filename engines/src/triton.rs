@@ -150,6 +150,8 @@ pub fn model_file(platform_target: &str) -> &'static str {
 }
 
 /// Writes `repo/<name>/config.pbtxt` and `repo/<name>/1/<model file>` for an engine folder.
+/// The entry is built in a scratch folder and moved into place when complete
+/// ([`exporter::atomic::commit_dir`]), replacing an earlier entry of that name.
 pub fn export(
     dir: &Path,
     name: &str,
@@ -163,31 +165,44 @@ pub fn export(
         path: p.to_path_buf(),
         reason: e.to_string(),
     };
-    let version = entry.join("1");
-    std::fs::create_dir_all(&version).map_err(|e| io(&version, e))?;
-    let src = dir.join(&m.engine_file);
-    let dst = version.join(model_file(&m.target));
-    let tmp = version.join(format!(".{}.tmp", model_file(&m.target)));
-    std::fs::copy(&src, &tmp).map_err(|e| io(&src, e))?;
-    std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
-    if m.target == "tensorrt-ort" {
-        // the EPContext model points at its engine relative to itself: bring the engine along
-        let cache = dir.join(crate::trt_build::ORT_CACHE_DIR);
-        let to = version.join(crate::trt_build::ORT_CACHE_DIR);
-        std::fs::create_dir_all(&to).map_err(|e| io(&to, e))?;
-        for f in std::fs::read_dir(&cache).map_err(|e| io(&cache, e))? {
-            let f = f.map_err(|e| io(&cache, e))?;
-            if f.path().is_file() {
-                std::fs::copy(f.path(), to.join(f.file_name())).map_err(|e| io(&f.path(), e))?;
+    let export_err = |e: exporter::ExportError| EngineError::Triton {
+        path: entry.clone(),
+        reason: match e {
+            exporter::ExportError::Io { path, source } if path == entry => source.to_string(),
+            e => e.to_string(),
+        },
+    };
+    std::fs::create_dir_all(repo).map_err(|e| io(repo, e))?;
+    let scratch = exporter::atomic::scratch_dir(&entry).map_err(export_err)?;
+    let fill = || -> Result<(), EngineError> {
+        let version = scratch.join("1");
+        std::fs::create_dir_all(&version).map_err(|e| io(&version, e))?;
+        let src = dir.join(&m.engine_file);
+        std::fs::copy(&src, version.join(model_file(&m.target))).map_err(|e| io(&src, e))?;
+        if m.target == "tensorrt-ort" {
+            // the EPContext model points at its engine relative to itself: bring the engine
+            let cache = dir.join(crate::trt_build::ORT_CACHE_DIR);
+            let to = version.join(crate::trt_build::ORT_CACHE_DIR);
+            std::fs::create_dir_all(&to).map_err(|e| io(&to, e))?;
+            for f in std::fs::read_dir(&cache).map_err(|e| io(&cache, e))? {
+                let f = f.map_err(|e| io(&cache, e))?;
+                if f.path().is_file() {
+                    std::fs::copy(f.path(), to.join(f.file_name()))
+                        .map_err(|e| io(&f.path(), e))?;
+                }
             }
         }
+        exporter::atomic::write_atomic(scratch.join("config.pbtxt"), cfg.as_bytes())
+            .map_err(export_err)?;
+        exporter::atomic::commit_dir(&scratch, &entry, "a Triton model entry", |d| {
+            d.join("config.pbtxt").is_file()
+        })
+        .map_err(export_err)
+    };
+    if let Err(e) = fill() {
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Err(e);
     }
-    exporter::atomic::write_atomic(entry.join("config.pbtxt"), cfg.as_bytes()).map_err(|e| {
-        EngineError::Build {
-            path: entry.join("config.pbtxt"),
-            reason: e.to_string(),
-        }
-    })?;
     Ok(entry)
 }
 

@@ -208,8 +208,11 @@ pub fn parse_outputs(path: &Path, text: &str) -> Result<Vec<OutputTensor>, Engin
                 .map(|x| x.as_f64().map(|f| f as f32))
                 .collect::<Option<Vec<f32>>>()
                 .ok_or_else(|| bad(format!("output '{name}': a value is not a number")))?;
-            let n: i64 = dims.iter().product();
-            if n as usize != values.len() {
+            // Dimensions come from a file: a negative one or a product past usize is no match.
+            let n = dims.iter().try_fold(1usize, |acc, &d| {
+                usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+            });
+            if n != Some(values.len()) {
                 return Err(bad(format!(
                     "output '{name}': {} values for dimensions {dims:?}",
                     values.len()
@@ -322,6 +325,26 @@ mod tests {
             "{e}"
         );
         assert!(parse_outputs(Path::new("o.json"), "{").is_err());
+    }
+
+    /// Found while writing the `trt_reports` fuzz target: dimensions whose product overflows
+    /// i64 panicked (overflow check) or wrapped to a count that could match the values.
+    #[test]
+    fn exported_outputs_with_overflowing_or_negative_dimensions() {
+        for dims in [
+            "4294967296x4294967296",
+            "9223372036854775807x2",
+            "-1x-1",
+            "-1",
+        ] {
+            let text =
+                format!("[{{\"name\": \"e\", \"dimensions\": \"{dims}\", \"values\": [1]}}]");
+            let e = parse_outputs(Path::new("o.json"), &text).unwrap_err();
+            assert!(
+                e.to_string().contains("1 values for dimensions"),
+                "{dims}: {e}"
+            );
+        }
     }
 
     #[test]

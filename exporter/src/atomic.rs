@@ -1,7 +1,16 @@
 //! Atomic file writes: a temp file in the destination folder, fsync, rename, fsync the folder.
 //!
 //! Every writer of models, engines, tables, reports and enrollment data goes through here, so a
-//! failed or interrupted run never leaves a half-written file under the final name.
+//! failed or interrupted run never leaves a half-written file under the final name. Folder
+//! outputs (engine folders, Whisper model folders, Triton repository entries) are built in a
+//! scratch folder beside the destination ([`scratch_dir`]) and moved into place by
+//! [`commit_dir`].
+//!
+//! Temporary names, all hidden and beside the destination `NAME`: `.NAME.tmp-PID-N` (files),
+//! `.NAME.partial-PID` (folders being built), `.NAME.old-PID` (the folder being replaced, for
+//! the moment between two renames) and `.NAME.PID.tmp.png` (plots). A process killed mid-write
+//! leaves them behind; the next write of the same destination removes those whose process is
+//! no longer running ([`remove_stale_temps`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -22,6 +31,66 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The process id in a temporary name of ours for `name` (see the module docs), if it is one.
+fn temp_owner(file: &str, name: &str) -> Option<u32> {
+    let rest = file
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?;
+    if let Some(r) = rest.strip_prefix("tmp-") {
+        let (pid, n) = r.split_once('-')?;
+        n.parse::<u64>().ok()?;
+        return pid.parse().ok();
+    }
+    if let Some(r) = rest
+        .strip_prefix("partial-")
+        .or_else(|| rest.strip_prefix("old-"))
+        .or_else(|| rest.strip_suffix(".tmp.png"))
+    {
+        return r.parse().ok();
+    }
+    None
+}
+
+/// Whether process `pid` is running; `None` where that cannot be told (no `/proc`).
+fn pid_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(proc.join(pid.to_string()).exists())
+}
+
+/// Removes what interrupted writes of `dest` left beside it: temporary files and folders of
+/// ours (module docs) whose process is no longer running. Best effort: what cannot be removed
+/// stays.
+pub fn remove_stale_temps(dest: &Path) {
+    let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent_dir(dest)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| temp_owner(f, name)) else {
+            continue;
+        };
+        if pid == std::process::id() || pid_alive(pid) != Some(false) {
+            continue;
+        }
+        let p = e.path();
+        let gone = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+            Ok(_) => std::fs::remove_file(&p),
+            Err(e) => Err(e),
+        };
+        if gone.is_ok() {
+            log::info!("removed {} left by an interrupted run", p.display());
+        }
+    }
+}
+
 /// A file written under a temporary name in its destination folder and renamed into place by
 /// [`AtomicFile::commit`]; dropped uncommitted, it removes its temp file.
 pub struct AtomicFile {
@@ -31,8 +100,9 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Creates the temp file next to `dest`.
+    /// Creates the temp file next to `dest` (after removing stale ones of earlier runs).
     pub fn create(dest: &Path) -> Result<AtomicFile> {
+        remove_stale_temps(dest);
         let dir = parent_dir(dest);
         let name = dest
             .file_name()
@@ -123,6 +193,100 @@ impl Drop for AtomicFile {
     }
 }
 
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A fresh scratch folder `.NAME.partial-PID` beside `out` (its parent is created), for a
+/// folder output that [`commit_dir`] moves into place when it is complete.
+pub fn scratch_dir(out: &Path) -> Result<PathBuf> {
+    let parent = parent_dir(out);
+    std::fs::create_dir_all(&parent).map_err(io_at(&parent))?;
+    remove_stale_temps(out);
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let scratch = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir(&scratch).map_err(io_at(&scratch))?;
+    Ok(scratch)
+}
+
+/// fsyncs every file and folder under `dir` (the folder itself last).
+fn sync_tree(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(io_at(dir))? {
+        let p = e.map_err(io_at(dir))?.path();
+        let m = std::fs::symlink_metadata(&p).map_err(io_at(&p))?;
+        if m.is_dir() {
+            sync_tree(&p)?;
+        } else if m.is_file() {
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(io_at(&p))?;
+        }
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Moves the complete folder `scratch` (from [`scratch_dir`]) to `out`. An existing `out` is
+/// replaced only when it is empty or `is_ours(out)` says it is an earlier output of the same
+/// kind (it holds a manifest, say); anything else is refused as "exists and is not {kind}", so
+/// a mistaken `--out` never deletes a folder of other files. The earlier output is renamed
+/// aside, the new one renamed in, then the old one removed: `out` is never a mix of the two,
+/// and a failed rename puts the old one back. On error `scratch` is left to the caller.
+pub fn commit_dir(
+    scratch: &Path,
+    out: &Path,
+    kind: &str,
+    is_ours: impl Fn(&Path) -> bool,
+) -> Result<()> {
+    sync_tree(scratch)?;
+    let refuse = |why: String| ExportError::Io {
+        path: out.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, why),
+    };
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::rename(scratch, out).map_err(io_at(out))?;
+        }
+        Err(e) => return Err(io_at(out)(e)),
+        Ok(m) => {
+            let empty = m.is_dir()
+                && std::fs::read_dir(out)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            if !(m.is_dir() && (empty || is_ours(out))) {
+                return Err(refuse(format!(
+                    "exists and is not {kind}; not replacing it (remove it or write elsewhere)"
+                )));
+            }
+            let name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "out".into());
+            let old = parent_dir(out).join(format!(".{name}.old-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(out, &old).map_err(io_at(out))?;
+            if let Err(e) = std::fs::rename(scratch, out) {
+                let _ = std::fs::rename(&old, out);
+                return Err(io_at(out)(e));
+            }
+            let _ = std::fs::remove_dir_all(&old);
+        }
+    }
+    if let Ok(d) = File::open(parent_dir(out)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let path = path.as_ref();
@@ -146,6 +310,69 @@ mod tests {
         assert!(e.starts_with(&dest.display().to_string()), "{e}");
         assert!(e.contains("does not exist"), "{e}");
         assert!(!e.contains(".model.onnx.tmp"), "{e}");
+    }
+
+    #[test]
+    fn temp_names_and_their_owners() {
+        assert_eq!(temp_owner(".m.onnx.tmp-123-0", "m.onnx"), Some(123));
+        assert_eq!(temp_owner(".eng.partial-77", "eng"), Some(77));
+        assert_eq!(temp_owner(".eng.old-78", "eng"), Some(78));
+        assert_eq!(temp_owner(".det.png.9.tmp.png", "det.png"), Some(9));
+        assert_eq!(temp_owner(".m.onnx.tmp-123", "m.onnx"), None);
+        assert_eq!(temp_owner(".other.onnx.tmp-1-0", "m.onnx"), None);
+        assert_eq!(temp_owner("m.onnx", "m.onnx"), None);
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("t.json");
+        // pid_max on Linux is at most 2^22: this one is not running
+        let dead = dir.path().join(".t.json.tmp-4194999-0");
+        std::fs::write(&dead, b"partial").unwrap();
+        let dead_dir = dir.path().join(".t.json.partial-4194999");
+        std::fs::create_dir(&dead_dir).unwrap();
+        let live = dir
+            .path()
+            .join(format!(".t.json.tmp-{}-99", std::process::id()));
+        std::fs::write(&live, b"ours").unwrap();
+        write_atomic(&dest, b"{}").unwrap();
+        if pid_alive(1).is_some() {
+            assert!(!dead.exists() && !dead_dir.exists());
+        }
+        assert!(live.exists(), "a running process's temp file stays");
+    }
+
+    #[test]
+    fn commit_dir_replaces_only_its_own_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("eng");
+        let ours = |p: &Path| p.join("manifest.json").is_file();
+        let s = scratch_dir(&out).unwrap();
+        std::fs::write(s.join("manifest.json"), b"1").unwrap();
+        commit_dir(&s, &out, "an engine folder", ours).unwrap();
+        let s = scratch_dir(&out).unwrap();
+        std::fs::write(s.join("manifest.json"), b"2").unwrap();
+        commit_dir(&s, &out, "an engine folder", ours).unwrap();
+        assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), b"2");
+        // a folder of other files is not replaced
+        let other = dir.path().join("home");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+        let s = scratch_dir(&other).unwrap();
+        let e = commit_dir(&s, &other, "an engine folder", ours).unwrap_err();
+        assert!(
+            e.to_string().contains("exists and is not an engine folder"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(other.join("notes.txt")).unwrap(), b"mine");
+        std::fs::remove_dir_all(&s).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

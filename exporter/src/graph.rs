@@ -94,6 +94,179 @@ impl<'g> GraphIndex<'g> {
     }
 }
 
+/// `node 'NAME' (Op)`, or `node #i (Op)` for an unnamed one.
+fn node_label(i: usize, n: &NodeProto) -> String {
+    if n.name.is_empty() {
+        format!("node #{i} ({})", n.op_type)
+    } else {
+        format!("node '{}' ({})", n.name, n.op_type)
+    }
+}
+
+/// Checks that an initializer's shape is sane and its data has the size the shape claims
+/// (a tensor claiming 10 GB with a few bytes behind it is refused here, before any pass
+/// sizes a buffer from its dims).
+pub fn check_initializer(t: &TensorProto) -> Result<(), String> {
+    use crate::model::{elem, num_elements, tensor_byte_len};
+    let what = || format!("initializer '{}'", t.name);
+    if t.dims.iter().any(|&d| d < 0) {
+        return Err(format!("{}: negative dimension in {:?}", what(), t.dims));
+    }
+    let n =
+        num_elements(&t.dims).ok_or_else(|| format!("{}: dims {:?} overflow", what(), t.dims))?;
+    if t.data_location.value() == onnx_protobuf::tensor_proto::DataLocation::EXTERNAL as i32 {
+        return Ok(()); // checked against its file when the data is read
+    }
+    if !t.raw_data.is_empty() {
+        if let Some(want) = tensor_byte_len(t.data_type, &t.dims) {
+            if want != t.raw_data.len() as u64 {
+                return Err(format!(
+                    "{}: dims {:?} of {} need {want} bytes, it holds {}",
+                    what(),
+                    t.dims,
+                    elem_type_name(t.data_type),
+                    t.raw_data.len()
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let (held, per) = match t.data_type {
+        elem::FLOAT => (t.float_data.len(), 1),
+        elem::COMPLEX64 => (t.float_data.len(), 2),
+        elem::DOUBLE => (t.double_data.len(), 1),
+        elem::COMPLEX128 => (t.double_data.len(), 2),
+        elem::INT64 => (t.int64_data.len(), 1),
+        elem::UINT32 | elem::UINT64 => (t.uint64_data.len(), 1),
+        elem::STRING => (t.string_data.len(), 1),
+        elem::INT32
+        | elem::INT16
+        | elem::INT8
+        | elem::UINT16
+        | elem::UINT8
+        | elem::BOOL
+        | elem::FLOAT16
+        | elem::BFLOAT16 => (t.int32_data.len(), 1),
+        _ => {
+            let any = t.float_data.len()
+                + t.double_data.len()
+                + t.int32_data.len()
+                + t.int64_data.len()
+                + t.uint64_data.len()
+                + t.string_data.len();
+            if n > 0 && any == 0 {
+                return Err(format!(
+                    "{}: dims {:?} claim {n} elements but it holds no data",
+                    what(),
+                    t.dims
+                ));
+            }
+            return Ok(());
+        }
+    };
+    if held as u64 != n.saturating_mul(per) {
+        return Err(format!(
+            "{}: dims {:?} of {} claim {n} elements but it holds {}",
+            what(),
+            t.dims,
+            elem_type_name(t.data_type),
+            held as u64 / per
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the structure of a graph (subgraphs are not descended into): initializers hold the
+/// data their shapes claim, every tensor a node reads or the graph outputs is produced by a
+/// node, a graph input or an initializer, no tensor is produced twice, and the nodes form no
+/// cycle. Node order is not required to be topological. The reason names the node or tensor.
+pub fn check_graph(graph: &GraphProto) -> Result<(), String> {
+    use std::collections::HashMap;
+    for t in &graph.initializer {
+        check_initializer(t)?;
+    }
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if let Some(j) = producer.insert(o.as_str(), i) {
+                return Err(format!(
+                    "tensor '{o}' is produced twice: by {} and by {}",
+                    node_label(j, &graph.node[j]),
+                    node_label(i, n)
+                ));
+            }
+        }
+    }
+    let outside: BTreeSet<&str> = graph
+        .input
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    // Kahn's algorithm over node-to-node edges.
+    let mut waiting = vec![0usize; graph.node.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
+    for (i, n) in graph.node.iter().enumerate() {
+        for inp in n.input.iter().filter(|s| !s.is_empty()) {
+            match producer.get(inp.as_str()) {
+                Some(&p) => {
+                    waiting[i] += 1;
+                    users[p].push(i);
+                }
+                None if outside.contains(inp.as_str()) => {}
+                None => {
+                    return Err(format!(
+                        "{} reads '{inp}', which no node, graph input or initializer produces",
+                        node_label(i, n)
+                    ))
+                }
+            }
+        }
+    }
+    for o in &graph.output {
+        if !producer.contains_key(o.name.as_str()) && !outside.contains(o.name.as_str()) {
+            return Err(format!(
+                "graph output '{}' is not produced by any node, graph input or initializer",
+                o.name
+            ));
+        }
+    }
+    let mut ready: Vec<usize> = (0..graph.node.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut done = 0usize;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        for &u in &users[i] {
+            waiting[u] -= 1;
+            if waiting[u] == 0 {
+                ready.push(u);
+            }
+        }
+    }
+    if done < graph.node.len() {
+        // Walk back from a node left over through producers also left over until one repeats:
+        // that one is on a cycle (the first left-over node may only sit downstream of it).
+        let mut i = (0..graph.node.len()).find(|&i| waiting[i] > 0).unwrap_or(0);
+        let mut seen = vec![false; graph.node.len()];
+        while !seen[i] {
+            seen[i] = true;
+            let back = graph.node[i]
+                .input
+                .iter()
+                .filter_map(|inp| producer.get(inp.as_str()).copied())
+                .find(|&p| waiting[p] > 0);
+            match back {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        return Err(format!(
+            "the graph has a cycle through {}",
+            node_label(i, &graph.node[i])
+        ));
+    }
+    Ok(())
+}
+
 /// A deterministic text dump of a graph, one line per item, for snapshot tests:
 ///
 /// ```text
@@ -206,5 +379,56 @@ mod tests {
         assert!(ix.is_graph_input("x") && ix.is_graph_output("y"));
         assert_eq!(ix.producer_op("y"), Some("Add"));
         assert_eq!(ix.producer("w"), None);
+    }
+
+    fn small() -> GraphProto {
+        let mut g = GraphProto::new();
+        g.input.push(value_info("x", elem::FLOAT, &[1, 4]));
+        g.output.push(value_info("y", elem::FLOAT, &[1, 4]));
+        g.initializer.push(tensor_f32("w", &[4, 4], &[0.0; 16]));
+        // out of topological order on purpose: order is not required
+        g.node.push(node("Relu", &["a"], &["y"]));
+        g.node.push(node("MatMul", &["x", "w"], &["a"]));
+        g
+    }
+
+    #[test]
+    fn check_graph_accepts_a_dag_in_any_order() {
+        assert_eq!(check_graph(&small()), Ok(()));
+    }
+
+    #[test]
+    fn check_graph_names_what_is_wrong() {
+        let mut g = small();
+        g.node[1].input[0] = "y".into(); // MatMul reads the Relu that reads it
+        let e = check_graph(&g).unwrap_err();
+        assert!(e.starts_with("the graph has a cycle through node"), "{e}");
+        let mut g = small();
+        g.node[1].input[0] = "nope".into();
+        let e = check_graph(&g).unwrap_err();
+        assert!(e.contains("reads 'nope', which no node"), "{e}");
+        let mut g = small();
+        g.node.push(node("Identity", &["x"], &["a"]));
+        let e = check_graph(&g).unwrap_err();
+        assert!(e.starts_with("tensor 'a' is produced twice"), "{e}");
+        let mut g = small();
+        g.output[0].name = "z".into();
+        assert!(check_graph(&g).unwrap_err().contains("graph output 'z'"));
+        let mut g = small();
+        g.initializer[0].dims = vec![10_000_000_000];
+        let e = check_graph(&g).unwrap_err();
+        assert!(e.contains("need 40000000000 bytes, it holds 64"), "{e}");
+        g.initializer[0].raw_data.clear();
+        g.initializer[0].float_data = vec![0.0; 16];
+        let e = check_graph(&g).unwrap_err();
+        assert!(
+            e.contains("claim 10000000000 elements but it holds 16"),
+            "{e}"
+        );
+        g.initializer[0].float_data.clear();
+        let e = check_graph(&g).unwrap_err();
+        assert!(e.contains("but it holds 0"), "{e}");
+        g.initializer[0].dims = vec![-4, 1];
+        assert!(check_graph(&g).unwrap_err().contains("negative dimension"));
     }
 }

@@ -369,9 +369,11 @@ impl GroupSpec {
     /// Reads and parses a spec file.
     pub fn load(path: impl AsRef<Path>) -> Result<GroupSpec> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ExportError::GroupSpec {
-            path: path.to_path_buf(),
-            reason: format!("cannot read group spec: {e}"),
+        let text = crate::textfile::read_text(path, "a group spec").map_err(|e| {
+            ExportError::GroupSpec {
+                path: path.to_path_buf(),
+                reason: format!("cannot read group spec: {e}"),
+            }
         })?;
         GroupSpec::from_json(path, &text)
     }

@@ -13,5 +13,6 @@ pub mod policy;
 pub mod qdq;
 pub mod sensitivity;
 pub mod size;
+pub mod textfile;
 
 pub use error::ExportError;

@@ -20,10 +20,11 @@ type Result<T> = std::result::Result<T, ExportError>;
 
 /// Reads a calibration table: voxq JSON, or a TensorRT calibration cache (text).
 pub fn read_table(path: &Path) -> Result<CalibrationTable> {
-    let text = std::fs::read_to_string(path).map_err(|e| ExportError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text =
+        crate::textfile::read_text(path, "a calibration table").map_err(|e| ExportError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
     let parsed = if text.trim_start().starts_with('{') {
         CalibrationTable::from_json(&text)
     } else {

@@ -386,3 +386,32 @@ fn over_two_gib_needs_external_data() {
     assert_eq!(g.initializer[5].raw_data[12345], 7);
     assert!(back == m);
 }
+
+/// `onnx_model` fuzz finding: a string tensor holding `raw_data` (which `load` accepts inline)
+/// was moved to the external data file, and `load` then refused the saved model ("string
+/// tensors cannot be stored as external data"). String tensors now stay inline.
+#[test]
+fn string_tensor_with_raw_data_stays_inline() {
+    let mut m = synthetic_model();
+    let s = TensorProto {
+        name: "s".into(),
+        data_type: elem::STRING,
+        dims: vec![2],
+        raw_data: vec![b'x'; 20],
+        ..Default::default()
+    };
+    m.graph.as_mut().unwrap().initializer.push(s);
+    let m = model::load_bytes("mem", &model::to_bytes(&m).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    model::save(&m, &path, &SaveOptions::external(16)).unwrap();
+    let loaded = model::load(&path).unwrap();
+    assert!(model::same_model(&loaded, &m));
+    let s = loaded
+        .graph
+        .initializer
+        .iter()
+        .find(|t| t.name == "s")
+        .unwrap();
+    assert!(s.external_data.is_empty() && s.raw_data.len() == 20);
+}

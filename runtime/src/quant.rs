@@ -32,16 +32,20 @@ pub struct CalibrationRunInfo {
 
 /// Reads a calibration list: one audio path per line, relative to `root`.
 pub fn read_list(path: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let items: Vec<(String, PathBuf)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| (l.to_string(), root.join(l)))
-        .collect();
+    let text = crate::fsutil::read_text(path, "a calibration list")?;
+    let mut items: Vec<(String, PathBuf)> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        crate::fsutil::check_list_line(l).map_err(|reason| RuntimeError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        })?;
+        items.push((l.to_string(), root.join(l)));
+    }
     if items.is_empty() {
         return Err(RuntimeError::Parse {
             path: path.to_path_buf(),
@@ -78,6 +82,8 @@ pub fn calibrate_speaker(
         &bytes,
         opts,
     )?;
+    // The model must match its config (input, bins, output and embedding size), as for embed.
+    crate::speaker::embed::check_io(model, &session)?;
     let front = FrontEnd::new(model)?;
     let cfg = &model.config;
     let bad = |reason: String| RuntimeError::Model {

@@ -62,6 +62,20 @@ pub struct WhisperConfig {
     pub transcribe: Option<u32>,
     #[serde(default)]
     pub notimestamps: Option<u32>,
+    /// Front-end settings the file may state; the log-mel front end is fixed, so any that is
+    /// given must be its value (checked by [`read_config`]).
+    #[serde(default)]
+    pub sample_rate: Option<u64>,
+    #[serde(default)]
+    pub n_fft: Option<u64>,
+    #[serde(default)]
+    pub hop_length: Option<u64>,
+    #[serde(default)]
+    pub chunk_length_s: Option<u64>,
+    #[serde(default)]
+    pub n_samples: Option<u64>,
+    #[serde(default)]
+    pub n_frames: Option<u64>,
 }
 
 fn default_encoder() -> String {
@@ -80,23 +94,88 @@ pub fn read_config(path: &Path) -> Result<(PathBuf, WhisperConfig)> {
         path.to_path_buf()
     };
     let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path)
+    let text = exporter::textfile::read_text(&cfg_path, "a Whisper model config")
         .map_err(|e| cfg_err(&cfg_path, format!("cannot read Whisper model config: {e}")))?;
     let config: WhisperConfig = serde_json::from_str(&text)
         .map_err(|e| cfg_err(&cfg_path, format!("not a Whisper model config: {e}")))?;
-    if config.n_heads * config.head_dim != config.d_model {
-        return Err(cfg_err(
-            &cfg_path,
-            format!(
-                "n_heads {} x head_dim {} != d_model {}",
-                config.n_heads, config.head_dim, config.d_model
-            ),
+    check_config(&config).map_err(|reason| cfg_err(&cfg_path, reason))?;
+    Ok((dir, config))
+}
+
+/// The sizes are usable and the front-end settings, where given, are the ones implemented.
+fn check_config(c: &WhisperConfig) -> std::result::Result<(), String> {
+    use crate::audio::logmel::{HOP, N_FFT, N_FRAMES, N_SAMPLES};
+    if c.n_mels != 80 && c.n_mels != 128 {
+        return Err(format!(
+            "n_mels {}: Whisper uses 80 or 128 mel bins",
+            c.n_mels
         ));
     }
-    if config.prompt_notimestamps.is_empty() {
-        return Err(cfg_err(&cfg_path, "empty prompt_notimestamps".into()));
+    for (key, v) in [
+        ("n_audio_ctx", c.n_audio_ctx),
+        ("n_layers", c.n_layers),
+        ("n_heads", c.n_heads),
+        ("head_dim", c.head_dim),
+        ("vocab_size", c.vocab_size),
+    ] {
+        if v == 0 {
+            return Err(format!("{key} is 0"));
+        }
     }
-    Ok((dir, config))
+    // Generation stops at half the text context; the prompt must leave room for a token.
+    if c.n_text_ctx / 2 <= c.prompt_notimestamps.len() {
+        return Err(format!(
+            "n_text_ctx {} leaves no room to generate after a {}-token prompt",
+            c.n_text_ctx,
+            c.prompt_notimestamps.len()
+        ));
+    }
+    let fixed = [
+        ("sample_rate", c.sample_rate, u64::from(SAMPLE_RATE)),
+        ("n_fft", c.n_fft, N_FFT as u64),
+        ("hop_length", c.hop_length, HOP as u64),
+        (
+            "chunk_length_s",
+            c.chunk_length_s,
+            (N_SAMPLES as u64) / u64::from(SAMPLE_RATE),
+        ),
+        ("n_samples", c.n_samples, N_SAMPLES as u64),
+        ("n_frames", c.n_frames, N_FRAMES as u64),
+    ];
+    for (key, given, ours) in fixed {
+        if let Some(v) = given {
+            if v != ours {
+                return Err(format!(
+                    "{key} {v}: voxq's Whisper front end computes log-mel features with {key} {ours}"
+                ));
+            }
+        }
+    }
+    if c.n_heads.checked_mul(c.head_dim) != Some(c.d_model) {
+        return Err(format!(
+            "n_heads {} x head_dim {} != d_model {}",
+            c.n_heads, c.head_dim, c.d_model
+        ));
+    }
+    if c.prompt_notimestamps.is_empty() {
+        return Err("empty prompt_notimestamps".into());
+    }
+    // The model files live in the model folder: no absolute names, no '..'.
+    for (key, f) in [
+        ("encoder_file", &c.encoder_file),
+        ("decoder_file", &c.decoder_file),
+    ] {
+        if f.is_empty()
+            || !Path::new(f)
+                .components()
+                .all(|x| matches!(x, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "{key} '{f}' must be a file inside the model folder (no '..', not absolute)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A Whisper model opened in ONNX Runtime sessions.

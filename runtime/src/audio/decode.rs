@@ -23,7 +23,8 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 use symphonia::core::sample::Sample;
 
-use crate::audio::wav::{read_wav_bytes, Audio};
+use crate::audio::resample::MAX_SAMPLE_RATE;
+use crate::audio::wav::{read_wav_bytes, Audio, MIN_SAMPLE_RATE};
 use crate::error::{Result, RuntimeError};
 
 /// Packets in a row (of the decoded track) that may yield no audio before we give up: a decoder
@@ -82,6 +83,19 @@ fn bad(path: &Path, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
+/// The sample rates WAV files are held to: a 1 Hz FLAC header would make 30 samples into 30 s
+/// of audio that resampling to 16 kHz blows up 16000-fold.
+fn check_rate(path: &Path, rate: u32) -> Result<()> {
+    if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(bad(
+            path,
+            format!("sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"),
+        ))
+    }
+}
+
 /// Fails with `TooLong` when `frames` at `rate` is longer than `max_seconds`.
 fn check_length(path: &Path, frames: usize, rate: u32, max_seconds: f64) -> Result<()> {
     let rate = f64::from(rate.max(1));
@@ -97,8 +111,10 @@ fn check_length(path: &Path, frames: usize, rate: u32, max_seconds: f64) -> Resu
 
 /// Probes and decodes a non-WAV upload with symphonia.
 fn decode_compressed(path: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audio> {
+    let mut data = bytes.to_vec();
+    neutralize_flac_tags(&mut data);
     let mss = MediaSourceStream::new(
-        Box::new(Cursor::new(bytes.to_vec())),
+        Box::new(Cursor::new(data)),
         MediaSourceStreamOptions::default(),
     );
     let mut hint = Hint::new();
@@ -129,8 +145,8 @@ fn decode_compressed(path: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audi
         .map_err(|e| bad(path, format!("unsupported codec: {}", one_line(&e))))?;
 
     let mut rate = params.sample_rate;
-    if rate == Some(0) {
-        return Err(bad(path, "sample rate is 0"));
+    if let Some(r) = rate {
+        check_rate(path, r)?;
     }
     let mut samples: Vec<f32> = Vec::new();
     if let (Some(n), Some(r)) = (params.n_frames, rate) {
@@ -191,7 +207,10 @@ fn decode_compressed(path: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audi
                     return Err(bad(path, "sample rate is 0"));
                 }
                 match rate {
-                    None => rate = Some(spec.rate),
+                    None => {
+                        check_rate(path, spec.rate)?;
+                        rate = Some(spec.rate);
+                    }
                     Some(r) if r != spec.rate => {
                         return Err(bad(
                             path,
@@ -283,6 +302,34 @@ fn decode_compressed(path: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audi
         samples,
         sample_rate,
     })
+}
+
+/// FLAC metadata block types (the 7 low bits of a block header's first byte).
+const FLAC_PADDING: u8 = 1;
+const FLAC_VORBIS_COMMENT: u8 = 4;
+const FLAC_PICTURE: u8 = 6;
+
+/// Turns the tag (Vorbis comment) and picture blocks of a native FLAC stream into padding
+/// blocks of the same length, which symphonia skips. symphonia 0.5 allocates the buffers of
+/// those blocks from length fields inside them before reading (up to 4 GiB for a few bytes of
+/// input: pdeljanov/Symphonia#508, found by `fuzz/` target `upload_decode`); decoding never
+/// needs them. Blocks are walked by their own 24-bit lengths; a walk that leaves the data stops.
+fn neutralize_flac_tags(data: &mut [u8]) {
+    if !data.starts_with(b"fLaC") {
+        return;
+    }
+    let mut pos = 4usize;
+    while let Some(h) = data.get(pos..pos + 4) {
+        let (last, kind) = (h[0] & 0x80, h[0] & 0x7f);
+        let len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
+        if kind == FLAC_VORBIS_COMMENT || kind == FLAC_PICTURE {
+            data[pos] = last | FLAC_PADDING;
+        }
+        if last != 0 {
+            break;
+        }
+        pos += 4 + len;
+    }
 }
 
 /// Why the probe (finding the container and reading its headers) failed, in words.
@@ -633,6 +680,22 @@ mod tests {
         assert_one_line_naming(&err, "zero.flac");
     }
 
+    /// A FLAC header may say 1 Hz: 30 samples would pass a 30 s limit and then be resampled
+    /// 16000-fold. Compressed uploads are held to the WAV reader's rate range.
+    #[test]
+    fn decode_flac_rate_below_the_wav_range_is_an_error() {
+        let mut bytes = bytes_of("speech_16k.flac");
+        bytes[18] = 0;
+        bytes[19] = 0;
+        bytes[20] = (bytes[20] & 0x0f) | 0x10;
+        let err = decode_upload(Path::new("slow.flac"), &bytes, 60.0).expect_err("rate 1");
+        assert_one_line_naming(&err, "slow.flac");
+        assert!(
+            err.to_string().contains("sample rate 1 Hz is outside"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn decode_huge_wav_claim_is_an_error() {
         // 8-bit mono PCM whose data chunk claims 2^31 samples, followed by 100 bytes.
@@ -676,6 +739,47 @@ mod tests {
     }
 
     /// Prefixes and bit-flipped copies of every fixture: any result is fine, a crash is not.
+    /// `upload_decode` fuzz finding: FLAC picture and Vorbis-comment blocks whose inner lengths
+    /// say 3–4 GiB made symphonia allocate that much before failing to read it. The tag blocks
+    /// are skipped now, so a file with a hostile comment decodes like the clean one.
+    #[test]
+    fn decode_flac_with_hostile_comment_lengths() {
+        let clean = bytes_of("speech_16k.flac");
+        let mut hostile = clean.clone();
+        let mut pos = 4;
+        let mut patched = false;
+        while pos + 4 <= hostile.len() {
+            let (h, kind) = (hostile[pos], hostile[pos] & 0x7f);
+            let len = usize::from(hostile[pos + 1]) << 16
+                | usize::from(hostile[pos + 2]) << 8
+                | usize::from(hostile[pos + 3]);
+            if kind == FLAC_VORBIS_COMMENT {
+                let body = pos + 4;
+                let vendor = u32::from_le_bytes(hostile[body..body + 4].try_into().unwrap());
+                let at = body + 4 + vendor as usize;
+                assert!(at + 8 <= body + len, "comment block too short to patch");
+                hostile[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+                hostile[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+                patched = true;
+            }
+            if h & 0x80 != 0 {
+                break;
+            }
+            pos += 4 + len;
+        }
+        assert!(patched, "speech_16k.flac has no Vorbis comment block");
+        let want = decode_upload(Path::new("a.flac"), &clean, 60.0).unwrap();
+        let got = decode_upload(Path::new("a.flac"), &hostile, 60.0).unwrap();
+        assert_eq!(got, want);
+        // The minimised fuzz input (16 bytes: a FLAC picture block whose media type claims
+        // 3 GiB): an error, without the allocation.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/fuzz-regressions/upload_decode-flac-picture-3gib.flac");
+        let bytes = std::fs::read(&path).unwrap();
+        let e = decode_upload(&path, &bytes, 30.0).unwrap_err();
+        assert!(matches!(e, RuntimeError::BadAudio { .. }), "{e}");
+    }
+
     #[test]
     fn decode_damaged_fixtures_never_crash() {
         for name in [

@@ -207,6 +207,15 @@ impl FbankConfig {
                 self.frame_length_ms
             )));
         }
+        // Each mel bin needs FFT bins under it; this also bounds the filter bank's size.
+        let fft_bins = self.padded_length() / 2;
+        if self.num_mel_bins > fft_bins {
+            return Err(cfg_err(format!(
+                "num_mel_bins {} is more than the {fft_bins} frequency bins of a {}-point FFT",
+                self.num_mel_bins,
+                self.padded_length()
+            )));
+        }
         if self.frame_shift_ms <= 0.0 || self.frame_shift() == 0 {
             return Err(cfg_err(format!(
                 "frame_shift_ms {} gives a shift of 0 samples at {} Hz",
@@ -479,6 +488,17 @@ impl Fbank {
                 };
             }
         }
+        // Finite samples far outside [-1, 1] (a float WAV holding 1e30) overflow the f32
+        // energies to inf/NaN; refuse them rather than hand NaN features to a model.
+        if data.iter().any(|v| !v.is_finite()) {
+            let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+            return Err(RuntimeError::BadAudio {
+                path: source.to_path_buf(),
+                reason: format!(
+                    "samples far outside [-1, 1] (peak |x| = {peak:e}) overflow the filterbank energies"
+                ),
+            });
+        }
         let mut features = Features { frames, dim, data };
         if cfg.mean_norm == MeanNorm::Utterance {
             features.subtract_mean();
@@ -712,12 +732,47 @@ mod tests {
         assert!(bad(&|c| c.preemph_coeff = 1.5).contains("preemph_coeff"));
         assert!(bad(&|c| c.dither = f32::NAN).contains("dither"));
         assert!(bad(&|c| c.input_scale = 0.0).contains("input_scale"));
+        assert!(bad(&|c| c.num_mel_bins = 1_000_000_000).contains("num_mel_bins"));
         let c = FbankConfig {
             num_mel_bins: 400,
             ..FbankConfig::default()
         };
         assert!(matches!(Fbank::new(&c), Err(RuntimeError::FbankConfig(_))));
         assert!(FbankConfig::default().validate().is_ok());
+    }
+
+    /// `wav_fbank` fuzz finding: a float WAV holding finite samples far outside [-1, 1]
+    /// overflowed the energies to inf/NaN, and `compute` returned those as features.
+    #[test]
+    fn samples_far_outside_unit_range_are_bad_audio() {
+        for cfg in [
+            FbankConfig::default(),
+            FbankConfig {
+                input_scale: 1.0,
+                mean_norm: MeanNorm::Utterance,
+                ..FbankConfig::default()
+            },
+        ] {
+            let fb = Fbank::new(&cfg).unwrap();
+            let mut x = vec![0.25f32; 1600];
+            x[700] = 1e30;
+            match fb.compute(&x) {
+                Err(RuntimeError::BadAudio { reason, .. }) => {
+                    assert!(reason.contains("1e30"), "{reason}")
+                }
+                other => panic!("expected BadAudio, got {other:?}"),
+            }
+            x[700] = 0.5;
+            let f = fb.compute(&x).unwrap();
+            assert!(f.data.iter().all(|v| v.is_finite()));
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/fuzz-regressions/wav_fbank-float-overflow.wav");
+        let audio = crate::audio::wav::read_wav(&path).unwrap();
+        let x = crate::audio::resample::resample(&audio.samples, audio.sample_rate, 16000).unwrap();
+        let fb = Fbank::new(&FbankConfig::default()).unwrap();
+        let e = fb.compute(&x).unwrap_err();
+        assert!(matches!(e, RuntimeError::BadAudio { .. }), "{e}");
     }
 
     #[test]

@@ -186,6 +186,17 @@ impl LogMelExtractor {
             for (p, c) in power.iter_mut().zip(&spec) {
                 *p = c.norm_sqr();
             }
+            // Finite samples far outside [-1, 1] (a float WAV holding 1e30) overflow the power
+            // spectrum to inf/NaN, which the log floor below would hide: refuse them.
+            if power.iter().any(|p| !p.is_finite()) {
+                let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+                return Err(RuntimeError::BadAudio {
+                    path: name.to_path_buf(),
+                    reason: format!(
+                        "samples far outside [-1, 1] (peak |x| = {peak:e}) overflow the log-mel energies"
+                    ),
+                });
+            }
             for (m, f) in self.filters.iter().enumerate() {
                 let e: f32 = f.iter().zip(&power).map(|(a, b)| a * b).sum();
                 out[m * N_FRAMES + t] = e.max(1e-10).log10();
@@ -212,6 +223,14 @@ impl LogMelExtractor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_finite_samples_are_bad_audio() {
+        let m = LogMelExtractor::new(80).unwrap();
+        let e = m.compute(Path::new("x.wav"), &[3e38f32; 4000]).unwrap_err();
+        assert!(matches!(e, RuntimeError::BadAudio { .. }), "{e}");
+        assert!(e.to_string().starts_with("x.wav: "), "{e}");
+    }
 
     #[test]
     fn mel_scale_round_trips_and_filters_cover_the_band() {

@@ -12,7 +12,15 @@ use std::rc::Rc;
 
 use hound::{SampleFormat, WavReader};
 
+use crate::audio::resample::MAX_SAMPLE_RATE;
 use crate::error::{Result, RuntimeError};
+
+/// Lowest sample rate accepted (Hz). Below it a short file would stand for hours of audio
+/// once resampled to a model's rate (a 1 Hz header makes 0.5 s of samples into 2 hours).
+pub const MIN_SAMPLE_RATE: u32 = 1_000;
+/// Most frames (samples per channel) decoded from one file: 2^28, 1 GiB of mono `f32`
+/// (4.6 hours at 16 kHz). A longer file is refused before anything is allocated.
+pub const MAX_FRAMES: u64 = 1 << 28;
 
 /// Decoded mono audio: samples nominally in [-1, 1) and the sample rate in Hz.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,6 +133,15 @@ fn decode<R: Read>(path: &Path, reader: R, total_bytes: u64) -> Result<Audio> {
     if spec.sample_rate == 0 {
         return Err(format_err(path, "sample rate is 0"));
     }
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
+        return Err(format_err(
+            path,
+            format!(
+                "sample rate {} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
+                spec.sample_rate
+            ),
+        ));
+    }
     let channels = usize::from(spec.channels);
     if channels == 0 {
         return Err(format_err(path, "file declares 0 channels"));
@@ -160,8 +177,18 @@ fn decode<R: Read>(path: &Path, reader: R, total_bytes: u64) -> Result<Audio> {
             path: path.to_path_buf(),
         });
     }
-
-    let frames = (claimed / channels as u64) as usize;
+    let frames = claimed / channels as u64;
+    if frames > MAX_FRAMES {
+        return Err(read_err(
+            path,
+            format!(
+                "{frames} samples per channel ({:.1} hours at {} Hz) is more than the {MAX_FRAMES} voxq decodes from one file; split it",
+                frames as f64 / f64::from(spec.sample_rate) / 3600.0,
+                spec.sample_rate
+            ),
+        ));
+    }
+    let frames = frames as usize;
     let samples = match spec.sample_format {
         SampleFormat::Int => mix_down(path, wav.samples::<i32>(), frames, channels, scale)?,
         SampleFormat::Float => mix_down(path, wav.samples::<f32>(), frames, channels, scale)?,

@@ -78,10 +78,7 @@ impl SpeakerModel {
             }
             cand
         };
-        let text = std::fs::read_to_string(&config_path).map_err(|e| RuntimeError::Io {
-            path: config_path.clone(),
-            source: e,
-        })?;
+        let text = crate::fsutil::read_text(&config_path, "a model config")?;
         let config: ModelConfig =
             serde_json::from_str(&text).map_err(|e| RuntimeError::Config {
                 path: config_path.clone(),
@@ -103,6 +100,12 @@ impl SpeakerModel {
         } else {
             path.to_path_buf()
         };
+        if !onnx_path.exists() {
+            return Err(RuntimeError::Config {
+                path: config_path,
+                reason: format!("its model {} does not exist", onnx_path.display()),
+            });
+        }
         Ok(SpeakerModel {
             config,
             config_path,

@@ -69,12 +69,64 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<SpeakerRecord> {
 
 impl SpeakerDb {
     /// Opens (creating) the database at `path`: WAL journal, synchronous FULL, schema.
+    ///
+    /// The store is written in place, not through a temp file and a rename as voxq's other
+    /// outputs are: SQLite's WAL journal with synchronous=FULL transactions is its atomicity
+    /// (an interrupted enrollment is rolled back on the next open, a committed one is on disk).
     pub fn open(path: &Path) -> Result<SpeakerDb> {
+        Self::open_with(path, true)
+    }
+
+    /// Opens an existing enrollment database without creating anything: a missing or empty
+    /// file, or a SQLite database without the `speakers` table, is refused (for commands that
+    /// only read or check the store).
+    pub fn open_existing(path: &Path) -> Result<SpeakerDb> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<SpeakerDb> {
         let e = |e: rusqlite::Error| RuntimeError::Config {
             path: path.to_path_buf(),
             reason: format!("enrollment database: {e}"),
         };
-        let conn = Connection::open(path).map_err(e)?;
+        let refuse = |reason: &str| RuntimeError::Config {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let conn = if create {
+            Connection::open(path).map_err(e)?
+        } else {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() && m.len() > 0 => {}
+                Ok(m) if m.is_file() => {
+                    return Err(refuse("empty file, not an enrollment database"))
+                }
+                Ok(m) if m.is_dir() => {
+                    return Err(refuse("is a folder, not an enrollment database"))
+                }
+                Ok(_) => return Err(refuse("is not a regular file, not an enrollment database")),
+                Err(_) => return Err(refuse("no such enrollment database")),
+            }
+            let c = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(e)?;
+            let tables: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'speakers'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(e)?;
+            if tables == 0 {
+                return Err(refuse(
+                    "a SQLite database without voxq's speakers table, not an enrollment database",
+                ));
+            }
+            c
+        };
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(e)?;
         let mode: String = conn

@@ -209,11 +209,15 @@ impl Embedder {
     }
 }
 
-fn check_io(model: &SpeakerModel, session: &Session) -> Result<()> {
+/// Checks the session's input and output against the model config; errors name both files.
+pub(crate) fn check_io(model: &SpeakerModel, session: &Session) -> Result<()> {
     let cfg = &model.config;
     let bad = |reason: String| RuntimeError::Model {
         model: model.onnx_path.clone(),
-        reason,
+        reason: format!(
+            "does not match its config {}: {reason}",
+            model.config_path.display()
+        ),
     };
     let names = |v: &[ort::value::Outlet]| {
         v.iter()

@@ -52,6 +52,7 @@ pub(crate) fn png_atomic(
     draw: impl FnOnce(&Path) -> std::result::Result<(), String>,
 ) -> Result<()> {
     register_font();
+    exporter::atomic::remove_stale_temps(path);
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     let tmp = dir.join(format!(

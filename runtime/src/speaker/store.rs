@@ -67,10 +67,7 @@ impl Store {
 
     /// Opens an existing store.
     pub fn open(path: &Path) -> Result<Store> {
-        let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = crate::fsutil::read_text(path, "an enrollment store")?;
         let bad = |reason: String| RuntimeError::Config {
             path: path.to_path_buf(),
             reason,

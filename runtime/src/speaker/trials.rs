@@ -16,14 +16,12 @@ pub struct Trial {
 
 /// Reads a trial list. Blank lines and lines starting with `#` are skipped.
 pub fn read_trials(path: &Path) -> Result<Vec<Trial>> {
-    let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text = crate::fsutil::read_text(path, "a trial list")?;
     parse_trials(path, &text)
 }
 
-/// Parses trial-list text; `path` names the source in errors.
+/// Parses trial-list text; `path` names the source in errors. A list needs both target and
+/// non-target trials (EER and minDCF are undefined otherwise).
 pub fn parse_trials(path: &Path, text: &str) -> Result<Vec<Trial>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -36,6 +34,7 @@ pub fn parse_trials(path: &Path, text: &str) -> Result<Vec<Trial>> {
             line: i + 1,
             reason,
         };
+        crate::fsutil::check_list_line(line).map_err(err)?;
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 3 || f.len() > 4 {
             return Err(err(format!(
@@ -65,6 +64,16 @@ pub fn parse_trials(path: &Path, text: &str) -> Result<Vec<Trial>> {
             path: path.to_path_buf(),
             line: 0,
             reason: "trial list has no trials".into(),
+        });
+    }
+    let targets = out.iter().filter(|t| t.target).count();
+    if targets == 0 || targets == out.len() {
+        return Err(RuntimeError::Config {
+            path: path.to_path_buf(),
+            reason: format!(
+                "need both target and non-target trials (got {targets} target, {} non-target)",
+                out.len() - targets
+            ),
         });
     }
     Ok(out)
@@ -114,5 +123,20 @@ mod tests {
         let e = parse_trials(Path::new("t.txt"), "1 a.wav\n").unwrap_err();
         assert!(e.to_string().contains("line 1"));
         assert!(parse_trials(Path::new("t.txt"), "\n# nothing\n").is_err());
+        let long = format!("1 a.wav {}\n0 a.wav b.wav\n", "x".repeat(5000));
+        let e = parse_trials(Path::new("t.txt"), &long)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.txt: line 1: line is 5008 bytes long"),
+            "{e}"
+        );
+        let e = parse_trials(Path::new("t.txt"), "1 a.wav b\0.wav\n0 a b\n").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e}");
+        let e = parse_trials(Path::new("t.txt"), "1 a.wav b.wav\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.txt: need both target and non-target trials (got 1 target, 0 non-target)"
+        );
     }
 }
