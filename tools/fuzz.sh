@@ -80,6 +80,11 @@ if [ "${FUZZ_NO_BUILD:-0}" != 1 ]; then
   echo "== building fuzz targets (sanitizer: $SANITIZER)"
   cargo fuzz build -s "$SANITIZER"
   echo "$SANITIZER" >"$BIN_DIR/.voxq-sanitizer"
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [ -n "$(git status --porcelain -- . ':!fuzz/seeds' ':!fuzz/corpus' ':!fuzz/artifacts' 2>/dev/null)" ]; then
+    commit="$commit+dirty"
+  fi
+  echo "$commit" >"$BIN_DIR/.voxq-commit"
 fi
 built=$(cat "$BIN_DIR/.voxq-sanitizer" 2>/dev/null || echo none)
 if [ "$built" != "$SANITIZER" ]; then
@@ -126,16 +131,20 @@ for t in "${targets[@]}"; do
 done
 
 # --- summary -----------------------------------------------------------------------------------
-python3 - "$OUT" "$SANITIZER" "$SECONDS_EACH" "${RUNS:-0}" "${results[@]}" <<'PY'
+# The commit the targets were built from (recorded at build time; "+dirty" when the tree had
+# uncommitted changes then).
+commit=$(cat "$BIN_DIR/.voxq-commit" 2>/dev/null || echo unknown)
+python3 - "$OUT" "$SANITIZER" "$SECONDS_EACH" "${RUNS:-0}" "$commit" "${results[@]}" <<'PY'
 import json, os, re, sys, time
 
 out, sanitizer, seconds, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+commit = sys.argv[5]
 path = os.path.join(out, "summary.json")
 try:
     summary = json.load(open(path))
 except (OSError, ValueError):
     summary = {"targets": {}}
-for item in sys.argv[5:]:
+for item in sys.argv[6:]:
     t, rc, start, end, new = item.split("|", 4)
     log = open(os.path.join(out, "logs", t + ".log"), errors="replace").read()
     stat = dict(re.findall(r"^stat::(\w+):\s+(\d+)", log, re.M))
@@ -159,6 +168,7 @@ for item in sys.argv[5:]:
         "seconds_limit": seconds,
         "runs_limit": runs or None,
         "sanitizer": sanitizer,
+        "commit": commit,
         "corpus_files": corpus,
         "new_units": int(stat.get("new_units_added", 0)),
         "peak_rss_mb": int(stat.get("peak_rss_mb", 0)),
@@ -173,12 +183,12 @@ with open(path + ".tmp", "w") as f:
     f.write("\n")
 os.replace(path + ".tmp", path)
 
-rows = ["| target | result | executions | time (s) | exec/s | crashes | timeouts | OOMs | corpus | peak RSS (MB) | sanitizer | finished (UTC) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+rows = ["| target | result | executions | time (s) | exec/s | crashes | timeouts | OOMs | corpus | peak RSS (MB) | sanitizer | commit | finished (UTC) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
 for t, r in sorted(summary["targets"].items()):
     rows.append(f"| `{t}` | {r['result']} | {r['executions']:,} | {r['seconds']:.0f} | {r['exec_per_s']:,} | "
                 f"{r['crashes']} | {r['timeouts']} | {r['ooms']} | {r['corpus_files']} | {r['peak_rss_mb']} | "
-                f"{r['sanitizer']} | {r['finished']} |")
+                f"{r['sanitizer']} | {r.get('commit', 'unknown')} | {r['finished']} |")
 md = "# Fuzzing summary\n\nWritten by `tools/fuzz.sh` (`make fuzz`); each row is the latest run of that target.\n\n"
 md += "\n".join(rows) + "\n"
 with open(os.path.join(out, "summary.md.tmp"), "w") as f:

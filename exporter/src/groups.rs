@@ -349,7 +349,7 @@ impl GroupSpec {
             }
             let mut patterns = Vec::with_capacity(g.patterns.len());
             for p in &g.patterns {
-                let re = Regex::new(p).map_err(|e| {
+                let re = compile_pattern(p).map_err(|e| {
                     err(format!(
                         "group '{name}': bad regex '{p}': {}",
                         regex_error_line(&e)
@@ -377,6 +377,20 @@ impl GroupSpec {
         })?;
         GroupSpec::from_json(path, &text)
     }
+}
+
+/// The most memory a node-name pattern may compile to. Patterns for node names are short
+/// (`^/blocks\.1/`, `Conv$`): 1 MiB is hundreds of times what they need, while a hostile
+/// `.{1000}{10}` would otherwise build regex's default 10 MiB programs (seconds each) before
+/// being refused.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a group-spec or selector pattern within [`PATTERN_SIZE_LIMIT`].
+fn compile_pattern(p: &str) -> std::result::Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(p)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .build()
 }
 
 /// A regex error on one line (regex's syntax errors span several lines).
@@ -438,7 +452,7 @@ impl Selector {
         }
         Ok(match kind {
             "node" => Selector::Node(
-                Regex::new(value)
+                compile_pattern(value)
                     .map_err(|e| bad(format!("bad regex: {}", regex_error_line(&e))))?,
             ),
             "op" => Selector::Op(value.to_string()),
@@ -541,5 +555,31 @@ mod tests {
         let e = Regex::new(&pattern).err();
         let line = e.as_ref().map(regex_error_line).unwrap_or_default();
         assert_eq!(line, "unclosed group");
+    }
+
+    /// A pattern that compiles to more than `PATTERN_SIZE_LIMIT` is refused with one line that
+    /// names the file (specs) or the selector; ordinary node-name patterns, Unicode classes
+    /// included, stay well inside it.
+    #[test]
+    fn oversized_patterns_are_refused() {
+        for ok in [
+            r"^/blocks\.[0-9]+/",
+            r"\w+/conv/\w+$",
+            r"(?i)^/xvector/block[123]/",
+        ] {
+            assert!(compile_pattern(ok).is_ok(), "{ok}");
+        }
+        let hostile = ".{1000}{10}";
+        let text = format!(r#"{{"groups": [{{"name": "g", "patterns": ["{hostile}"]}}]}}"#);
+        let e = GroupSpec::from_json("big.json", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("big.json") && e.contains("size limit"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let e = Selector::parse(&format!("node:{hostile}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("size limit") && e.contains(hostile), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 }
