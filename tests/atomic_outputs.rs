@@ -25,10 +25,6 @@ fn ecapa() -> PathBuf {
     root().join("fixtures/models/ecapa_distil.json")
 }
 
-fn campplus_onnx() -> PathBuf {
-    root().join("fixtures/models/campplus.onnx")
-}
-
 fn run(args: &[OsString]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_voxq"))
         .args(args)
@@ -58,19 +54,7 @@ impl Inputs {
         let dir = tempfile::tempdir().unwrap();
         let audio = dir.path().join("audio");
         std::fs::create_dir(&audio).unwrap();
-        let speech = root().join("fixtures/audio/speech_16k.wav");
-        std::fs::copy(&speech, audio.join("a.wav")).unwrap();
-        let samples: Vec<i16> = hound::WavReader::open(&speech)
-            .unwrap()
-            .samples::<i16>()
-            .map(Result::unwrap)
-            .collect();
-        write_wav16(
-            &audio.join("b.wav"),
-            samples[samples.len() / 2..]
-                .iter()
-                .map(|s| s.saturating_mul(2)),
-        );
+        two_utterances(&audio);
         std::fs::write(dir.path().join("calib.txt"), "a.wav\nb.wav\n").unwrap();
         std::fs::write(
             dir.path().join("trials.txt"),
@@ -78,17 +62,9 @@ impl Inputs {
         )
         .unwrap();
         // A table for quantize: every CAM++ activation with range ±1.
-        let m = ModelProto::parse_from_bytes(&std::fs::read(campplus_onnx()).unwrap()).unwrap();
-        let mut tensors = serde_json::Map::new();
-        let entry = serde_json::json!({"amax": 1.0f32, "scale": 1.0f32 / 127.0});
-        for o in m.graph.node.iter().flat_map(|n| n.output.iter()) {
-            tensors.insert(o.clone(), entry.clone());
-        }
-        tensors.insert("feats".into(), entry);
         std::fs::write(
             dir.path().join("table.json"),
-            serde_json::json!({"format": "voxq-calibration/1", "method": "max", "tensors": tensors})
-                .to_string(),
+            unit_range_table(&campplus_onnx()),
         )
         .unwrap();
         Inputs { dir }

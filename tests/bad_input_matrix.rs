@@ -135,6 +135,17 @@ struct Case {
     needles: Vec<String>,
 }
 
+impl Case {
+    /// A case whose error line must name `file` (and nothing more).
+    fn naming(label: String, args: Vec<OsString>, file: &Path) -> Case {
+        Case {
+            label,
+            args,
+            needles: vec![s(file).to_string()],
+        }
+    }
+}
+
 fn short(s: &str) -> String {
     let s = s.trim();
     if s.len() <= 400 {
@@ -374,10 +385,6 @@ fn generic_cases(
 // ---------------------------------------------------------------------------------------------
 // ONNX models
 
-fn campplus_onnx() -> PathBuf {
-    root().join("fixtures/models/campplus.onnx")
-}
-
 fn campplus_proto() -> ModelProto {
     ModelProto::parse_from_bytes(&std::fs::read(campplus_onnx()).unwrap()).unwrap()
 }
@@ -566,45 +573,10 @@ fn speaker_config(onnx: &str) -> serde_json::Value {
     v
 }
 
-/// Every activation of CAM++ with range ±1: a table `voxq quantize` accepts.
-fn synthetic_table() -> String {
-    let m = campplus_proto();
-    let scale = 1.0f32 / 127.0;
-    let mut tensors = serde_json::Map::new();
-    for n in &m.graph.node {
-        for o in &n.output {
-            tensors.insert(
-                o.clone(),
-                serde_json::json!({"amax": 1.0f32, "scale": scale}),
-            );
-        }
-    }
-    tensors.insert(
-        "feats".into(),
-        serde_json::json!({"amax": 1.0f32, "scale": scale}),
-    );
-    serde_json::json!({"format": "voxq-calibration/1", "method": "max", "tensors": tensors})
-        .to_string()
-}
-
-/// An audio root with two short real utterances, `a.wav` and `b.wav`, and a calibration
-/// list naming `a.wav`.
+/// An audio root with two short real utterances, `a.wav` and `b.wav`.
 fn audio_root(env: &Env) -> PathBuf {
     let r = env.folder("audio");
-    let speech = root().join("fixtures/audio/speech_16k.wav");
-    std::fs::copy(&speech, r.join("a.wav")).unwrap();
-    let samples: Vec<i16> = hound::WavReader::open(&speech)
-        .unwrap()
-        .samples::<i16>()
-        .map(Result::unwrap)
-        .collect();
-    // b.wav: the second half, louder (a different "utterance" for the trial lists).
-    write_wav16(
-        &r.join("b.wav"),
-        samples[samples.len() / 2..]
-            .iter()
-            .map(|s| s.saturating_mul(2)),
-    );
+    two_utterances(&r);
     r
 }
 
@@ -615,7 +587,7 @@ fn onnx_models() {
     let good = std::fs::read(campplus_onnx()).unwrap();
     let audio = audio_root(&env);
     let calib = env.write("calib.txt", "a.wav\n");
-    let table = env.write("table.json", synthetic_table());
+    let table = env.write("table.json", unit_range_table(&campplus_onnx()));
     let wav = audio.join("a.wav");
 
     let mut files = generic_cases(&env, "onnx", &good, &garbage(4096, 1));
@@ -1022,7 +994,7 @@ fn wav_audio() {
 fn calibration_tables() {
     let env = Env::new();
     let out = env.out();
-    let good = synthetic_table();
+    let good = unit_range_table(&campplus_onnx());
     let entry = |amax: &str, scale: &str| {
         format!(
             r#"{{"format": "voxq-calibration/1", "method": "max", "tensors": {{"feats": {{"amax": {amax}, "scale": {scale}}}}}}}"#
@@ -1108,19 +1080,21 @@ fn calibration_tables() {
     ]));
     let cases: Vec<Case> = files
         .iter()
-        .map(|(case, p)| Case {
-            label: format!("quantize/table/{case}"),
-            args: os(&[
-                &"quantize",
-                &campplus_onnx(),
-                &"--table",
+        .map(|(case, p)| {
+            Case::naming(
+                format!("quantize/table/{case}"),
+                os(&[
+                    &"quantize",
+                    &campplus_onnx(),
+                    &"--table",
+                    p,
+                    &"--out",
+                    &out.join("q.onnx"),
+                    &"--report",
+                    &out.join("report.json"),
+                ]),
                 p,
-                &"--out",
-                &out.join("q.onnx"),
-                &"--report",
-                &out.join("report.json"),
-            ]),
-            needles: vec![s(p).to_string()],
+            )
         })
         .collect();
     run_matrix("table", &cases, &out);
@@ -1187,11 +1161,7 @@ fn trial_lists() {
     }
     let cases: Vec<Case> = files
         .iter()
-        .map(|(case, p)| Case {
-            label: format!("eval/trials/{case}"),
-            args: eval(p),
-            needles: vec![s(p).to_string()],
-        })
+        .map(|(case, p)| Case::naming(format!("eval/trials/{case}"), eval(p), p))
         .collect();
     run_matrix("trials", &cases, &out);
 }
@@ -1205,7 +1175,7 @@ fn group_specs() {
     let out = env.out();
     let audio = audio_root(&env);
     let calib = env.write("calib.txt", "a.wav\n");
-    let table = env.write("table.json", synthetic_table());
+    let table = env.write("table.json", unit_range_table(&campplus_onnx()));
     let good = r#"{"name": "two", "groups": [{"name": "head", "patterns": ["^/head"]}, {"name": "rest", "patterns": ["."]}]}"#;
     let mut files = generic_cases(
         &env,
@@ -1378,10 +1348,12 @@ fn engine_manifests() {
     ));
     let cases: Vec<Case> = dirs
         .iter()
-        .map(|(case, d)| Case {
-            label: format!("embed/manifest/{case}"),
-            args: os(&[&"embed", &"--model", d, &wav]),
-            needles: vec![s(d).to_string()],
+        .map(|(case, d)| {
+            Case::naming(
+                format!("embed/manifest/{case}"),
+                os(&[&"embed", &"--model", d, &wav]),
+                d,
+            )
         })
         .collect();
     run_matrix("manifest", &cases, &out);
@@ -1555,9 +1527,9 @@ fn model_configs() {
     std::fs::create_dir(d.join("whisper.json")).unwrap();
     wdirs.push(("wrong-type-folder", d));
     for (case, d) in &wdirs {
-        cases.push(Case {
-            label: format!("transcribe/whisper-config/{case}"),
-            args: os(&[
+        cases.push(Case::naming(
+            format!("transcribe/whisper-config/{case}"),
+            os(&[
                 &"transcribe",
                 &"--model",
                 d,
@@ -1565,8 +1537,8 @@ fn model_configs() {
                 &"4",
                 &wav,
             ]),
-            needles: vec![s(d).to_string()],
-        });
+            d,
+        ));
     }
     run_matrix("config", &cases, &out);
 }
@@ -1630,14 +1602,14 @@ fn calibration_lists() {
         ])
     };
     for (case, p) in &files {
-        cases.push(Case {
-            label: format!("calibrate/calib-list/{case}"),
-            args: calibrate(p),
-            needles: vec![s(p).to_string()],
-        });
-        cases.push(Case {
-            label: format!("sensitivity/calib-list/{case}"),
-            args: os(&[
+        cases.push(Case::naming(
+            format!("calibrate/calib-list/{case}"),
+            calibrate(p),
+            p,
+        ));
+        cases.push(Case::naming(
+            format!("sensitivity/calib-list/{case}"),
+            os(&[
                 &"sensitivity",
                 &speaker(),
                 &"--calib",
@@ -1651,8 +1623,8 @@ fn calibration_lists() {
                 &"--no-cache",
                 &"--quiet",
             ]),
-            needles: vec![s(p).to_string()],
-        });
+            p,
+        ));
     }
     // Lists whose entries are bad: the error names the entry.
     for (case, line, bad) in [
@@ -1665,11 +1637,11 @@ fn calibration_lists() {
         ),
     ] {
         let p = env.write(&format!("{case}.txt"), format!("a.wav\n{line}\n"));
-        cases.push(Case {
-            label: format!("calibrate/calib-list/{case}"),
-            args: calibrate(&p),
-            needles: vec![s(&bad).to_string()],
-        });
+        cases.push(Case::naming(
+            format!("calibrate/calib-list/{case}"),
+            calibrate(&p),
+            &bad,
+        ));
     }
     run_matrix("calib-list", &cases, &out);
 }
@@ -1773,9 +1745,9 @@ fn enrollment_stores() {
         } else {
             std::fs::copy(p, &copy).unwrap();
         }
-        cases.push(Case {
-            label: format!("enroll/store-db/{case}"),
-            args: os(&[
+        cases.push(Case::naming(
+            format!("enroll/store-db/{case}"),
+            os(&[
                 &"enroll",
                 &"--model",
                 &model,
@@ -1785,8 +1757,8 @@ fn enrollment_stores() {
                 &"y",
                 &wav,
             ]),
-            needles: vec![s(&copy).to_string()],
-        });
+            &copy,
+        ));
     }
     // JSON stores.
     let js = env.path("good.json");

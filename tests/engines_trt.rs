@@ -7,12 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_one_line_error, list, root, s, voxq};
+use common::{assert_one_line_error, campplus_onnx, list, root, s, voxq};
 use engines::epcontext::{self, EpContext, CTX_FILE};
-
-fn campplus_onnx() -> std::path::PathBuf {
-    root().join("fixtures/models/campplus.onnx")
-}
 
 fn ctx() -> EpContext {
     EpContext {

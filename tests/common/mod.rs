@@ -19,6 +19,11 @@ pub fn speech() -> PathBuf {
     p
 }
 
+/// The CAM++ ONNX export the JSON config `campplus()` points at.
+pub fn campplus_onnx() -> PathBuf {
+    root().join("fixtures/models/campplus.onnx")
+}
+
 pub fn campplus() -> PathBuf {
     root().join("fixtures/models/campplus.json")
 }
@@ -114,4 +119,37 @@ pub fn write_wav16(path: &Path, samples: impl IntoIterator<Item = i16>) {
         w.write_sample(s).unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// Writes two short real utterances into `dir`: `a.wav` (the 16 kHz fixture) and `b.wav` (its
+/// second half, twice as loud: a different "utterance" for trial lists and calibration).
+pub fn two_utterances(dir: &Path) {
+    let speech = root().join("fixtures/audio/speech_16k.wav");
+    std::fs::copy(&speech, dir.join("a.wav")).unwrap();
+    let samples: Vec<i16> = hound::WavReader::open(&speech)
+        .unwrap()
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    write_wav16(
+        &dir.join("b.wav"),
+        samples[samples.len() / 2..]
+            .iter()
+            .map(|s| s.saturating_mul(2)),
+    );
+}
+
+/// A calibration table (JSON) that `voxq quantize` accepts for `model`: every node output and
+/// the `feats` input with range ±1.
+pub fn unit_range_table(model: &Path) -> String {
+    use protobuf::Message;
+    let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(model).unwrap()).unwrap();
+    let entry = serde_json::json!({"amax": 1.0f32, "scale": 1.0f32 / 127.0});
+    let mut tensors = serde_json::Map::new();
+    for o in m.graph.node.iter().flat_map(|n| n.output.iter()) {
+        tensors.insert(o.clone(), entry.clone());
+    }
+    tensors.insert("feats".into(), entry);
+    serde_json::json!({"format": "voxq-calibration/1", "method": "max", "tensors": tensors})
+        .to_string()
 }
