@@ -81,7 +81,9 @@ if [ "${FUZZ_NO_BUILD:-0}" != 1 ]; then
   cargo fuzz build -s "$SANITIZER"
   echo "$SANITIZER" >"$BIN_DIR/.voxq-sanitizer"
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  if [ -n "$(git status --porcelain -- . ':!fuzz/seeds' ':!fuzz/corpus' ':!fuzz/artifacts' 2>/dev/null)" ]; then
+  # Only what goes into the binaries counts (docs and tests do not).
+  if [ -n "$(git status --porcelain -- calibration exporter engines runtime fuzz/fuzz_targets \
+    fuzz/Cargo.toml fuzz/Cargo.lock Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     commit="$commit+dirty"
   fi
   echo "$commit" >"$BIN_DIR/.voxq-commit"
