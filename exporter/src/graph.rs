@@ -107,8 +107,12 @@ fn node_label(i: usize, n: &NodeProto) -> String {
 /// (a tensor claiming 10 GB with a few bytes behind it is refused here, before any pass
 /// sizes a buffer from its dims).
 pub fn check_initializer(t: &TensorProto) -> Result<(), String> {
+    check_tensor(t, &|| format!("initializer '{}'", t.name))
+}
+
+/// [`check_initializer`] for any tensor; `what` names it in the reason.
+fn check_tensor(t: &TensorProto, what: &dyn Fn() -> String) -> Result<(), String> {
     use crate::model::{elem, num_elements, tensor_byte_len};
-    let what = || format!("initializer '{}'", t.name);
     if t.dims.iter().any(|&d| d < 0) {
         return Err(format!("{}: negative dimension in {:?}", what(), t.dims));
     }
@@ -184,6 +188,18 @@ pub fn check_graph(graph: &GraphProto) -> Result<(), String> {
     use std::collections::HashMap;
     for t in &graph.initializer {
         check_initializer(t)?;
+    }
+    // Tensors held by node attributes (a Constant's `value`, ConstantOfShape's fill) are data
+    // too: a `[0]`-shaped value with 16 bytes behind it was accepted in memory but refused once
+    // saved with external data (found by the `onnx_model` fuzz target).
+    for (i, n) in graph.node.iter().enumerate() {
+        for a in &n.attribute {
+            for t in a.t.as_ref().into_iter().chain(a.tensors.iter()) {
+                check_tensor(t, &|| {
+                    format!("{} attribute '{}'", node_label(i, n), a.name)
+                })?;
+            }
+        }
     }
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in graph.node.iter().enumerate() {
@@ -390,6 +406,36 @@ mod tests {
         g.node.push(node("Relu", &["a"], &["y"]));
         g.node.push(node("MatMul", &["x", "w"], &["a"]));
         g
+    }
+
+    /// A node attribute's tensor is held to its dims like an initializer (fuzz regression:
+    /// a Constant `value` of dims `[0]` holding 16 bytes loaded, then failed to load once
+    /// saved with external data).
+    #[test]
+    fn attribute_tensors_hold_the_data_their_dims_claim() {
+        let mut g = small();
+        let mut c = node("Constant", &[], &["k"]);
+        c.name = "shape".into();
+        let mut a = AttributeProto::new();
+        a.name = "value".into();
+        let mut t = tensor_f32("", &[4], &[0.0; 4]);
+        a.t = protobuf::MessageField::some(t.clone());
+        c.attribute.push(a.clone());
+        g.node.push(c);
+        assert_eq!(check_graph(&g), Ok(()));
+        t.dims = vec![0];
+        g.node[2].attribute[0].t = protobuf::MessageField::some(t.clone());
+        let e = check_graph(&g).unwrap_err();
+        assert!(
+            e.starts_with("node 'shape' (Constant) attribute 'value': dims [0]")
+                && e.contains("need 0 bytes, it holds 16"),
+            "{e}"
+        );
+        // The same in a `tensors` list.
+        g.node[2].attribute[0].t = protobuf::MessageField::none();
+        g.node[2].attribute[0].tensors = vec![tensor_f32("", &[4], &[0.0; 4]), t];
+        let e = check_graph(&g).unwrap_err();
+        assert!(e.contains("attribute 'value': dims [0]"), "{e}");
     }
 
     #[test]

@@ -415,3 +415,20 @@ fn string_tensor_with_raw_data_stays_inline() {
         .unwrap();
     assert!(s.external_data.is_empty() && s.raw_data.len() == 20);
 }
+
+/// `onnx_model` fuzz finding: a Constant whose `value` has dims `[0]` but holds 16 bytes
+/// loaded (attribute tensors were not checked against their dims), and once saved with
+/// external data `load` refused the saved model. `load` now refuses it, naming the node.
+#[test]
+fn constant_value_larger_than_its_dims_is_refused() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/fuzz-regressions/onnx_model-constant-dims-vs-raw-data.onnx");
+    let e = model::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("onnx_model-constant-dims-vs-raw-data.onnx")
+            && e.contains("node '/conv/Constant_1' (Constant) attribute 'value': dims [0]")
+            && e.contains("need 0 bytes, it holds 16"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
