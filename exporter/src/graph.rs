@@ -180,8 +180,8 @@ fn check_tensor(t: &TensorProto, what: &dyn Fn() -> String) -> Result<(), String
     Ok(())
 }
 
-/// Checks the structure of a graph (subgraphs are not descended into): initializers hold the
-/// data their shapes claim, every tensor a node reads or the graph outputs is produced by a
+/// Checks the structure of a graph (subgraphs are not descended into): initializers and node
+/// attribute tensors hold the data their shapes claim, every tensor a node reads or the graph outputs is produced by a
 /// node, a graph input or an initializer, no tensor is produced twice, and the nodes form no
 /// cycle. Node order is not required to be topological. The reason names the node or tensor.
 pub fn check_graph(graph: &GraphProto) -> Result<(), String> {
