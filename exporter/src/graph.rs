@@ -111,7 +111,7 @@ pub fn check_initializer(t: &TensorProto) -> Result<(), String> {
 }
 
 /// [`check_initializer`] for any tensor; `what` names it in the reason.
-fn check_tensor(t: &TensorProto, what: &dyn Fn() -> String) -> Result<(), String> {
+pub(crate) fn check_tensor(t: &TensorProto, what: &dyn Fn() -> String) -> Result<(), String> {
     use crate::model::{elem, num_elements, tensor_byte_len};
     if t.dims.iter().any(|&d| d < 0) {
         return Err(format!("{}: negative dimension in {:?}", what(), t.dims));

@@ -178,8 +178,26 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelProto> {
         open: HashMap::new(),
     };
     visit_tensors_mut(&mut model, &mut |t| files.resolve(t))?;
-    crate::graph::check_graph(&model.graph).map_err(|reason| parse_err(path, reason))?;
+    check_structure(path, &mut model)?;
     Ok(model)
+}
+
+/// The checks every loaded model passes: the main graph's structure
+/// ([`crate::graph::check_graph`], whose errors name nodes), then every other tensor the model
+/// holds (in subgraphs, functions, training graphs, sparse tensors) against its dims, so that
+/// no tensor is accepted in memory that its own external-data form would refuse.
+fn check_structure(path: &Path, model: &mut ModelProto) -> Result<()> {
+    crate::graph::check_graph(&model.graph).map_err(|reason| parse_err(path, reason))?;
+    visit_tensors_mut(model, &mut |t| {
+        crate::graph::check_tensor(t, &|| {
+            if t.name.is_empty() {
+                "an unnamed tensor (a node attribute, in a subgraph or function)".to_string()
+            } else {
+                format!("tensor '{}'", t.name)
+            }
+        })
+        .map_err(|reason| parse_err(path, reason))
+    })
 }
 
 /// Parses a model held in memory; `name` is used in errors. A model whose tensors refer to
@@ -209,7 +227,7 @@ pub fn load_bytes(name: &str, bytes: &[u8]) -> Result<ModelProto> {
             Ok(())
         }
     })?;
-    crate::graph::check_graph(&model.graph).map_err(|reason| parse_err(path, reason))?;
+    check_structure(path, &mut model)?;
     Ok(model)
 }
 

@@ -432,3 +432,51 @@ fn constant_value_larger_than_its_dims_is_refused() {
     );
     assert_eq!(e.lines().count(), 1, "{e}");
 }
+
+/// The same check reaches every tensor a model holds, not only the main graph's: a subgraph
+/// initializer or a Constant inside a model function whose data does not match its dims is
+/// refused on load, in memory as from a file.
+#[test]
+fn tensors_in_subgraphs_and_functions_are_held_to_their_dims() {
+    let mut m = synthetic_model();
+    let then = m.graph.as_mut().unwrap().node[4].attribute[0]
+        .g
+        .as_mut()
+        .unwrap();
+    assert_eq!(then.initializer[0].name, "T");
+    then.initializer[0].dims = vec![0];
+    let e = model::load_bytes("sub.onnx", &model::to_bytes(&m).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sub.onnx")
+            && e.contains("tensor 'T': dims [0] of float32 need 0 bytes, it holds 2048"),
+        "{e}"
+    );
+
+    let mut m = synthetic_model();
+    let mut c = exporter::build::node("Constant", &[], &["k"]);
+    let mut value = exporter::build::tensor_f32("", &[2], &[1.0, 2.0]);
+    value.dims = vec![3];
+    c.attribute.push(onnx_protobuf::AttributeProto {
+        name: "value".into(),
+        t: Some(value).into(),
+        ..Default::default()
+    });
+    m.functions.push(onnx_protobuf::FunctionProto {
+        name: "f".into(),
+        domain: "voxq.test".into(),
+        output: vec!["k".into()],
+        node: vec![c],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("func.onnx");
+    std::fs::write(&path, model::to_bytes(&m).unwrap()).unwrap();
+    let e = model::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("func.onnx") && e.contains("an unnamed tensor") && e.contains("dims [3]"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
