@@ -183,9 +183,10 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelProto> {
 }
 
 /// The checks every loaded model passes: the main graph's structure
-/// ([`crate::graph::check_graph`], whose errors name nodes), then every other tensor the model
-/// holds (in subgraphs, functions, training graphs, sparse tensors) against its dims, so that
-/// no tensor is accepted in memory that its own external-data form would refuse.
+/// ([`crate::graph::check_graph`], whose errors name nodes), then every tensor the model holds
+/// (subgraphs, functions, training graphs, sparse tensors; the main graph's again, a length
+/// comparison each) against its dims, so that no tensor is accepted in memory that its own
+/// external-data form would refuse.
 fn check_structure(path: &Path, model: &mut ModelProto) -> Result<()> {
     crate::graph::check_graph(&model.graph).map_err(|reason| parse_err(path, reason))?;
     visit_tensors_mut(model, &mut |t| {
