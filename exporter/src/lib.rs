@@ -8,6 +8,7 @@ pub mod graph;
 pub mod groups;
 pub mod inspect;
 pub mod model;
+pub mod onnx;
 pub mod pipeline;
 pub mod policy;
 pub mod qdq;

@@ -17,6 +17,7 @@
 //! `{tensor}_zero_point`, node and output `{tensor}_q` and `{tensor}_dq`. A name that already
 //! exists in the model is an error (quantizing a model twice), never a silent rename.
 
+use crate::onnx::{f16_bits_to_f32, f32_to_f16_bits};
 use std::collections::{BTreeMap, BTreeSet};
 
 use calibration::CalibrationTable;
@@ -126,60 +127,6 @@ fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
 fn named(mut n: NodeProto, name: &str) -> NodeProto {
     n.name = name.to_string();
     n
-}
-
-/// Converts a float32 to IEEE float16 bits, rounding to nearest even; out-of-range values
-/// become ±infinity (callers clamp first where that matters).
-pub fn f32_to_f16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let man = bits & 0x007f_ffff;
-    if exp == 0xff {
-        let nan = if man != 0 {
-            0x0200 | (man >> 13) as u16
-        } else {
-            0
-        };
-        return sign | 0x7c00 | nan;
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -11 {
-            return sign;
-        }
-        let m = man | 0x0080_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let mut r = m >> shift;
-        let rem = m & ((1u32 << shift) - 1);
-        if rem > half || (rem == half && (r & 1) == 1) {
-            r += 1;
-        }
-        return sign | r as u16;
-    }
-    let mut h = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) {
-        h += 1;
-    }
-    sign | h as u16
-}
-
-/// Converts IEEE float16 bits to float32 (exact).
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = ((h >> 10) & 0x1f) as i32;
-    let man = (h & 0x03ff) as f32;
-    match exp {
-        0 => sign * man * 2f32.powi(-24),
-        0x1f if man == 0.0 => sign * f32::INFINITY,
-        0x1f => f32::NAN,
-        _ => sign * (1.0 + man / 1024.0) * 2f32.powi(exp - 15),
-    }
 }
 
 /// The largest finite float16.
