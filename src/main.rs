@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use engines::ort_env::CpuOptions;
+use engines::ort::CpuOptions;
 use runtime::audio::wav::read_wav;
 use runtime::bench::bench_embed;
 use runtime::fsutil::write_atomic;
@@ -872,30 +872,30 @@ fn cmd_build(a: &BuildArgs) -> Result<()> {
     }
     let cfg = a.model.with_extension("json");
     let cfg = cfg.is_file().then_some(cfg.as_path());
-    let trt = || -> Result<engines::trt_build::TrtBuildOptions> {
-        Ok(engines::trt_build::TrtBuildOptions {
+    let trt = || -> Result<engines::tensorrt::TrtBuildOptions> {
+        Ok(engines::tensorrt::TrtBuildOptions {
             precision: match a.precision.as_str() {
-                "fp16" => Some(engines::trt::TrtPrecision::Fp16),
-                "fp32" => Some(engines::trt::TrtPrecision::Fp32),
+                "fp16" => Some(engines::tensorrt::TrtPrecision::Fp16),
+                "fp32" => Some(engines::tensorrt::TrtPrecision::Fp32),
                 _ => None,
             },
             profiles: a
                 .profile
                 .iter()
-                .map(|p| engines::trt::parse_profile(p))
+                .map(|p| engines::tensorrt::parse_profile(p))
                 .collect::<Result<Vec<_>, _>>()?,
         })
     };
     let m = match a.target.as_str() {
         "tensorrt" => {
-            let (m, report) = engines::trt_build::build_tensorrt(&a.model, cfg, &a.out, &trt()?)?;
+            let (m, report) = engines::tensorrt::build_tensorrt(&a.model, cfg, &a.out, &trt()?)?;
             println!("layers: {}", report.summary());
             for l in &report.float_compute {
                 println!("  not int8: {} ({}, {} in)", l.name, l.layer_type, l.input);
             }
             m
         }
-        "tensorrt-ort" => engines::trt_build::build_tensorrt_ort(&a.model, cfg, &a.out, &trt()?)?,
+        "tensorrt-ort" => engines::tensorrt::build_tensorrt_ort(&a.model, cfg, &a.out, &trt()?)?,
         _ => {
             if !a.profile.is_empty() || a.precision != "auto" {
                 bail!("--profile and --precision apply to TensorRT targets, not --target cpu");
@@ -904,9 +904,9 @@ fn cmd_build(a: &BuildArgs) -> Result<()> {
                 intra_threads: a.threads,
                 opt_level: a.opt_level,
                 optimized_model_path: None,
-                device: engines::ort_env::Device::Cpu,
+                device: engines::ort::Device::Cpu,
             };
-            engines::build::build_cpu(&a.model, cfg, &a.out, &opts)?
+            engines::ort::build_cpu(&a.model, cfg, &a.out, &opts)?
         }
     };
     println!(

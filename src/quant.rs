@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use calibration::Method;
-use engines::ort_env::CpuOptions;
+use engines::ort::CpuOptions;
 use exporter::groups::{select, LayerGroups, Selector};
 use exporter::inspect::{check_qdq, inventory};
 use exporter::model::{load, save, SaveOptions};

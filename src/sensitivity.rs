@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use calibration::Method;
-use engines::ort_env::CpuOptions;
+use engines::ort::CpuOptions;
 use exporter::groups::LayerGroups;
 use exporter::model::{load, save, to_bytes, SaveOptions};
 use exporter::pipeline::read_table;

@@ -75,7 +75,7 @@ fn cpu_engines_load_by_manifest_and_match_the_source_model() {
         assert_eq!(m["target"], "cpu");
         assert_eq!(m["precision"], precision);
         assert_eq!(m["builder"]["name"], "onnxruntime");
-        assert_eq!(m["builder"]["version"], engines::ort_env::ORT_VERSION);
+        assert_eq!(m["builder"]["version"], engines::ort::ORT_VERSION);
         assert_eq!(
             m["source_model"]["sha256"],
             runtime::fsutil::sha256_file(&src).unwrap()
@@ -124,7 +124,7 @@ fn mismatched_manifests_are_refused() {
         &[
             "manifest.json",
             "onnxruntime 1.16.0",
-            engines::ort_env::ORT_VERSION,
+            engines::ort::ORT_VERSION,
         ],
     );
     edit(&|v| v["format"] = 7.into());
@@ -159,7 +159,7 @@ fn devices_auto_falls_back_to_cpu_and_explicit_missing_devices_fail() {
         ("cuda", "CUDAExecutionProvider"),
     ] {
         let o = voxq(&["embed", "--model", ECAPA, "--device", dev, s(&wav)]);
-        if engines::ort_env::available_devices()
+        if engines::ort::available_devices()
             .unwrap()
             .iter()
             .any(|d| format!("{d:?}").eq_ignore_ascii_case(dev))
@@ -178,10 +178,10 @@ fn devices_auto_falls_back_to_cpu_and_explicit_missing_devices_fail() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let served = stderr(&o);
-    let first = engines::ort_env::available_devices().unwrap()[0];
+    let first = engines::ort::available_devices().unwrap()[0];
     let want = match first {
-        engines::ort_env::Device::Tensorrt => "TensorrtExecutionProvider",
-        engines::ort_env::Device::Cuda => "CUDAExecutionProvider",
+        engines::ort::Device::Tensorrt => "TensorrtExecutionProvider",
+        engines::ort::Device::Cuda => "CUDAExecutionProvider",
         _ => "CPUExecutionProvider",
     };
     assert!(served.contains(&format!("served by {want}")), "{served}");

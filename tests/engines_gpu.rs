@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{list, s, stderr, stdout, voxq};
-use engines::trtexec::TrtExec;
+use engines::tensorrt::TrtExec;
 use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::embed::{cosine, Embedder};
 
@@ -18,7 +18,7 @@ const CAMPPLUS: &str = "fixtures/models/campplus.onnx";
 
 /// `trtexec` and a GPU, or the printed reason to skip.
 fn gpu_and_tensorrt() -> Option<TrtExec> {
-    if engines::gpu::gpus().is_empty() {
+    if engines::tensorrt::gpu::gpus().is_empty() {
         println!("skipped: no NVIDIA GPU (nvidia-smi lists none)");
         return None;
     }
@@ -88,9 +88,9 @@ fn trt_int8_campplus_matches_ort_cpu_fp32() {
         ("tensorrt", "int8")
     );
     assert_eq!(m.builder.version, tool.version);
-    assert_eq!(m.gpu.as_ref(), engines::gpu::gpus().first());
+    assert_eq!(m.gpu.as_ref(), engines::tensorrt::gpu::gpus().first());
     assert!(eng.join("layers.md").is_file() && eng.join("model_ctx.onnx").is_file());
-    engines::epcontext::read(&eng.join("model_ctx.onnx")).unwrap();
+    engines::tensorrt::epcontext::read(&eng.join("model_ctx.onnx")).unwrap();
 
     // the same features through the plan (trtexec) and through ONNX Runtime CPU fp32
     let model = SpeakerModel::locate(&common::campplus()).unwrap();
@@ -125,9 +125,9 @@ fn trt_int8_campplus_matches_ort_cpu_fp32() {
     assert!(worst >= 0.99, "worst cosine {worst}");
 
     // served through ONNX Runtime's TensorRT execution provider, where this build has it
-    if engines::ort_env::available_devices()
+    if engines::ort::available_devices()
         .unwrap()
-        .contains(&engines::ort_env::Device::Tensorrt)
+        .contains(&engines::ort::Device::Tensorrt)
     {
         let wav = list("fixtures/trials/calib.txt", 1).remove(0);
         let o = voxq(&["embed", "--model", s(&eng), "--device", "tensorrt", s(&wav)]);
@@ -142,7 +142,7 @@ fn trt_int8_campplus_matches_ort_cpu_fp32() {
             s(&ort_eng),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        engines::epcontext::read(&ort_eng.join("model_ctx.onnx")).unwrap();
+        engines::tensorrt::epcontext::read(&ort_eng.join("model_ctx.onnx")).unwrap();
         let o = voxq(&["embed", "--model", s(&ort_eng), s(&wav)]);
         assert!(o.status.success(), "{}", stderr(&o));
     } else {

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{assert_one_line_error, campplus_onnx, list, root, s, voxq};
-use engines::epcontext::{self, EpContext, CTX_FILE};
+use engines::tensorrt::epcontext::{self, EpContext, CTX_FILE};
 
 fn ctx() -> EpContext {
     EpContext {
@@ -52,7 +52,7 @@ fn epcontext_model_passes_onnx_checker_and_onnx_runtime_parses_it() {
 
     // ONNX Runtime parses it, checks the node against its EPContext schema and then says which
     // execution provider it needs: it is an EPContext model for TensorRT, not a broken file
-    let Err(e) = engines::ort_env::cpu_session(&path, &Default::default()) else {
+    let Err(e) = engines::ort::cpu_session(&path, &Default::default()) else {
         panic!("a CPU-only ONNX Runtime cannot run a TensorRT EPContext node")
     };
     let e = e.to_string();
@@ -73,7 +73,7 @@ fn epcontext_model_passes_onnx_checker_and_onnx_runtime_parses_it() {
     *a = exporter::build::attr_str("embed_mode", "0");
     let bad_path = tmp.path().join("bad_ctx.onnx");
     std::fs::write(&bad_path, exporter::model::to_bytes(&bad).unwrap()).unwrap();
-    let e = engines::ort_env::cpu_session(&bad_path, &Default::default())
+    let e = engines::ort::cpu_session(&bad_path, &Default::default())
         .err()
         .unwrap()
         .to_string();
@@ -136,8 +136,8 @@ fn trt_engine_folder(dir: &Path) {
 
 #[test]
 fn tensorrt_engines_for_another_machine_are_refused_with_what_differs() {
-    let host_gpu = engines::gpu::gpus().into_iter().next();
-    let host_trt = engines::gpu::tensorrt_version();
+    let host_gpu = engines::tensorrt::gpu::gpus().into_iter().next();
+    let host_trt = engines::tensorrt::gpu::tensorrt_version();
     if host_gpu
         .as_ref()
         .is_some_and(|g| g.name == "NVIDIA H100 80GB HBM3")
@@ -165,7 +165,7 @@ fn tensorrt_engines_for_another_machine_are_refused_with_what_differs() {
 fn tensorrt_targets_fail_clearly_where_tensorrt_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("trt");
-    if engines::trt::find_trtexec().is_none() {
+    if engines::tensorrt::trtexec::find_trtexec().is_none() {
         let o = voxq(&[
             "build",
             s(&campplus_onnx()),
@@ -179,8 +179,8 @@ fn tensorrt_targets_fail_clearly_where_tensorrt_is_missing() {
     } else {
         println!("trtexec is present: tests/engines_gpu.rs builds with it");
     }
-    let have = engines::ort_env::available_devices().unwrap();
-    if !have.contains(&engines::ort_env::Device::Tensorrt) {
+    let have = engines::ort::available_devices().unwrap();
+    if !have.contains(&engines::ort::Device::Tensorrt) {
         let o = voxq(&[
             "build",
             s(&campplus_onnx()),

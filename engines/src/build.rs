@@ -1,50 +1,19 @@
-//! Engine builds: ONNX Runtime CPU engines (optimised model + manifest + warm-up), built into
-//! a scratch folder and moved into place only when complete.
+//! The steps every engine build shares, whatever the backend: reading the source model, its
+//! precision and tensor specs, a fresh manifest, the copied model config, and the scratch
+//! folder that is moved into place only when the build is complete. The backends' builds use
+//! them: `ort::build_cpu` (`--target cpu`), `tensorrt::build_tensorrt` and
+//! `tensorrt::build_tensorrt_ort`.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use exporter::model::{load_bytes, summary, Dim, ValueType};
-use ort::value::Tensor;
 
-use crate::manifest::{Builder, Manifest, SessionSettings, SourceModel, TensorSpec, FORMAT};
-use crate::ort_env::{cpu_session, first_line, CpuOptions};
+use crate::manifest::{Builder, Manifest, SourceModel, TensorSpec, FORMAT};
 use crate::EngineError;
 
-/// File name of the model inside a CPU engine folder.
-pub const CPU_ENGINE_FILE: &str = "model.onnx";
 /// File name of the copied model config inside an engine folder.
 pub const CONFIG_FILE: &str = "model.json";
-/// Frames used for dynamic non-batch axes in the warm-up run.
-pub const WARMUP_FRAMES: i64 = 200;
-
-/// The version of the ONNX Runtime library in use (`1.31.1`), as the library reports it
-/// (`OrtGetApiBase()->GetVersionString()`).
-pub fn ort_version() -> Result<String, EngineError> {
-    crate::ort_env::environment()?;
-    let path = crate::ort_env::find_dylib()?;
-    let err = |reason: String| EngineError::OrtLoad {
-        path: path.clone(),
-        reason,
-    };
-    // SAFETY: the library is already loaded by `environment()` (dlopen returns the same
-    // handle); OrtGetApiBase has this signature in every ONNX Runtime release, and
-    // GetVersionString returns a static NUL-terminated string.
-    unsafe {
-        let lib = libloading::Library::new(&path).map_err(|e| err(e.to_string()))?;
-        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
-            lib.get(b"OrtGetApiBase").map_err(|e| err(e.to_string()))?;
-        let base = get();
-        if base.is_null() {
-            return Err(err("OrtGetApiBase returned null".into()));
-        }
-        let v = ((*base).GetVersionString)();
-        if v.is_null() {
-            return Err(err("GetVersionString returned null".into()));
-        }
-        Ok(std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
-    }
-}
 
 /// `fp32`, `fp16` or `int8` from what the model holds: Q/DQ nodes mean int8.
 pub fn precision_of(m: &onnx_protobuf::ModelProto) -> &'static str {
@@ -95,62 +64,6 @@ fn io_err(path: &Path, e: std::io::Error) -> EngineError {
         path: path.to_path_buf(),
         reason: e.to_string(),
     }
-}
-
-/// Builds an ONNX Runtime CPU engine folder at `out` from `model` (fp32 or int8 QDQ):
-/// ONNX Runtime saves its optimised graph (basic, hardware-independent optimisations; the
-/// rest run when the engine is loaded, at the level the manifest records), the model's JSON
-/// config is copied beside it, a warm-up run proves it loads and runs, and `manifest.json`
-/// describes it. A failed build leaves `out` as it was.
-pub fn build_cpu(
-    model: &Path,
-    config: Option<&Path>,
-    out: &Path,
-    opts: &CpuOptions,
-) -> Result<Manifest, EngineError> {
-    let (bytes, proto) = read_model(model)?;
-    let s = summary(&proto);
-    in_scratch(out, |scratch| {
-        // 1. the optimised model, written by ONNX Runtime itself
-        let engine = scratch.join(CPU_ENGINE_FILE);
-        let save = CpuOptions {
-            intra_threads: opts.intra_threads,
-            opt_level: 1,
-            optimized_model_path: Some(engine.clone()),
-            device: crate::ort_env::Device::Cpu,
-        };
-        drop(cpu_session(model, &save)?);
-        if !engine.is_file() {
-            return Err(EngineError::Build {
-                path: model.to_path_buf(),
-                reason: "ONNX Runtime did not write the optimised model".into(),
-            });
-        }
-        let manifest = Manifest {
-            session: Some(SessionSettings {
-                graph_optimization_level: opts.opt_level,
-                intra_threads: opts.intra_threads,
-            }),
-            config_file: copy_config(config, scratch, CPU_ENGINE_FILE)?,
-            ..new_manifest(
-                "cpu",
-                model,
-                &bytes,
-                &proto,
-                CPU_ENGINE_FILE,
-                Builder {
-                    name: "onnxruntime".into(),
-                    version: ort_version()?,
-                },
-                specs(&s.inputs),
-                specs(&s.outputs),
-            )
-        };
-        // 2. warm-up: load the engine as the runtime will and run it once
-        warm_up(scratch, &manifest)?;
-        manifest.write(scratch)?;
-        Ok(manifest)
-    })
 }
 
 /// Reads and parses a model file (bytes kept for its hash). A file past protobuf's 2 GiB limit
@@ -271,69 +184,4 @@ pub(crate) fn in_scratch<T>(
         let _ = std::fs::remove_dir_all(&scratch);
     }
     done
-}
-
-/// Session options a manifest's CPU engine is loaded with.
-pub fn session_options(m: &Manifest) -> CpuOptions {
-    let s = m.session.clone().unwrap_or(SessionSettings {
-        graph_optimization_level: 3,
-        intra_threads: 0,
-    });
-    CpuOptions {
-        intra_threads: s.intra_threads,
-        opt_level: s.graph_optimization_level,
-        optimized_model_path: None,
-        device: crate::ort_env::Device::Cpu,
-    }
-}
-
-/// Runs the engine once on zeros (dynamic batch 1, other dynamic axes [`WARMUP_FRAMES`]).
-pub fn warm_up(dir: &Path, m: &Manifest) -> Result<(), EngineError> {
-    let path = dir.join(&m.engine_file);
-    let mut session = cpu_session(&path, &session_options(m))?;
-    let mut inputs = Vec::new();
-    for spec in &m.inputs {
-        if spec.dtype != "float32" {
-            return Err(EngineError::Build {
-                path: path.clone(),
-                reason: format!(
-                    "input '{}' is {}: warm-up feeds float32 inputs only",
-                    spec.name, spec.dtype
-                ),
-            });
-        }
-        let shape = spec.concrete(1, WARMUP_FRAMES);
-        let n: i64 = shape.iter().product();
-        let t = Tensor::<f32>::from_array((shape.clone(), vec![0f32; n.max(0) as usize])).map_err(
-            |e| EngineError::Build {
-                path: path.clone(),
-                reason: format!("warm-up input '{}': {e}", spec.name),
-            },
-        )?;
-        inputs.push((spec.name.clone(), t));
-    }
-    let outs = session
-        .run(
-            inputs
-                .iter()
-                .map(|(n, t)| (n.as_str(), t.view().into_dyn()))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|e| EngineError::Build {
-            path: path.clone(),
-            reason: format!("warm-up run failed: {}", first_line(&e.to_string())),
-        })?;
-    for spec in &m.outputs {
-        if let Some(v) = outs.get(spec.name.as_str()) {
-            if let Ok((_, vals)) = v.try_extract_tensor::<f32>() {
-                if vals.iter().any(|x| !x.is_finite()) {
-                    return Err(EngineError::Build {
-                        path: path.clone(),
-                        reason: format!("warm-up output '{}' is not finite", spec.name),
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -120,13 +120,13 @@ impl Host {
     pub fn for_manifest(m: &Manifest) -> Result<Host, EngineError> {
         if m.target == "cpu" {
             return Ok(Host {
-                builder_version: Some(crate::build::ort_version()?),
+                builder_version: Some(crate::ort::ort_version()?),
                 gpu: None,
             });
         }
         Ok(Host {
-            builder_version: crate::gpu::tensorrt_version(),
-            gpu: crate::gpu::gpus().into_iter().next(),
+            builder_version: crate::tensorrt::gpu::tensorrt_version(),
+            gpu: crate::tensorrt::gpu::gpus().into_iter().next(),
         })
     }
 }

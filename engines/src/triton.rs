@@ -181,8 +181,8 @@ pub fn export(
         std::fs::copy(&src, version.join(model_file(&m.target))).map_err(|e| io(&src, e))?;
         if m.target == "tensorrt-ort" {
             // the EPContext model points at its engine relative to itself: bring the engine
-            let cache = dir.join(crate::trt_build::ORT_CACHE_DIR);
-            let to = version.join(crate::trt_build::ORT_CACHE_DIR);
+            let cache = dir.join(crate::tensorrt::ORT_CACHE_DIR);
+            let to = version.join(crate::tensorrt::ORT_CACHE_DIR);
             std::fs::create_dir_all(&to).map_err(|e| io(&to, e))?;
             for f in std::fs::read_dir(&cache).map_err(|e| io(&cache, e))? {
                 let f = f.map_err(|e| io(&cache, e))?;

@@ -2,13 +2,15 @@
 //! original: a synthetic model (initializers in the main graph and in If branches, a Constant
 //! value) and the real CAM++ fixture when it is present.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 #[path = "../../exporter/tests/support/mod.rs"]
 mod support;
 use support::{floats, synthetic_model};
 
-use engines::ort_env::{cpu_session, CpuOptions};
+use engines::ort::{cpu_session, CpuOptions};
 use engines::tensor::{compare, HostTensor, HostValue, TensorData, Tolerance};
 use exporter::model::{self, elem, SaveOptions};
 use ort::value::DynValue;

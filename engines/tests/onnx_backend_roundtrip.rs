@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use engines::ort_env::{cpu_session, first_line, CpuOptions};
+use engines::ort::{cpu_session, first_line, CpuOptions};
 use engines::tensor::{compare, HostValue, Tolerance};
 use engines::EngineError;
 use exporter::model::{self, IoSummary, SaveOptions};
@@ -290,7 +290,7 @@ fn onnx_backend_roundtrip() {
         cases.len(),
         cases_dir.display()
     );
-    engines::ort_env::environment().expect("ONNX Runtime");
+    engines::ort::environment().expect("ONNX Runtime");
     let tmp = tempfile::tempdir().expect("temp dir");
     let start = Instant::now();
     let next = AtomicUsize::new(0);

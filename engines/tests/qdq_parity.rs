@@ -5,11 +5,13 @@
 //! optimised model tells whether the `ort-cpu` placement makes ONNX Runtime fuse; the float16
 //! variant runs (or the reason it cannot is printed).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use calibration::{CalibrationTable, TensorRange};
-use engines::ort_env::{cpu_session, cpu_session_from_bytes, CpuOptions};
+use engines::ort::{cpu_session, cpu_session_from_bytes, CpuOptions};
 use engines::tensor::{HostTensor, HostValue};
 use exporter::graph::GraphIndex;
 use exporter::model::{self, to_bytes, ModelProto, SaveOptions};
@@ -342,7 +344,7 @@ fn count_both_conv(m: &ModelProto) -> usize {
 
 /// Runs a model in memory with some ORT graph transformers disabled.
 fn session_without(m: &ModelProto, disabled: &str) -> Session {
-    let env = engines::ort_env::environment().unwrap();
+    let env = engines::ort::environment().unwrap();
     Session::builder(env)
         .unwrap()
         .with_intra_threads(1)

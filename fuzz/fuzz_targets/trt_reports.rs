@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use engines::layers;
-use engines::trtexec::{failure_line, parse_outputs, parse_perf};
+use engines::tensorrt::layers;
+use engines::tensorrt::trtexec::{failure_line, parse_outputs, parse_perf};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use engines::ort_env::CpuOptions;
+use engines::ort::CpuOptions;
 use serde::Serialize;
 
 use crate::audio::wav::Audio;
@@ -210,7 +210,7 @@ pub struct EngineLatency {
 
 enum Runner {
     Ort(ort::session::Session, Vec<engines::manifest::TensorSpec>),
-    Trtexec(engines::trtexec::TrtExec, std::path::PathBuf),
+    Trtexec(engines::tensorrt::TrtExec, std::path::PathBuf),
 }
 
 /// Deterministic inputs with values in [-1, 1) (latency does not depend on them).
@@ -227,10 +227,10 @@ fn filler(n: usize) -> Vec<f32> {
 }
 
 fn open_runner(dir: &Path, m: &engines::manifest::Manifest) -> Result<(Runner, String)> {
-    use engines::ort_env::{cpu_session, Device};
+    use engines::ort::{cpu_session, Device};
     Ok(match m.target.as_str() {
         "cpu" => {
-            let opts = engines::build::session_options(m);
+            let opts = engines::ort::session_options(m);
             (
                 Runner::Ort(
                     cpu_session(&dir.join(&m.engine_file), &opts)?,
@@ -241,7 +241,7 @@ fn open_runner(dir: &Path, m: &engines::manifest::Manifest) -> Result<(Runner, S
         }
         "tensorrt" => (
             Runner::Trtexec(
-                engines::trtexec::TrtExec::detect()?,
+                engines::tensorrt::TrtExec::detect()?,
                 dir.join(&m.engine_file),
             ),
             "trtexec".into(),
@@ -251,7 +251,7 @@ fn open_runner(dir: &Path, m: &engines::manifest::Manifest) -> Result<(Runner, S
                 device: Device::Tensorrt,
                 ..CpuOptions::default()
             };
-            let ctx = dir.join(engines::epcontext::CTX_FILE);
+            let ctx = dir.join(engines::tensorrt::epcontext::CTX_FILE);
             (
                 Runner::Ort(cpu_session(&ctx, &opts)?, m.inputs.clone()),
                 "onnxruntime-tensorrt".into(),
@@ -294,7 +294,7 @@ fn time_ort(
             )
             .map_err(|e| engines::EngineError::Run {
                 model: name.into(),
-                reason: engines::ort_env::first_line(&e.to_string()),
+                reason: engines::ort::first_line(&e.to_string()),
             })?;
         if i >= 2 {
             // two warm-up runs first

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use engines::ort_env::{cpu_session, first_line, CpuOptions};
+use engines::ort::{cpu_session, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 use serde::Deserialize;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use calibration::Calibrator;
-use engines::ort_env::{cpu_session_from_bytes, first_line, CpuOptions};
+use engines::ort::{cpu_session_from_bytes, first_line, CpuOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use ort::value::Tensor;
 use serde::Serialize;

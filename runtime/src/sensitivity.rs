@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use engines::ort_env::CpuOptions;
+use engines::ort::CpuOptions;
 use exporter::sensitivity::{
     sha256_hex, EvalError, Evaluate, Measurement, MetricInfo, Row, SensitivityReport,
 };

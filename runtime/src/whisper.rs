@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use calibration::Calibrator;
 
-use engines::ort_env::{cpu_session, first_line, CpuOptions};
+use engines::ort::{cpu_session, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 use serde::Deserialize;
@@ -268,12 +268,12 @@ impl Whisper {
                 cpu_session(&dir.join(&config.decoder_file), opts)?,
             ),
             Some((e, d)) => (
-                engines::ort_env::cpu_session_from_bytes(
+                engines::ort::cpu_session_from_bytes(
                     &dir.join(&config.encoder_file).display().to_string(),
                     &exporter::model::to_bytes(e)?,
                     opts,
                 )?,
-                engines::ort_env::cpu_session_from_bytes(
+                engines::ort::cpu_session_from_bytes(
                     &dir.join(&config.decoder_file).display().to_string(),
                     &exporter::model::to_bytes(d)?,
                     opts,

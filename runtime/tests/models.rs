@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use engines::ort_env::CpuOptions;
+use engines::ort::CpuOptions;
 use runtime::audio::fbank::Features;
 use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::embed::{cosine, Embedder};

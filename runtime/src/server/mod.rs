@@ -22,7 +22,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engines::ort_env::{ep_name, resolve_device, CpuOptions};
+use engines::ort::{ep_name, resolve_device, CpuOptions};
 use serde_json::json;
 
 pub use api::ApiError;

@@ -45,7 +45,7 @@ pub struct SpeakerModel {
     pub config_path: PathBuf,
     pub onnx_path: PathBuf,
     /// The execution provider the model needs (TensorRT for a TensorRT engine folder).
-    pub required_device: Option<engines::ort_env::Device>,
+    pub required_device: Option<engines::ort::Device>,
 }
 
 impl SpeakerModel {
@@ -121,7 +121,7 @@ impl SpeakerModel {
         let m = engines::manifest::Manifest::read(dir)?;
         let required_device = match m.target.as_str() {
             "cpu" => None,
-            "tensorrt" | "tensorrt-ort" => Some(engines::ort_env::Device::Tensorrt),
+            "tensorrt" | "tensorrt-ort" => Some(engines::ort::Device::Tensorrt),
             other => {
                 return Err(RuntimeError::Config {
                     path: dir.join(engines::manifest::MANIFEST_FILE),

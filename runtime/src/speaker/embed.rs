@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use engines::ort_env::{cpu_session, cpu_session_from_bytes, first_line, CpuOptions};
+use engines::ort::{cpu_session, cpu_session_from_bytes, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -40,7 +40,7 @@ impl FrontEnd {
 /// The session options for `model`: a TensorRT engine runs on TensorRT (`auto` picks it, an
 /// explicit other device is an error).
 fn device_for(model: &SpeakerModel, opts: &CpuOptions) -> Result<CpuOptions> {
-    use engines::ort_env::Device;
+    use engines::ort::Device;
     match (model.required_device, opts.device) {
         (Some(Device::Tensorrt), Device::Auto | Device::Tensorrt) => Ok(CpuOptions {
             device: Device::Tensorrt,

@@ -8,8 +8,10 @@ use std::path::{Component, Path};
 
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
 
-use crate::EngineError;
 use exporter::build::{attr_int, attr_str};
+use exporter::onnx::{attr, is_default_domain};
+
+use crate::EngineError;
 
 /// File name of the EPContext model inside a TensorRT engine folder.
 pub const CTX_FILE: &str = "model_ctx.onnx";
@@ -91,7 +93,7 @@ pub fn wrapper_model(source: &ModelProto, ctx: &EpContext) -> Result<ModelProto,
     let default_opset = source
         .opset_import
         .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .find(|o| is_default_domain(&o.domain))
         .map(|o| o.version)
         .unwrap_or(17);
     Ok(ModelProto {
@@ -127,10 +129,6 @@ pub fn write(path: &Path, source: &ModelProto, ctx: &EpContext) -> Result<(), En
     let m = wrapper_model(source, ctx)?;
     let bytes = exporter::model::to_bytes(&m).map_err(|e| bad(path, e.to_string()))?;
     exporter::atomic::write_atomic(path, &bytes).map_err(|e| bad(path, e.to_string()))
-}
-
-fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a onnx_protobuf::AttributeProto> {
-    n.attribute.iter().find(|a| a.name == name)
 }
 
 /// Reads an EPContext model back: one `com.microsoft::EPContext` node, `embed_mode` 0, an

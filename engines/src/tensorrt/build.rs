@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use exporter::model::summary;
 
+use super::epcontext::{self, EpContext, CTX_FILE};
+use super::layers::LayerReport;
+use super::profile::{profiles, shape_list};
+use super::trtexec::{trtexec_args, TrtExec, LAYER_INFO_FILE, PLAN_FILE};
 use crate::build::{copy_config, in_scratch, new_manifest, read_model, specs};
-use crate::epcontext::{self, EpContext, CTX_FILE};
-use crate::layers::LayerReport;
 use crate::manifest::{Builder, Gpu, Manifest, ShapeProfile, TensorSpec};
-use crate::trt::{profiles, shape_list, trtexec_args, TrtPrecision, LAYER_INFO_FILE, PLAN_FILE};
-use crate::trtexec::TrtExec;
 use crate::EngineError;
 
 /// File the layer report is written to beside the plan.
@@ -22,6 +22,17 @@ pub const LAYER_REPORT_FILE: &str = "layers.md";
 pub const BUILD_LOG_FILE: &str = "build.log";
 /// Folder of ONNX Runtime's TensorRT engine cache in a `tensorrt-ort` engine.
 pub const ORT_CACHE_DIR: &str = "trt_cache";
+
+/// The precision a TensorRT build is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrtPrecision {
+    /// A QDQ model: precision comes from its Q/DQ nodes (strongly typed network).
+    Int8Qdq,
+    /// A float model built with fp16 kernels allowed.
+    Fp16,
+    /// A float model in fp32 (TF32 as TensorRT's default allows).
+    Fp32,
+}
 
 /// What a TensorRT build is asked for.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +45,7 @@ pub struct TrtBuildOptions {
 
 /// The GPU a build runs on (the first `nvidia-smi` lists), or a one-line error.
 pub fn build_gpu() -> Result<Gpu, EngineError> {
-    crate::gpu::gpus().into_iter().next().ok_or_else(|| {
+    super::gpu::gpus().into_iter().next().ok_or_else(|| {
         EngineError::Device(
             "no NVIDIA GPU found (nvidia-smi lists none): TensorRT engines are built on the GPU they run on; use --target cpu here"
                 .into(),
@@ -90,6 +101,33 @@ fn prepare(model: &Path, o: &TrtBuildOptions) -> Result<Prepared, EngineError> {
     })
 }
 
+impl Prepared {
+    /// The manifest of a build of this model: its inputs with their profiles, its precision,
+    /// the GPU it was built on.
+    fn manifest(
+        &self,
+        target: &str,
+        model: &Path,
+        engine_file: &str,
+        builder: Builder,
+        gpu: &Gpu,
+    ) -> Manifest {
+        let mut m = new_manifest(
+            target,
+            model,
+            &self.bytes,
+            &self.proto,
+            engine_file,
+            builder,
+            with_profiles(self.inputs.clone(), &self.profiles),
+            self.outputs.clone(),
+        );
+        m.precision = precision_name(self.precision).into();
+        m.gpu = Some(gpu.clone());
+        m
+    }
+}
+
 fn precision_name(p: TrtPrecision) -> &'static str {
     match p {
         TrtPrecision::Int8Qdq => "int8",
@@ -123,22 +161,15 @@ pub fn build_tensorrt(
 ) -> Result<(Manifest, LayerReport), EngineError> {
     let tool = TrtExec::detect()?;
     let gpu = build_gpu()?;
-    let Prepared {
-        bytes,
-        proto,
-        precision,
-        inputs,
-        outputs,
-        profiles,
-    } = prepare(model, o)?;
+    let p = prepare(model, o)?;
     let model_abs: PathBuf = model.canonicalize().map_err(|e| EngineError::Build {
         path: model.to_path_buf(),
         reason: e.to_string(),
     })?;
     in_scratch(out, |scratch| {
-        let args = trtexec_args(&model_abs, scratch, precision, &profiles, tool.major());
+        let args = trtexec_args(&model_abs, scratch, p.precision, &p.profiles, tool.major());
         tool.run(&args, Some(&scratch.join(BUILD_LOG_FILE)))?;
-        let report = crate::layers::read(&scratch.join(LAYER_INFO_FILE))?;
+        let report = super::layers::read(&scratch.join(LAYER_INFO_FILE))?;
         exporter::atomic::write_atomic(
             scratch.join(LAYER_REPORT_FILE),
             report.markdown().as_bytes(),
@@ -149,10 +180,10 @@ pub fn build_tensorrt(
         })?;
         epcontext::write(
             &scratch.join(CTX_FILE),
-            &proto,
+            &p.proto,
             &EpContext {
                 engine_file: PLAN_FILE.into(),
-                hardware_architecture: crate::gpu::sm_arch(&gpu.compute_capability),
+                hardware_architecture: super::gpu::sm_arch(&gpu.compute_capability),
                 sdk_version: tool.version.clone(),
                 onnx_model_filename: model
                     .file_name()
@@ -160,21 +191,16 @@ pub fn build_tensorrt(
                     .unwrap_or_default(),
             },
         )?;
-        let mut m = new_manifest(
+        let mut m = p.manifest(
             "tensorrt",
             model,
-            &bytes,
-            &proto,
             PLAN_FILE,
             Builder {
                 name: "trtexec".into(),
                 version: tool.version.clone(),
             },
-            with_profiles(inputs.clone(), &profiles),
-            outputs.clone(),
+            &gpu,
         );
-        m.precision = precision_name(precision).into();
-        m.gpu = Some(gpu.clone());
         m.config_file = copy_config(config, scratch, CTX_FILE)?;
         // warm-up: one inference at the smallest profile shape
         let feed: Vec<(String, Vec<i64>, Vec<f32>)> = m
@@ -246,25 +272,18 @@ pub fn build_tensorrt_ort(
     out: &Path,
     o: &TrtBuildOptions,
 ) -> Result<Manifest, EngineError> {
-    let have = crate::ort_env::available_devices()?;
-    if !have.contains(&crate::ort_env::Device::Tensorrt) {
+    let have = crate::ort::available_devices()?;
+    if !have.contains(&crate::ort::Device::Tensorrt) {
         return Err(EngineError::Device(format!(
             "--target tensorrt-ort needs ONNX Runtime's TensorrtExecutionProvider, which this ONNX Runtime {} build does not have (install onnxruntime-gpu with TensorRT, or use --target cpu)",
-            crate::ort_env::ORT_VERSION
+            crate::ort::ORT_VERSION
         )));
     }
     let gpu = build_gpu()?;
-    let trt_version = crate::gpu::tensorrt_version().ok_or_else(|| {
+    let trt_version = super::gpu::tensorrt_version().ok_or_else(|| {
         EngineError::Device("libnvinfer (TensorRT) not found by the loader".into())
     })?;
-    let Prepared {
-        bytes,
-        proto,
-        precision,
-        inputs,
-        outputs,
-        profiles,
-    } = prepare(model, o)?;
+    let p = prepare(model, o)?;
     in_scratch(out, |scratch| {
         let cache = scratch.join(ORT_CACHE_DIR);
         std::fs::create_dir_all(&cache).map_err(|e| EngineError::Build {
@@ -272,22 +291,19 @@ pub fn build_tensorrt_ort(
             reason: e.to_string(),
         })?;
         let ctx = scratch.join(CTX_FILE);
-        let ep = ort_trt_provider(precision, &profiles, scratch);
-        let session = crate::ort_env::trt_session(model, ep)?;
+        let ep = ort_trt_provider(p.precision, &p.profiles, scratch);
+        let session = crate::ort::trt_session(model, ep)?;
         drop(session);
         let read = epcontext::read(&ctx)?;
-        let mut m = new_manifest(
+        let mut m = p.manifest(
             "tensorrt-ort",
             model,
-            &bytes,
-            &proto,
             CTX_FILE,
             Builder {
                 name: "onnxruntime-tensorrt".into(),
                 version: trt_version.clone(),
             },
-            with_profiles(inputs.clone(), &profiles),
-            outputs.clone(),
+            &gpu,
         );
         log::info!(
             "{}: TensorRT engine {} for {}",
@@ -295,8 +311,6 @@ pub fn build_tensorrt_ort(
             read.engine_file,
             read.hardware_architecture
         );
-        m.precision = precision_name(precision).into();
-        m.gpu = Some(gpu.clone());
         m.config_file = copy_config(config, scratch, CTX_FILE)?;
         m.write(scratch)?;
         Ok(m)

@@ -1,14 +1,106 @@
-//! Running `trtexec`: its version, a build with its log kept, inference on given inputs
-//! (`--loadInputs` / `--exportOutput`) and timing runs with their performance summary parsed.
-//! TensorRT is never linked: `trtexec` is the documented command-line interface to it.
+//! `trtexec`, TensorRT's command-line interface: finding it and its version, the exact command
+//! line of a plan build (fp32, fp16, int8 QDQ), running a build with its log kept, inference
+//! on given inputs (`--loadInputs` / `--exportOutput`) and timing runs with their performance
+//! summary parsed. TensorRT is never linked: `trtexec` is the documented interface to it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Serialize;
 
-use crate::trt::find_trtexec;
+use super::build::TrtPrecision;
+use super::profile::{shape_list, shape_text};
+use crate::manifest::ShapeProfile;
 use crate::EngineError;
+
+/// `trtexec` on PATH, else `$TENSORRT_ROOT/bin/trtexec`.
+pub fn find_trtexec() -> Option<PathBuf> {
+    let exe = "trtexec";
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(exe);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let root = std::env::var_os("TENSORRT_ROOT")?;
+    let p = Path::new(&root).join("bin").join(exe);
+    p.is_file().then_some(p)
+}
+
+/// TensorRT version from trtexec's banner: `[TensorRT v100300]` → `10.3.0`,
+/// `[TensorRT v8501]` → `8.5.1`.
+pub fn parse_trtexec_version(banner: &str) -> Option<String> {
+    let i = banner.find("[TensorRT v")? + "[TensorRT v".len();
+    let digits: String = banner[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    Some(super::gpu::decode_trt_version(digits.parse().ok()?))
+}
+
+fn shapes_arg(
+    flag: &str,
+    profiles: &[(String, ShapeProfile)],
+    pick: fn(&ShapeProfile) -> &Vec<i64>,
+) -> String {
+    format!("--{flag}={}", shape_list(profiles, pick))
+}
+
+/// Files a TensorRT build writes into its engine folder.
+pub const PLAN_FILE: &str = "model.plan";
+pub const TIMING_CACHE_FILE: &str = "timing.cache";
+pub const LAYER_INFO_FILE: &str = "layers.json";
+
+/// The `trtexec` arguments for building `model` into `dir` (see the module docs of each flag):
+///
+/// - int8 QDQ: `--stronglyTyped` on TensorRT 10 (precision from the Q/DQ nodes and the
+///   model's types; no `--int8`/`--fp16`); TensorRT 11 builds strongly typed networks by
+///   default, so no flag; before 10, `--int8 --fp16` (explicit quantization honours the Q/DQ
+///   nodes, fp16 for the float rest);
+/// - fp16: `--fp16` (on TensorRT 11, where weakly typed builds are gone, give a float16 model
+///   instead: `voxq quantize --float16`, and no flag is added);
+/// - fp32: no precision flag;
+/// - shape profiles for the dynamic inputs, a timing cache, and detailed layer information
+///   exported beside the plan.
+pub fn trtexec_args(
+    model: &Path,
+    dir: &Path,
+    precision: TrtPrecision,
+    profiles: &[(String, ShapeProfile)],
+    trt_major: u32,
+) -> Vec<String> {
+    let mut a = vec![
+        format!("--onnx={}", model.display()),
+        format!("--saveEngine={}", dir.join(PLAN_FILE).display()),
+    ];
+    match precision {
+        TrtPrecision::Int8Qdq if trt_major == 10 => a.push("--stronglyTyped".into()),
+        TrtPrecision::Int8Qdq if trt_major >= 11 => {}
+        TrtPrecision::Int8Qdq => {
+            a.push("--int8".into());
+            a.push("--fp16".into());
+        }
+        TrtPrecision::Fp16 if trt_major < 11 => a.push("--fp16".into()),
+        TrtPrecision::Fp16 | TrtPrecision::Fp32 => {}
+    }
+    if !profiles.is_empty() {
+        a.push(shapes_arg("minShapes", profiles, |p| &p.min));
+        a.push(shapes_arg("optShapes", profiles, |p| &p.opt));
+        a.push(shapes_arg("maxShapes", profiles, |p| &p.max));
+    }
+    a.push(format!(
+        "--timingCacheFile={}",
+        dir.join(TIMING_CACHE_FILE).display()
+    ));
+    a.push("--profilingVerbosity=detailed".into());
+    a.push(format!(
+        "--exportLayerInfo={}",
+        dir.join(LAYER_INFO_FILE).display()
+    ));
+    a
+}
 
 /// A `trtexec` found on this machine and the TensorRT version it reports.
 #[derive(Debug, Clone)]
@@ -41,8 +133,8 @@ impl TrtExec {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let version = crate::trt::parse_trtexec_version(&text)
-            .or_else(crate::gpu::tensorrt_version)
+        let version = parse_trtexec_version(&text)
+            .or_else(super::gpu::tensorrt_version)
             .ok_or_else(|| {
                 err(
                     &path,
@@ -99,7 +191,7 @@ impl TrtExec {
             let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
             std::fs::write(&f, bytes).map_err(|e| err(&f, e.to_string()))?;
             load.push(format!("{name}:{}", f.display()));
-            shapes.push(format!("{name}:{}", dims(shape)));
+            shapes.push(format!("{name}:{}", shape_text(shape)));
         }
         let out = scratch.join("outputs.json");
         let args = vec![
@@ -128,7 +220,7 @@ impl TrtExec {
         if !shapes.is_empty() {
             let s: Vec<String> = shapes
                 .iter()
-                .map(|(n, d)| format!("{n}:{}", dims(d)))
+                .map(|(n, d)| format!("{n}:{}", shape_text(d)))
                 .collect();
             args.push(format!("--shapes={}", s.join(",")));
         }
@@ -142,13 +234,6 @@ impl TrtExec {
             )
         })
     }
-}
-
-fn dims(d: &[i64]) -> String {
-    d.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
 }
 
 /// The line that explains a trtexec failure.
@@ -292,6 +377,117 @@ pub fn parse_perf(text: &str) -> Option<Perf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::TensorSpec;
+    use crate::tensorrt::profile::tests::feats;
+    use crate::tensorrt::profile::{parse_profile, profiles};
+
+    #[test]
+    fn golden_qdq_tensorrt10_dynamic() {
+        let p = profiles(&feats(), &[]).unwrap();
+        let a = trtexec_args(
+            Path::new("m/campplus.qdq.onnx"),
+            Path::new("e/trt-int8"),
+            TrtPrecision::Int8Qdq,
+            &p,
+            10,
+        );
+        assert_eq!(
+            a,
+            [
+                "--onnx=m/campplus.qdq.onnx",
+                "--saveEngine=e/trt-int8/model.plan",
+                "--stronglyTyped",
+                "--minShapes=feats:1x100x80",
+                "--optShapes=feats:8x300x80",
+                "--maxShapes=feats:32x3000x80",
+                "--timingCacheFile=e/trt-int8/timing.cache",
+                "--profilingVerbosity=detailed",
+                "--exportLayerInfo=e/trt-int8/layers.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn golden_float_builds() {
+        let given = vec![parse_profile("feats:1x200x80:4x400x80:16x1000x80").unwrap()];
+        let p = profiles(&feats(), &given).unwrap();
+        let a = trtexec_args(
+            Path::new("m.onnx"),
+            Path::new("e"),
+            TrtPrecision::Fp16,
+            &p,
+            10,
+        );
+        assert_eq!(
+            a,
+            [
+                "--onnx=m.onnx",
+                "--saveEngine=e/model.plan",
+                "--fp16",
+                "--minShapes=feats:1x200x80",
+                "--optShapes=feats:4x400x80",
+                "--maxShapes=feats:16x1000x80",
+                "--timingCacheFile=e/timing.cache",
+                "--profilingVerbosity=detailed",
+                "--exportLayerInfo=e/layers.json",
+            ]
+        );
+        // fp32 on a static model: no precision flag, no shapes
+        let fixed = vec![TensorSpec {
+            shape: vec![1, 300, 80],
+            dim_names: vec![String::new(); 3],
+            ..feats()[0].clone()
+        }];
+        let p = profiles(&fixed, &[]).unwrap();
+        assert!(p.is_empty());
+        let a = trtexec_args(
+            Path::new("m.onnx"),
+            Path::new("e"),
+            TrtPrecision::Fp32,
+            &p,
+            10,
+        );
+        assert_eq!(
+            a,
+            [
+                "--onnx=m.onnx",
+                "--saveEngine=e/model.plan",
+                "--timingCacheFile=e/timing.cache",
+                "--profilingVerbosity=detailed",
+                "--exportLayerInfo=e/layers.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn qdq_flags_follow_the_tensorrt_version() {
+        let p = profiles(&feats(), &[]).unwrap();
+        let flags = |v| {
+            trtexec_args(Path::new("m"), Path::new("e"), TrtPrecision::Int8Qdq, &p, v)
+                .into_iter()
+                .filter(|a| matches!(a.as_str(), "--stronglyTyped" | "--int8" | "--fp16"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(flags(8), ["--int8", "--fp16"]);
+        assert_eq!(flags(10), ["--stronglyTyped"]);
+        assert!(flags(11).is_empty());
+    }
+
+    #[test]
+    fn versions_from_the_banner() {
+        assert_eq!(
+            parse_trtexec_version(
+                "&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec --onnx=m.onnx"
+            )
+            .as_deref(),
+            Some("10.3.0")
+        );
+        assert_eq!(
+            parse_trtexec_version("[TensorRT v8501] # trtexec").as_deref(),
+            Some("8.5.1")
+        );
+        assert_eq!(parse_trtexec_version("no banner"), None);
+    }
 
     #[test]
     fn performance_summary() {

@@ -1,0 +1,126 @@
+//! ONNX Runtime sessions: CPU options, and opening a model (from a file or from memory) on the
+//! device the options ask for, or with a given TensorRT execution provider.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
+
+use super::env::{environment, first_line};
+use super::providers::{with_device, Device};
+use crate::EngineError;
+
+/// How a CPU session is configured.
+#[derive(Debug, Clone)]
+pub struct CpuOptions {
+    /// Intra-op threads; 0 lets ONNX Runtime choose (one per physical core).
+    pub intra_threads: usize,
+    /// Graph optimisation level 0–3 (disable, basic, extended, all).
+    pub opt_level: u8,
+    /// Where ONNX Runtime should save the optimised model, if anywhere.
+    pub optimized_model_path: Option<PathBuf>,
+    /// Execution provider choice.
+    pub device: Device,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            intra_threads: 0,
+            opt_level: 3,
+            optimized_model_path: None,
+            device: Device::Cpu,
+        }
+    }
+}
+
+fn level(l: u8) -> GraphOptimizationLevel {
+    match l {
+        0 => GraphOptimizationLevel::Disable,
+        1 => GraphOptimizationLevel::Level1,
+        2 => GraphOptimizationLevel::Level2,
+        _ => GraphOptimizationLevel::All,
+    }
+}
+
+/// A session builder with the options' optimisation level and intra-op threads.
+fn cpu_builder(
+    env: &ort::environment::Environment,
+    opts: &CpuOptions,
+    open_err: &dyn Fn(String) -> EngineError,
+) -> Result<SessionBuilder, EngineError> {
+    let mut b = Session::builder(env)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_optimization_level(level(opts.opt_level))
+        .map_err(|e| open_err(e.to_string()))?;
+    if opts.intra_threads > 0 {
+        b = b
+            .with_intra_threads(opts.intra_threads)
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    Ok(b)
+}
+
+/// Opens a model file in an ONNX Runtime CPU session.
+pub fn cpu_session(model: &Path, opts: &CpuOptions) -> Result<Session, EngineError> {
+    let env = environment()?;
+    let open_err = |reason: String| EngineError::Open {
+        path: model.to_path_buf(),
+        reason,
+    };
+    if !model.is_file() {
+        return Err(open_err("file not found".into()));
+    }
+    let mut b = cpu_builder(env, opts, &open_err)?;
+    if let Some(p) = &opts.optimized_model_path {
+        b = b
+            .with_optimized_model_path(p)
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    let (mut b, _) = with_device(b, opts.device, &model.display().to_string())?;
+    b.commit_from_file(model)
+        .map_err(|e| open_err(first_line(&e.to_string())))
+}
+
+/// Opens `model` with the given TensorRT execution provider (no fallback: a failure of the
+/// provider is the error) for builds that need provider options.
+pub fn trt_session(model: &Path, ep: ort::ep::TensorRT) -> Result<Session, EngineError> {
+    use ort::ep::ExecutionProvider;
+    let env = environment()?;
+    let open_err = |reason: String| EngineError::Open {
+        path: model.to_path_buf(),
+        reason,
+    };
+    if !ort::ep::TensorRT::is_available().unwrap_or(false) {
+        return Err(EngineError::Device(format!(
+            "{}: this ONNX Runtime build has no TensorrtExecutionProvider",
+            model.display()
+        )));
+    }
+    let mut b = Session::builder(env)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_execution_providers([ep.build().error_on_failure()])
+        .map_err(|e| open_err(first_line(&e.to_string())))?;
+    let s = b
+        .commit_from_file(model)
+        .map_err(|e| open_err(first_line(&e.to_string())))?;
+    log::info!("{}: served by TensorrtExecutionProvider", model.display());
+    Ok(s)
+}
+
+/// Opens a model held in memory in an ONNX Runtime CPU session; `name` is used in errors.
+pub fn cpu_session_from_bytes(
+    name: &str,
+    bytes: &[u8],
+    opts: &CpuOptions,
+) -> Result<Session, EngineError> {
+    let env = environment()?;
+    let open_err = |reason: String| EngineError::Open {
+        path: PathBuf::from(name),
+        reason,
+    };
+    let b = cpu_builder(env, opts, &open_err)?;
+    let (mut b, _) = with_device(b, opts.device, name)?;
+    b.commit_from_memory(bytes)
+        .map_err(|e| open_err(first_line(&e.to_string())))
+}
