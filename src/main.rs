@@ -440,36 +440,20 @@ struct GenerateArgs {
 }
 
 fn cmd_generate(a: &GenerateArgs) -> Result<()> {
-    use runtime::generate::Strategy;
-    if a.beams == 0 || a.max_new_tokens == 0 {
-        bail!("--beams and --max-new-tokens must be at least 1");
-    }
-    if a.temperature < 0.0 || !(a.top_p > 0.0 && a.top_p <= 1.0) || a.repetition_penalty <= 0.0 {
-        bail!("--temperature must be >= 0, --top-p in (0, 1], --repetition-penalty > 0");
-    }
-    let m = runtime::llm::AudioLlm::open(&a.model, &session_options(a.threads, &a.device)?)?;
+    let o = runtime::generation::GenerateOptions::from_choices(
+        &runtime::generation::GenerationChoices {
+            beams: a.beams,
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            seed: a.seed,
+            repetition_penalty: a.repetition_penalty,
+            max_new_tokens: a.max_new_tokens,
+        },
+    )?;
+    let m = runtime::audio_llm::AudioLlm::open(&a.model, &session_options(a.threads, &a.device)?)?;
     let user = m.user_turn(&a.task, a.prompt.as_deref(), a.question.as_deref())?;
     let audio = runtime::audio::wav::read_wav(&a.audio)?;
-    let o = runtime::generate::GenerateOptions {
-        strategy: if a.beams > 1 {
-            Strategy::Beam {
-                beams: a.beams,
-                length_penalty: 1.0,
-            }
-        } else if a.temperature > 0.0 {
-            Strategy::Sample {
-                temperature: a.temperature,
-                top_k: a.top_k,
-                top_p: a.top_p,
-                seed: a.seed,
-            }
-        } else {
-            Strategy::Greedy
-        },
-        max_new_tokens: a.max_new_tokens,
-        repetition_penalty: a.repetition_penalty,
-        ..Default::default()
-    };
     use std::io::Write;
     let mut shown = String::new();
     let mut so_far = Vec::new();
@@ -532,19 +516,14 @@ struct TranscribeArgs {
 }
 
 fn cmd_transcribe(a: &TranscribeArgs) -> Result<()> {
-    if a.beams == 0 || a.max_new_tokens == 0 {
-        bail!("--beams and --max-new-tokens must be at least 1");
-    }
-    let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, &a.device)?)?;
-    let o = runtime::generate::GenerateOptions {
-        strategy: if a.beams > 1 {
-            runtime::whisper::beam(a.beams)
-        } else {
-            runtime::generate::Strategy::Greedy
+    let o = runtime::generation::GenerateOptions::from_choices(
+        &runtime::generation::GenerationChoices {
+            beams: a.beams,
+            max_new_tokens: a.max_new_tokens,
+            ..Default::default()
         },
-        max_new_tokens: a.max_new_tokens,
-        ..Default::default()
-    };
+    )?;
+    let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, &a.device)?)?;
     let mut lines = String::new();
     for p in &a.audio {
         let text = w.transcribe_file(p, &o)?;
@@ -1010,9 +989,9 @@ fn cmd_bench(b: &BenchCmd) -> Result<()> {
                 models.push((
                     label,
                     if is_llm {
-                        runtime::bench::GenModel::AudioLlm(Box::new(runtime::llm::AudioLlm::open(
-                            m, &opts,
-                        )?))
+                        runtime::bench::GenModel::AudioLlm(Box::new(
+                            runtime::audio_llm::AudioLlm::open(m, &opts)?,
+                        ))
                     } else {
                         runtime::bench::GenModel::Whisper(Box::new(
                             runtime::whisper::Whisper::open(m, &opts)?,

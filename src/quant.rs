@@ -11,8 +11,8 @@ use exporter::inspect::{check_qdq, inventory};
 use exporter::model::{load, save, SaveOptions};
 use exporter::pipeline::{compare_sizes, quantize, read_table};
 use exporter::policy::{plan, QuantPolicy, Target};
+use runtime::calibrate::{calibrate_speaker, read_list};
 use runtime::fsutil::write_atomic;
-use runtime::quant::{calibrate_speaker, read_list};
 use runtime::speaker::config::SpeakerModel;
 
 use crate::{CalibrateArgs, InspectArgs, QuantizeArgs, QuantizeWhisperArgs};
@@ -246,12 +246,6 @@ pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
     let target: Target = a.target.parse()?;
     let list = read_list(&a.calib, &a.audio_root)?;
     let (dir, cfg) = runtime::whisper::read_config(&a.model)?;
-    let cfg_text =
-        std::fs::read_to_string(dir.join(runtime::whisper::CONFIG_FILE)).with_context(|| {
-            dir.join(runtime::whisper::CONFIG_FILE)
-                .display()
-                .to_string()
-        })?;
     let enc = load(dir.join(&cfg.encoder_file))?;
     let dec = load(dir.join(&cfg.decoder_file))?;
     let pick =
@@ -278,54 +272,36 @@ pub fn cmd_quantize_whisper(a: &QuantizeWhisperArgs) -> Result<()> {
         intra_threads: a.threads,
         ..CpuOptions::default()
     };
-    let (ce, cd, info) =
-        runtime::whisper::calibrate(&dir, (&enc, &dec), &list, (&te, &td), a.bins, &opts)?;
+    let (ce, cd, info) = runtime::calibrate::whisper::calibrate(
+        &dir,
+        (&enc, &dec),
+        &list,
+        (&te, &td),
+        a.bins,
+        &opts,
+    )?;
     let (table_e, table_d) = (ce.compute(method)?, cd.compute(method)?);
     let qe = quantize(&enc, &table_e, &pol_e, false)?;
     let qd = quantize(&dec, &table_d, &pol_d, false)?;
-    // build the folder beside the destination, move it into place when complete
-    let scratch = exporter::atomic::scratch_dir(&a.out)?;
-    let result = (|| -> Result<()> {
-        save(
-            &qe.model,
-            scratch.join(&cfg.encoder_file),
-            &SaveOptions::inline(),
-        )?;
-        save(
-            &qd.model,
-            scratch.join(&cfg.decoder_file),
-            &SaveOptions::inline(),
-        )?;
-        std::fs::copy(dir.join("tokenizer.json"), scratch.join("tokenizer.json"))
-            .with_context(|| dir.join("tokenizer.json").display().to_string())?;
-        let mut v: serde_json::Value = serde_json::from_str(&cfg_text)?;
-        v["model"] = format!("{}-int8-{}", cfg.model, a.target).into();
-        v["quantization"] = serde_json::json!({
-            "method": method.to_string(), "target": a.target,
-            "encoder_include": a.encoder_include, "decoder_include": a.decoder_include,
-            "calibration": a.calib.display().to_string(), "utterances": info.utterances,
-        });
-        write_atomic(
-            &scratch.join("whisper.json"),
-            serde_json::to_string_pretty(&v)?.as_bytes(),
-        )?;
-        write_atomic(
-            &scratch.join("encoder.table.json"),
-            table_e.to_json().as_bytes(),
-        )?;
-        write_atomic(
-            &scratch.join("decoder.table.json"),
-            table_d.to_json().as_bytes(),
-        )?;
-        exporter::atomic::commit_dir(&scratch, &a.out, "a Whisper model folder", |d| {
-            d.join(runtime::whisper::CONFIG_FILE).is_file()
-        })?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&scratch);
-        return Err(e);
-    }
+    runtime::calibrate::whisper::write_int8_folder(
+        &dir,
+        &cfg,
+        &a.out,
+        &runtime::calibrate::whisper::Int8Models {
+            encoder: &qe.model,
+            decoder: &qd.model,
+            encoder_table: &table_e,
+            decoder_table: &table_d,
+        },
+        &runtime::calibrate::whisper::Int8Record {
+            method: method.to_string(),
+            target: a.target.clone(),
+            encoder_include: a.encoder_include.clone(),
+            decoder_include: a.decoder_include.clone(),
+            calibration: a.calib.display().to_string(),
+            utterances: info.utterances,
+        },
+    )?;
     let (se, sd) = (
         compare_sizes(&enc, &qe.model),
         compare_sizes(&dec, &qd.model),

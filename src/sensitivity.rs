@@ -15,9 +15,9 @@ use exporter::sensitivity::{
     SensitivityReport, Study,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+use runtime::calibrate::{calibrate_speaker, read_list};
+use runtime::evaluate::{sensitivity_png, OutputEvaluator, TrialsEvaluator};
 use runtime::fsutil::{sha256_file, write_atomic};
-use runtime::quant::{calibrate_speaker, read_list};
-use runtime::sensitivity::{sensitivity_png, OutputEvaluator, TrialsEvaluator};
 use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;

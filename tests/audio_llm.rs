@@ -9,8 +9,9 @@
 mod common;
 
 use common::{assert_one_line_error, root, s, voxq};
-use runtime::generate::{GenerateOptions, StepDecoder};
-use runtime::llm::{AudioLlm, Llm};
+use runtime::audio_llm::AudioLlm;
+use runtime::generation::{GenerateOptions, StepDecoder};
+use runtime::llm::Llm;
 
 const FIXTURE: &str = "fixtures/audio-llm-tiny-test";
 

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{assert_one_line_error, root, s, stdout, voxq};
-use runtime::generate::{GenerateOptions, Strategy};
+use runtime::generation::{GenerateOptions, Strategy};
 use runtime::whisper::Whisper;
 
 const FIXTURE: &str = "fixtures/whisper-tiny-test";

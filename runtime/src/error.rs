@@ -1,6 +1,6 @@
 //! Typed errors of the runtime crate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in the runtime: audio input, front end, models, scoring, storage.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,24 @@ pub enum RuntimeError {
     Scoring(String),
     #[error("{path}: cannot draw plot: {reason}")]
     Plot { path: PathBuf, reason: String },
+
+    // ---- generation (runtime::generation) ----
+    #[error("--beams and --max-new-tokens must be at least 1")]
+    NoBeamsOrTokens,
+    #[error("--temperature must be >= 0, --top-p in (0, 1], --repetition-penalty > 0")]
+    SamplingRange,
+    /// Every logit of a step was NaN or infinite (a broken model, or rules that suppress
+    /// every token): there is no distribution to sample from.
+    #[error("cannot sample the next token: none of the {vocab} logits is finite")]
+    NoFiniteLogits { vocab: usize },
+}
+
+/// A [`RuntimeError::Config`] about `path`.
+pub(crate) fn cfg_err(path: &Path, reason: String) -> RuntimeError {
+    RuntimeError::Config {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;

@@ -1,14 +1,18 @@
-//! Runtime: audio front ends, speaker verification, metrics and benchmarks over engines.
+//! Runtime: audio front ends, speaker verification, Whisper ASR, LLMs and audio LLMs with
+//! their generation strategies, calibration runs, sensitivity evaluators and benchmarks over
+//! engines.
 
 pub mod audio;
+pub mod audio_llm;
 pub mod bench;
+pub mod calibrate;
 pub mod error;
+pub mod evaluate;
 pub mod fsutil;
-pub mod generate;
+pub mod generation;
 pub mod llm;
-pub mod quant;
-pub mod sensitivity;
 pub mod server;
+mod session;
 pub mod speaker;
 pub mod whisper;
 

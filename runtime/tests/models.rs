@@ -1,5 +1,6 @@
 //! Both real speaker models through the runtime: batch > 1 at a length other than the export
 //! length must give the same embeddings as one utterance at a time (a classic export bug).
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 

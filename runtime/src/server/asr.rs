@@ -15,7 +15,7 @@ use super::limits::Cancel;
 use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
 use crate::audio::logmel::{to_16k, LogMelExtractor};
-use crate::generate::{GenerateOptions, Strategy};
+use crate::generation::{GenerateOptions, Strategy};
 
 /// Tokens per 30 s window (Whisper's own limit is half the text context).
 const MAX_NEW_TOKENS: usize = 224;

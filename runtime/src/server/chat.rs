@@ -19,8 +19,8 @@ use super::api::{one_line, ApiError, Upload};
 use super::limits::Cancel;
 use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
-use crate::generate::{GenerateOptions, Strategy};
-use crate::llm::AudioLlm;
+use crate::audio_llm::AudioLlm;
+use crate::generation::{GenerateOptions, Strategy};
 
 const SPEECH: &str = "<SpeechHere>";
 const DEFAULT_MAX_TOKENS: usize = 256;

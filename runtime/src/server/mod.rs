@@ -28,8 +28,8 @@ use serde_json::json;
 pub use api::ApiError;
 pub use batcher::BatchPolicy;
 
+use crate::audio_llm::AudioLlm;
 use crate::error::RuntimeError;
-use crate::llm::AudioLlm;
 use crate::speaker::config::SpeakerModel;
 use crate::speaker::db::SpeakerDb;
 use crate::speaker::embed::Embedder;
@@ -322,7 +322,7 @@ fn load(st: &AppState) -> Result<Engines, ServeError> {
             })
         }
     };
-    let one_token = crate::generate::GenerateOptions {
+    let one_token = crate::generation::GenerateOptions {
         max_new_tokens: 1,
         ..Default::default()
     };

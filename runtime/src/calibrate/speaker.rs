@@ -1,8 +1,9 @@
-//! Calibration runs over real audio: the model's activations stream through ONNX Runtime into
-//! the calibration observers, one utterance at a time, so memory does not grow with the set.
+//! Speaker-model calibration over real audio: the model's activations stream through ONNX
+//! Runtime into the calibration observers, one utterance at a time, so memory does not grow
+//! with the set.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use calibration::Calibrator;
@@ -28,32 +29,6 @@ pub struct CalibrationRunInfo {
     pub wall_seconds: f64,
     pub peak_rss_mb: f64,
     pub observer_bytes: usize,
-}
-
-/// Reads a calibration list: one audio path per line, relative to `root`.
-pub fn read_list(path: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let text = crate::fsutil::read_text(path, "a calibration list")?;
-    let mut items: Vec<(String, PathBuf)> = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        let l = l.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        crate::fsutil::check_list_line(l).map_err(|reason| RuntimeError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason,
-        })?;
-        items.push((l.to_string(), root.join(l)));
-    }
-    if items.is_empty() {
-        return Err(RuntimeError::Parse {
-            path: path.to_path_buf(),
-            line: 0,
-            reason: "calibration list is empty".into(),
-        });
-    }
-    Ok(items)
 }
 
 /// Runs `audio` through `model` with `tensors` exposed as outputs and feeds every exposed

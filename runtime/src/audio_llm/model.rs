@@ -1,0 +1,147 @@
+//! The audio LLM in ONNX Runtime: Whisper encoder → window projector → LLM. One window of
+//! audio becomes `n_audio_tokens` embedding rows that stand where the prompt says
+//! `<SpeechHere>`; generation then runs on the LLM with its own cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use engines::ort::{cpu_session, first_line, CpuOptions};
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::config::AudioLlmConfig;
+use crate::audio::logmel::{to_16k, LogMelExtractor, SAMPLE_RATE};
+use crate::error::{cfg_err, Result, RuntimeError};
+use crate::generation::GenerateOptions;
+use crate::llm::Llm;
+use crate::session::{f32_output, lock};
+
+/// Whisper encoder → projector → LLM.
+pub struct AudioLlm {
+    pub config: AudioLlmConfig,
+    pub(super) path: PathBuf,
+    mel: LogMelExtractor,
+    encoder: Mutex<Session>,
+    projector: Mutex<Session>,
+    pub llm: Llm,
+}
+
+impl AudioLlm {
+    /// Opens `audio_llm.json` (or the folder holding it) and everything it points at; checks
+    /// that the projector's width is the LLM's hidden size.
+    pub fn open(path: &Path, opts: &CpuOptions) -> Result<AudioLlm> {
+        let file = if path.is_file() {
+            path.to_path_buf()
+        } else {
+            path.join("audio_llm.json")
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| cfg_err(&file, format!("cannot read audio-LLM config: {e}")))?;
+        let config: AudioLlmConfig = serde_json::from_str(&text)
+            .map_err(|e| cfg_err(&file, format!("not an audio-LLM config: {e}")))?;
+        let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for f in [&config.encoder.file, &config.projector.file] {
+            if !dir.join(f).is_file() {
+                return Err(cfg_err(
+                    &dir.join(f),
+                    "missing (named in audio_llm.json)".into(),
+                ));
+            }
+        }
+        let llm = Llm::open(&dir.join(&config.llm.dir), opts)?;
+        if config.projector.out_dim != llm.config.hidden_size {
+            return Err(cfg_err(
+                &file,
+                format!(
+                    "projector width {} != LLM hidden size {} (mismatched hidden sizes)",
+                    config.projector.out_dim, llm.config.hidden_size
+                ),
+            ));
+        }
+        let mel = LogMelExtractor::new(80)?;
+        Ok(AudioLlm {
+            encoder: Mutex::new(cpu_session(&dir.join(&config.encoder.file), opts)?),
+            projector: Mutex::new(cpu_session(&dir.join(&config.projector.file), opts)?),
+            config,
+            path: file,
+            mel,
+            llm,
+        })
+    }
+
+    fn run_err(&self, what: &str, e: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Model {
+            model: self.path.clone(),
+            reason: format!("{what}: {}", first_line(&e.to_string())),
+        }
+    }
+
+    /// Audio embeddings `[n_audio_tokens * hidden]` of one window of 16 kHz audio.
+    pub fn audio_embeddings(&self, name: &Path, samples: &[f32]) -> Result<Vec<f32>> {
+        let m = self.mel.compute(name, samples)?;
+        let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
+            .map_err(|e| self.run_err("encoder", e))?;
+        let mut enc = lock(&self.encoder);
+        let out = enc
+            .run(vec![(
+                self.config.encoder.input.as_str(),
+                t.view().into_dyn(),
+            )])
+            .map_err(|e| self.run_err("encoder", e))?;
+        let (shape, v) = f32_output(&out, &self.config.encoder.output)
+            .map_err(|e| self.run_err("encoder", e))?;
+        let states = Tensor::<f32>::from_array((shape.to_vec(), v.to_vec()))
+            .map_err(|e| self.run_err("projector", e))?;
+        let mut p = lock(&self.projector);
+        let out = p
+            .run(vec![(
+                self.config.projector.input.as_str(),
+                states.view().into_dyn(),
+            )])
+            .map_err(|e| self.run_err("projector", e))?;
+        let (shape, v) = f32_output(&out, &self.config.projector.output)
+            .map_err(|e| self.run_err("projector", e))?;
+        let want = [
+            1,
+            self.config.projector.n_audio_tokens as i64,
+            self.llm.config.hidden_size as i64,
+        ];
+        if **shape != want {
+            return Err(cfg_err(
+                &self.path,
+                format!(
+                    "projector output {:?}, expected {want:?} (mismatched hidden sizes)",
+                    &**shape
+                ),
+            ));
+        }
+        Ok(v.to_vec())
+    }
+
+    /// Generates an answer about one window (at most 30 s) of audio.
+    pub fn generate(
+        &self,
+        name: &Path,
+        samples: &[f32],
+        rate: u32,
+        user: &str,
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Vec<u32>> {
+        let samples = to_16k(name, samples, rate)?;
+        if samples.len() > crate::audio::logmel::N_SAMPLES {
+            return Err(RuntimeError::Config {
+                path: name.to_path_buf(),
+                reason: format!(
+                    "{:.1} s of audio: the audio LLM takes one 30 s window (cut the audio, or use `voxq transcribe`, which windows it)",
+                    samples.len() as f64 / SAMPLE_RATE as f64
+                ),
+            });
+        }
+        let (before, after) = self.split_prompt(user)?;
+        let mut prefix = self.llm.embed(&self.llm.encode(&before)?);
+        prefix.extend(self.audio_embeddings(name, &samples)?);
+        let after = self.llm.encode(&after)?;
+        self.llm.generate(prefix, &after, opts, on_token)
+    }
+}

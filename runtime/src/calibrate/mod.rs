@@ -1,0 +1,38 @@
+//! Calibration runs over real audio, one file per model kind: [`speaker`] (speaker-embedding
+//! models, one or two passes) and [`whisper`] (encoder + decoder observed while the float
+//! model transcribes, and the int8 model folder), plus the calibration list they read.
+
+pub mod speaker;
+pub mod whisper;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, RuntimeError};
+
+pub use speaker::{calibrate_speaker, CalibrationRunInfo};
+
+/// Reads a calibration list: one audio path per line, relative to `root`.
+pub fn read_list(path: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let text = crate::fsutil::read_text(path, "a calibration list")?;
+    let mut items: Vec<(String, PathBuf)> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        crate::fsutil::check_list_line(l).map_err(|reason| RuntimeError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        })?;
+        items.push((l.to_string(), root.join(l)));
+    }
+    if items.is_empty() {
+        return Err(RuntimeError::Parse {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: "calibration list is empty".into(),
+        });
+    }
+    Ok(items)
+}

@@ -1,0 +1,72 @@
+//! Evaluators for the exporter's sensitivity driver (its [`exporter::sensitivity::Evaluate`]
+//! trait): [`trials`] (EER/minDCF on a trial list) and [`output`] (label-free output SQNR and
+//! cosine to fp32 on calibration audio), and [`plot`], the sensitivity bar chart (PNG). The
+//! front end runs once per evaluator; each model variant only embeds the cached features.
+
+pub mod output;
+pub mod plot;
+pub mod trials;
+
+use std::path::PathBuf;
+
+use engines::ort::CpuOptions;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::audio::fbank::Features;
+use crate::audio::wav::read_wav;
+use crate::error::Result;
+use crate::speaker::config::SpeakerModel;
+use crate::speaker::embed::{Embedder, FrontEnd};
+
+pub use output::{sqnr_and_cosine, OutputEvaluator, SQNR_CAP_DB};
+pub use plot::sensitivity_png;
+pub use trials::TrialsEvaluator;
+
+fn bar(len: usize, what: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ({{eta}})"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Features of each named audio file through the model's front end, and a hash of them all.
+pub(super) fn features_of(
+    model: &SpeakerModel,
+    files: &[(String, PathBuf)],
+    progress: bool,
+) -> Result<(Vec<(String, Features)>, String)> {
+    let front = FrontEnd::new(model)?;
+    let b = bar(files.len(), "features", progress);
+    let mut h = Sha256::new();
+    let mut out = Vec::with_capacity(files.len());
+    for (name, path) in files {
+        let audio = read_wav(path)?;
+        let f = front.features(path, &audio)?;
+        h.update(name.as_bytes());
+        h.update((f.frames as u64).to_le_bytes());
+        for v in &f.data {
+            h.update(v.to_le_bytes());
+        }
+        out.push((name.clone(), f));
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    Ok((out, format!("{:x}", h.finalize())))
+}
+
+pub(super) fn embed_all(
+    model: &SpeakerModel,
+    label: &str,
+    bytes: &[u8],
+    feats: &[(String, Features)],
+    opts: &CpuOptions,
+) -> Result<Vec<Vec<f32>>> {
+    let e = Embedder::from_bytes(model.clone(), label, bytes, opts)?;
+    feats.iter().map(|(_, f)| e.embed_features(f)).collect()
+}

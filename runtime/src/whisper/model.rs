@@ -1,0 +1,289 @@
+//! The Whisper model in ONNX Runtime: the encoder and decoder sessions, the tokenizer, the
+//! encoder pass over one window's log-mel features, and the decoder step over a KV cache the
+//! caller owns ([`WhisperCache`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use engines::ort::{cpu_session, first_line, CpuOptions};
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::calibrate::{observe, Tap};
+use super::config::{read_config, WhisperConfig, CONFIG_FILE};
+use crate::audio::logmel::LogMelExtractor;
+use crate::error::{cfg_err, Result, RuntimeError};
+use crate::generation::StepDecoder;
+use crate::session::{f32_output, lock};
+
+/// A Whisper model opened in ONNX Runtime sessions.
+pub struct Whisper {
+    pub config: WhisperConfig,
+    pub(super) dir: PathBuf,
+    mel: LogMelExtractor,
+    encoder: Mutex<Session>,
+    decoder: Mutex<Session>,
+    pub(super) tokenizer: tokenizers::Tokenizer,
+    /// Calibration observers fed from exposed activations (encoder, decoder), if any.
+    pub(crate) tap: Option<Mutex<Tap>>,
+}
+
+/// The KV cache of one hypothesis: per decoder layer, self-attention key and value (growing)
+/// and cross-attention key and value (computed at the first step, then shared).
+#[derive(Clone)]
+pub struct WhisperCache {
+    self_kv: Vec<Vec<f32>>,
+    past: usize,
+    cross_kv: Arc<Vec<Vec<f32>>>,
+    cross_len: usize,
+    encoder_out: Arc<Vec<f32>>,
+}
+
+impl WhisperCache {
+    /// An empty cache of `n_layers` decoder layers over one window's encoder output.
+    pub(super) fn new(n_layers: usize, encoder_out: Vec<f32>) -> WhisperCache {
+        WhisperCache {
+            self_kv: vec![Vec::new(); 2 * n_layers],
+            past: 0,
+            cross_kv: Arc::new(vec![Vec::new(); 2 * n_layers]),
+            cross_len: 0,
+            encoder_out: Arc::new(encoder_out),
+        }
+    }
+}
+
+/// The decoder step of a [`Whisper`] model, for [`crate::generation::generate`].
+pub(super) struct Step<'a> {
+    w: &'a Whisper,
+}
+
+impl Whisper {
+    /// Opens `dir` (or `dir/whisper.json`): config, both sessions, tokenizer; checks that
+    /// the sessions have the inputs and outputs the config's sizes imply.
+    pub fn open(path: &Path, opts: &CpuOptions) -> Result<Whisper> {
+        Self::open_with(path, opts, None)
+    }
+
+    /// Opens the model with sessions built from the given encoder and decoder models (e.g.
+    /// with activations exposed for calibration) instead of the files.
+    pub(crate) fn open_with(
+        path: &Path,
+        opts: &CpuOptions,
+        replace: Option<(&onnx_protobuf::ModelProto, &onnx_protobuf::ModelProto)>,
+    ) -> Result<Whisper> {
+        let (dir, config) = read_config(path)?;
+        let mel = LogMelExtractor::new(config.n_mels)?;
+        for f in [
+            &config.encoder_file,
+            &config.decoder_file,
+            &"tokenizer.json".to_string(),
+        ] {
+            if !dir.join(f).is_file() {
+                return Err(cfg_err(
+                    &dir.join(f),
+                    "missing from the Whisper model folder".into(),
+                ));
+            }
+        }
+        let (encoder, decoder) = match replace {
+            None => (
+                cpu_session(&dir.join(&config.encoder_file), opts)?,
+                cpu_session(&dir.join(&config.decoder_file), opts)?,
+            ),
+            Some((e, d)) => (
+                engines::ort::cpu_session_from_bytes(
+                    &dir.join(&config.encoder_file).display().to_string(),
+                    &exporter::model::to_bytes(e)?,
+                    opts,
+                )?,
+                engines::ort::cpu_session_from_bytes(
+                    &dir.join(&config.decoder_file).display().to_string(),
+                    &exporter::model::to_bytes(d)?,
+                    opts,
+                )?,
+            ),
+        };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+            .map_err(|e| cfg_err(&tok_path, format!("cannot load tokenizer: {e}")))?;
+        let w = Whisper {
+            config,
+            dir,
+            mel,
+            encoder: Mutex::new(encoder),
+            decoder: Mutex::new(decoder),
+            tokenizer,
+            tap: None,
+        };
+        w.check_io()?;
+        Ok(w)
+    }
+
+    fn check_io(&self) -> Result<()> {
+        let c = &self.config;
+        let dec = lock(&self.decoder);
+        let names: Vec<&str> = dec.inputs().iter().map(|i| i.name()).collect();
+        for i in 0..c.n_layers {
+            for kind in ["decoder", "encoder"] {
+                for kv in ["key", "value"] {
+                    let n = format!("past_key_values.{i}.{kind}.{kv}");
+                    if !names.contains(&n.as_str()) {
+                        return Err(cfg_err(
+                            &self.dir.join(&c.decoder_file),
+                            format!(
+                                "decoder has no input '{n}' (n_layers {} in {CONFIG_FILE}; inputs: {})",
+                                c.n_layers,
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encoder output for one 30 s window of 16 kHz samples: `[n_audio_ctx * d_model]`.
+    pub(super) fn encode(&self, name: &Path, samples: &[f32]) -> Result<Vec<f32>> {
+        let m = self.mel.compute(name, samples)?;
+        let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
+            .map_err(|e| self.run_err("encoder", e))?;
+        let mut s = lock(&self.encoder);
+        // the input stays alive (borrowed) until its outputs are read: an exposed graph input
+        // may come back as an output sharing its buffer
+        let out = s
+            .run(vec![("input_features", t.view().into_dyn())])
+            .map_err(|e| self.run_err("encoder", e))?;
+        if let Some(tap) = &self.tap {
+            observe(&out, &mut lock(tap).encoder).map_err(|r| self.run_err("encoder", r))?;
+        }
+        let (shape, v) =
+            f32_output(&out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
+        let want = [
+            1,
+            self.config.n_audio_ctx as i64,
+            self.config.d_model as i64,
+        ];
+        if **shape != want {
+            return Err(cfg_err(
+                &self.dir.join(&self.config.encoder_file),
+                format!(
+                    "encoder output shape {:?}, {CONFIG_FILE} implies {want:?} (mismatched sizes)",
+                    &**shape
+                ),
+            ));
+        }
+        Ok(v.to_vec())
+    }
+
+    fn run_err(&self, which: &str, e: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Model {
+            model: self.dir.join(match which {
+                "encoder" => &self.config.encoder_file,
+                _ => &self.config.decoder_file,
+            }),
+            reason: first_line(&e.to_string()),
+        }
+    }
+
+    /// The decoder step over this model's sessions.
+    pub(super) fn step_decoder(&self) -> Step<'_> {
+        Step { w: self }
+    }
+
+    /// Text of token ids (special tokens dropped, surrounding spaces trimmed).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let text = self
+            .tokenizer
+            .decode(ids, true)
+            .map_err(|e| cfg_err(&self.dir.join("tokenizer.json"), e.to_string()))?;
+        Ok(text.trim().to_string())
+    }
+}
+
+impl StepDecoder for Step<'_> {
+    type State = WhisperCache;
+
+    fn step(&self, st: &mut WhisperCache, new: &[u32]) -> Result<Vec<f32>> {
+        let w = self.w;
+        let c = &w.config;
+        let (h, hd) = (c.n_heads as i64, c.head_dim as i64);
+        let e = |e: ort::Error| w.run_err("decoder", e);
+        let out_err = |r: String| w.run_err("decoder", r);
+        let mut inputs: Vec<(String, Tensor<f32>)> = Vec::new();
+        let ids = Tensor::<i64>::from_array((
+            vec![1i64, new.len() as i64],
+            new.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+        ))
+        .map_err(e)?;
+        inputs.push((
+            "encoder_hidden_states".into(),
+            Tensor::<f32>::from_array((
+                vec![1i64, c.n_audio_ctx as i64, c.d_model as i64],
+                st.encoder_out.as_ref().clone(),
+            ))
+            .map_err(e)?,
+        ));
+        for i in 0..c.n_layers {
+            for (k, kv) in ["key", "value"].iter().enumerate() {
+                inputs.push((
+                    format!("past_key_values.{i}.decoder.{kv}"),
+                    Tensor::<f32>::from_array((
+                        vec![1, h, st.past as i64, hd],
+                        st.self_kv[2 * i + k].clone(),
+                    ))
+                    .map_err(e)?,
+                ));
+                inputs.push((
+                    format!("past_key_values.{i}.encoder.{kv}"),
+                    Tensor::<f32>::from_array((
+                        vec![1, h, st.cross_len as i64, hd],
+                        st.cross_kv[2 * i + k].clone(),
+                    ))
+                    .map_err(e)?,
+                ));
+            }
+        }
+        let mut feeds: Vec<(String, ort::session::SessionInputValue)> =
+            vec![("input_ids".into(), ids.into())];
+        feeds.extend(inputs.into_iter().map(|(n, t)| (n, t.into())));
+        let mut s = lock(&w.decoder);
+        let out = s.run(feeds).map_err(e)?;
+        let (shape, logits) = f32_output(&out, "logits").map_err(out_err)?;
+        let vocab = *shape.last().unwrap_or(&0) as usize;
+        let start = logits.len().checked_sub(vocab);
+        let (Some(start), true) = (start, vocab == c.vocab_size) else {
+            return Err(cfg_err(
+                &w.dir.join(&c.decoder_file),
+                format!(
+                    "decoder logits have {vocab} entries, {CONFIG_FILE} says vocab_size {}",
+                    c.vocab_size
+                ),
+            ));
+        };
+        let last = logits[start..].to_vec();
+        if let Some(tap) = &w.tap {
+            observe(&out, &mut lock(tap).decoder).map_err(out_err)?;
+        }
+        let new_cross = st.cross_len == 0;
+        let mut cross = Vec::new();
+        for i in 0..c.n_layers {
+            for (k, kv) in ["key", "value"].iter().enumerate() {
+                let (_, v) =
+                    f32_output(&out, &format!("present.{i}.decoder.{kv}")).map_err(out_err)?;
+                st.self_kv[2 * i + k] = v.to_vec();
+                if new_cross {
+                    let (_, v) =
+                        f32_output(&out, &format!("present.{i}.encoder.{kv}")).map_err(out_err)?;
+                    cross.push(v.to_vec());
+                }
+            }
+        }
+        st.past += new.len();
+        if new_cross {
+            st.cross_kv = Arc::new(cross);
+            st.cross_len = c.n_audio_ctx;
+        }
+        Ok(last)
+    }
+}
