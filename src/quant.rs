@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use calibration::Method;
 use engines::ort::CpuOptions;
+use exporter::calib_tensors::calibration_tensors;
 use exporter::groups::{select, LayerGroups, Selector};
 use exporter::inspect::{check_qdq, inventory};
 use exporter::model::{load, save, SaveOptions};
@@ -34,15 +35,7 @@ pub fn cmd_calibrate(a: &CalibrateArgs) -> Result<()> {
     let list = read_list(&a.calib, &a.audio_root)?;
     let proto = load(&model.onnx_path)?;
     // Ranges for every tensor either placement may quantize, so one table serves both.
-    let mut tensors = BTreeSet::new();
-    for target in [Target::Tensorrt, Target::OrtCpu] {
-        let policy = QuantPolicy {
-            target,
-            min_channels: a.min_channels,
-            ..QuantPolicy::default()
-        };
-        tensors.extend(plan(&proto, &policy)?.activations);
-    }
+    let tensors = calibration_tensors(&proto, a.min_channels)?;
     let opts = CpuOptions {
         intra_threads: a.model.threads,
         ..CpuOptions::default()

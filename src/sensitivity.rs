@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use calibration::Method;
 use engines::ort::CpuOptions;
+use exporter::calib_tensors::calibration_tensors;
 use exporter::groups::LayerGroups;
 use exporter::model::{load, save, to_bytes, SaveOptions};
 use exporter::pipeline::read_table;
-use exporter::policy::{plan, QuantPolicy, Target};
+use exporter::policy::QuantPolicy;
 use exporter::sensitivity::{
     autoquant, default_cache_dir, sha256_hex, table_sha256, Budget, Evaluate, Progress,
     SensitivityReport, Study,
@@ -74,15 +75,7 @@ fn table_for(
         log::info!("calibration table from the cache: {}", path.display());
         return Ok((read_table(&path)?, method.to_string()));
     }
-    let mut tensors = std::collections::BTreeSet::new();
-    for target in [Target::Tensorrt, Target::OrtCpu] {
-        let policy = QuantPolicy {
-            target,
-            min_channels: a.min_channels,
-            ..QuantPolicy::default()
-        };
-        tensors.extend(plan(proto, &policy)?.activations);
-    }
+    let tensors = calibration_tensors(proto, a.min_channels)?;
     let (cal, info) = calibrate_speaker(
         model,
         proto,

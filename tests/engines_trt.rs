@@ -70,7 +70,7 @@ fn epcontext_model_passes_onnx_checker_and_onnx_runtime_parses_it() {
         .iter_mut()
         .find(|a| a.name == "embed_mode")
         .unwrap();
-    *a = exporter::build::attr_str("embed_mode", "0");
+    *a = exporter::onnx::builders::str_attr("embed_mode", "0");
     let bad_path = tmp.path().join("bad_ctx.onnx");
     std::fs::write(&bad_path, exporter::model::to_bytes(&bad).unwrap()).unwrap();
     let e = engines::ort::cpu_session(&bad_path, &Default::default())

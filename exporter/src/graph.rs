@@ -9,6 +9,7 @@ use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 
 use crate::model::{elem_type_name, ValueType};
+use crate::onnx::qualified_op;
 
 /// Producer/consumer maps of one graph (the main graph; subgraphs are not descended into).
 pub struct GraphIndex<'g> {
@@ -323,11 +324,7 @@ pub fn dump(graph: &GraphProto) -> String {
         } else {
             n.name.as_str()
         };
-        let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
-            n.op_type.clone()
-        } else {
-            format!("{}:{}", n.domain, n.op_type)
-        };
+        let op = qualified_op(n);
         let _ = write!(
             out,
             "{name}: {op}({}) -> {}",
@@ -376,8 +373,8 @@ fn attr_value(a: &AttributeProto) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{node, tensor_f32, value_info};
     use crate::model::elem;
+    use crate::onnx::builders::{node, tensor_f32, value_info};
 
     #[test]
     fn producers_consumers_and_constants() {

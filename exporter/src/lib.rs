@@ -1,8 +1,10 @@
-//! ONNX graph handling: model load/save (with external data), graph index, layer groups,
-//! quantization passes (expose activations, insert QDQ, fp16), inspection, size accounting, and the sensitivity/autoquant driver.
+//! ONNX graph handling: shared ONNX helpers (`onnx`), model load/save with external data
+//! (`model`), graph index, layer groups, quantization passes (expose activations, insert QDQ,
+//! fp16), calibration-tensor selection, inspection, size accounting, and the
+//! sensitivity/autoquant driver.
 
 pub mod atomic;
-pub mod build;
+pub mod calib_tensors;
 pub mod error;
 pub mod graph;
 pub mod groups;

@@ -29,10 +29,10 @@ use onnx_protobuf::{
 };
 use serde::Serialize;
 
-use crate::build::{attr_int, node};
 use crate::graph::GraphIndex;
 use crate::groups::node_id;
 use crate::model::{elem, elem_type_name, num_elements, tensor_data_bytes};
+use crate::onnx::builders::{int_attr as attr_int, node};
 use crate::policy::{QdqPlan, Target};
 use crate::ExportError;
 
@@ -112,7 +112,7 @@ fn tensor_i8(name: &str, dims: &[i64], data: &[i8]) -> TensorProto {
 }
 
 fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    crate::build::tensor_f32(name, dims, data)
+    crate::onnx::builders::tensor_f32(name, dims, data)
 }
 
 fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {

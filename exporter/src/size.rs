@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::graph::GraphIndex;
 use crate::model::{elem, num_elements, tensor_data_bytes};
+use crate::onnx::is_default_op;
 
 /// Bytes a model's constants take, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -72,10 +73,6 @@ fn is_float(data_type: i32) -> bool {
     )
 }
 
-fn is_default(n: &onnx_protobuf::NodeProto) -> bool {
-    n.domain.is_empty() || n.domain == "ai.onnx"
-}
-
 fn add_other(r: &mut SizeReport, t: &TensorProto) {
     let b = tensor_data_bytes(t);
     if is_float(t.data_type) {
@@ -91,7 +88,7 @@ fn count_graph(g: &GraphProto, r: &mut SizeReport) {
     let mut int8 = BTreeSet::new();
     let mut fake = BTreeSet::new();
     let mut params = BTreeSet::new();
-    for n in g.node.iter().filter(|n| is_default(n)) {
+    for n in g.node.iter().filter(|n| is_default_op(n)) {
         let q = n.op_type == "QuantizeLinear";
         let dq = n.op_type == "DequantizeLinear";
         if !(q || dq) {

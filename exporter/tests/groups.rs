@@ -1,14 +1,16 @@
 //! Layer groups: depth and spec builders, spec errors, presets on the real models, selection.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use exporter::build::node;
 use exporter::groups::{
     node_id, preset, preset_names, select, GroupSpec, LayerGroups, Selector, OTHER_GROUP,
     ROOT_GROUP,
 };
+use exporter::onnx::builders::node;
 use exporter::ExportError;
 use onnx_protobuf::{GraphProto, NodeProto};
 

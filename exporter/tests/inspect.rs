@@ -1,14 +1,16 @@
 //! Inspection: per-group inventory, and the TensorRT QDQ rules on tiny graphs and on a QDQ
 //! model made by ONNX Runtime's own quantizer (tools/make_ort_qdq_fixture.py).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use exporter::build::{model, node, tensor_f32, value_info};
 use exporter::groups::{preset, GroupSpec, LayerGroups};
 use exporter::inspect::{check_qdq, inventory, qdq_report, Rule, Violation};
 use exporter::model::elem;
+use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use onnx_protobuf::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto};
 use onnx_protobuf::{ModelProto, TensorProto};
 

@@ -1,5 +1,7 @@
 //! Model load/save: external data round trips, atomic writes, and clear errors on bad input.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 #[path = "support/mod.rs"]
@@ -455,8 +457,8 @@ fn tensors_in_subgraphs_and_functions_are_held_to_their_dims() {
     );
 
     let mut m = synthetic_model();
-    let mut c = exporter::build::node("Constant", &[], &["k"]);
-    let mut value = exporter::build::tensor_f32("", &[2], &[1.0, 2.0]);
+    let mut c = exporter::onnx::builders::node("Constant", &[], &["k"]);
+    let mut value = exporter::onnx::builders::tensor_f32("", &[2], &[1.0, 2.0]);
     value.dims = vec![3];
     c.attribute.push(onnx_protobuf::AttributeProto {
         name: "value".into(),

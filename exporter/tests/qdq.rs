@@ -11,9 +11,9 @@ mod support;
 use support::floats;
 
 use calibration::{CalibrationTable, TensorRange};
-use exporter::build::{model, node, tensor_f32, value_info};
 use exporter::graph::{dump, GraphIndex};
 use exporter::model::{elem, to_bytes};
+use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::onnx::f16_bits_to_f32;
 use exporter::policy::{plan, QdqPlan, QuantPolicy, Target};
 use exporter::qdq::{

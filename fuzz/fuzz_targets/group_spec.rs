@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use exporter::build::{node, tensor_f32};
+use exporter::onnx::builders::{node, tensor_f32};
 use exporter::groups::{node_id, select, GroupSpec, LayerGroups, Selector, OTHER_GROUP};
 use libfuzzer_sys::fuzz_target;
 use onnx_protobuf::GraphProto;

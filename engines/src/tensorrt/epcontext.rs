@@ -8,7 +8,7 @@ use std::path::{Component, Path};
 
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
 
-use exporter::build::{attr_int, attr_str};
+use exporter::onnx::builders::{int_attr, str_attr};
 use exporter::onnx::{attr, is_default_domain};
 
 use crate::EngineError;
@@ -80,13 +80,13 @@ pub fn wrapper_model(source: &ModelProto, ctx: &EpContext) -> Result<ModelProto,
         input: inputs.iter().map(|i| i.name.clone()).collect(),
         output: outputs.iter().map(|o| o.name.clone()).collect(),
         attribute: vec![
-            attr_int("main_context", 1),
-            attr_int("embed_mode", 0),
-            attr_str("ep_cache_context", &ctx.engine_file),
-            attr_str("hardware_architecture", &ctx.hardware_architecture),
-            attr_str("ep_sdk_version", &ctx.sdk_version),
-            attr_str("onnx_model_filename", &ctx.onnx_model_filename),
-            attr_str("source", SOURCE),
+            int_attr("main_context", 1),
+            int_attr("embed_mode", 0),
+            str_attr("ep_cache_context", &ctx.engine_file),
+            str_attr("hardware_architecture", &ctx.hardware_architecture),
+            str_attr("ep_sdk_version", &ctx.sdk_version),
+            str_attr("onnx_model_filename", &ctx.onnx_model_filename),
+            str_attr("source", SOURCE),
         ],
         ..Default::default()
     };

@@ -3,8 +3,8 @@
 //! tensors of several element types).
 #![allow(dead_code)]
 
-use exporter::build::{model, node, tensor_f32 as raw_f32, value_info};
 use exporter::model::elem;
+use exporter::onnx::builders::{model, node, tensor_f32 as raw_f32, value_info};
 use onnx_protobuf::{
     attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, TensorProto,
 };

@@ -1,9 +1,4 @@
-//! Model inspection: groups, ops, parameter counts and sizes; TensorRT QDQ-rule checks.
-//!
-//! [`inventory`] tabulates a model by [`LayerGroups`]: per group the node count, an op-type
-//! histogram, and the initializers its nodes read (each initializer counted once, in the group
-//! of its first reader in graph order; initializers read only inside a subgraph count for the
-//! node that owns the subgraph).
+//! TensorRT explicit-quantization rule checks of a QDQ model.
 //!
 //! [`check_qdq`] checks a QDQ model against TensorRT's explicit-quantization rules. Only the
 //! main graph is checked (not `If`/`Loop` bodies). The rules, each a [`Rule`]:
@@ -42,212 +37,16 @@
 //! scale, type) counts twice. [`qdq_report`] adds a [`QdqSummary`] of counts.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-use onnx_protobuf::{type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use onnx_protobuf::{type_proto, GraphProto, ModelProto, NodeProto, TensorProto};
 use serde::Serialize;
 
 use crate::graph::GraphIndex;
-use crate::groups::{node_id, LayerGroups};
-use crate::model::{elem, elem_type_name, num_elements, tensor_byte_len};
-
-// ---------------------------------------------------------------------------------------------
-// Inventory
-
-/// The group that holds nodes a [`LayerGroups`] does not know (groups of another graph).
-pub const UNGROUPED: &str = "(ungrouped)";
-
-/// Per-group counts of a model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Inventory {
-    /// The [`LayerGroups::source`] used.
-    pub groups_source: String,
-    pub groups: Vec<GroupInventory>,
-    /// All nodes and all initializers read by a node.
-    pub total: GroupInventory,
-    /// Initializers no node reads.
-    pub unused: ParamCount,
-}
-
-/// Counts of one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupInventory {
-    pub name: String,
-    pub nodes: usize,
-    /// Op type → node count.
-    pub ops: BTreeMap<String, usize>,
-    #[serde(flatten)]
-    pub params: ParamCount,
-}
-
-/// A number of initializers, their elements and bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ParamCount {
-    pub initializers: usize,
-    pub params: u64,
-    pub bytes: u64,
-}
-
-impl ParamCount {
-    fn add(&mut self, t: &TensorProto) {
-        self.initializers += 1;
-        self.params += num_elements(&t.dims).unwrap_or(0);
-        self.bytes += tensor_byte_len(t.data_type, &t.dims).unwrap_or(t.raw_data.len() as u64);
-    }
-}
-
-impl GroupInventory {
-    fn new(name: &str) -> GroupInventory {
-        GroupInventory {
-            name: name.to_string(),
-            nodes: 0,
-            ops: BTreeMap::new(),
-            params: ParamCount::default(),
-        }
-    }
-}
-
-/// Counts nodes, ops and parameters of `model` per group of `groups`.
-pub fn inventory(model: &ModelProto, groups: &LayerGroups) -> Inventory {
-    let empty = GraphProto::new();
-    let graph = model.graph.as_ref().unwrap_or(&empty);
-    let of = groups.group_of_nodes();
-    let mut rows: Vec<GroupInventory> = groups
-        .groups
-        .iter()
-        .map(|g| GroupInventory::new(&g.name))
-        .collect();
-    let mut row_of: BTreeMap<String, usize> = groups
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.name.clone(), i))
-        .collect();
-    let initializers: BTreeMap<&str, &TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let mut counted: BTreeSet<&str> = BTreeSet::new();
-    let mut total = GroupInventory::new("total");
-    for (i, n) in graph.node.iter().enumerate() {
-        let id = node_id(graph, i);
-        let gname = of.get(id.as_str()).copied().unwrap_or(UNGROUPED);
-        let r = match row_of.get(gname) {
-            Some(&r) => r,
-            None => {
-                rows.push(GroupInventory::new(gname));
-                row_of.insert(gname.to_string(), rows.len() - 1);
-                rows.len() - 1
-            }
-        };
-        let row = &mut rows[r];
-        row.nodes += 1;
-        *row.ops.entry(n.op_type.clone()).or_default() += 1;
-        total.nodes += 1;
-        *total.ops.entry(n.op_type.clone()).or_default() += 1;
-        let mut reads: Vec<&str> = n.input.iter().map(String::as_str).collect();
-        subgraph_reads(n, &mut reads);
-        for name in reads {
-            if let Some((&key, t)) = initializers.get_key_value(name) {
-                if counted.insert(key) {
-                    row.params.add(t);
-                    total.params.add(t);
-                }
-            }
-        }
-    }
-    let mut unused = ParamCount::default();
-    for t in &graph.initializer {
-        if !counted.contains(t.name.as_str()) {
-            unused.add(t);
-        }
-    }
-    Inventory {
-        groups_source: groups.source.clone(),
-        groups: rows,
-        total,
-        unused,
-    }
-}
-
-/// Names read by the nodes of `n`'s subgraphs (recursively), so that an outer initializer
-/// read only inside an `If`/`Loop` body counts for the node that owns the body.
-fn subgraph_reads<'a>(n: &'a NodeProto, out: &mut Vec<&'a str>) {
-    for a in &n.attribute {
-        let graphs = a.g.as_ref().into_iter().chain(a.graphs.iter());
-        for g in graphs {
-            for sn in &g.node {
-                out.extend(sn.input.iter().map(String::as_str));
-                subgraph_reads(sn, out);
-            }
-        }
-    }
-}
-
-impl Inventory {
-    /// A Markdown table: one row per group, then the total.
-    pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "Groups: {}\n", self.groups_source);
-        let _ = writeln!(s, "| group | nodes | params | size | ops |");
-        let _ = writeln!(s, "|---|---:|---:|---:|---|");
-        for g in self.groups.iter().chain(std::iter::once(&self.total)) {
-            let name = if std::ptr::eq(g, &self.total) {
-                format!("**{}**", g.name)
-            } else {
-                g.name.clone()
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                name,
-                g.nodes,
-                g.params.params,
-                human_bytes(g.params.bytes),
-                top_ops(&g.ops, 5)
-            );
-        }
-        if self.unused.initializers > 0 {
-            let _ = writeln!(
-                s,
-                "\n{} initializers ({} params, {}) are read by no node.",
-                self.unused.initializers,
-                self.unused.params,
-                human_bytes(self.unused.bytes)
-            );
-        }
-        s
-    }
-}
-
-fn top_ops(ops: &BTreeMap<String, usize>, n: usize) -> String {
-    let mut v: Vec<(&String, &usize)> = ops.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let mut parts: Vec<String> = v.iter().take(n).map(|(k, c)| format!("{k} {c}")).collect();
-    if v.len() > n {
-        parts.push(format!("+{} more", v.len() - n));
-    }
-    parts.join(", ")
-}
-
-fn human_bytes(b: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = b as f64;
-    if f < K {
-        format!("{b} B")
-    } else if f < K * K {
-        format!("{:.1} KiB", f / K)
-    } else if f < K * K * K {
-        format!("{:.2} MiB", f / (K * K))
-    } else {
-        format!("{:.2} GiB", f / (K * K * K))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// QDQ rules
+use crate::groups::node_id;
+use crate::model::{elem, elem_type_name, num_elements};
+use crate::onnx::{all_zero, attr_int, constant_value, is_default_op, tensor_floats, tensor_ints};
 
 /// A TensorRT explicit-quantization rule (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -411,7 +210,7 @@ pub fn qdq_report(model: &ModelProto) -> QdqReport {
             if cx.check_weighted(n, &mut push) {
                 summary.quantized_weighted_ops += 1;
             }
-        } else if is_default_domain(n) && n.op_type == "Add" {
+        } else if is_default_op(n) && n.op_type == "Add" {
             cx.check_add(n, &mut push);
         }
     }
@@ -438,12 +237,8 @@ enum Qdq {
     Dq,
 }
 
-fn is_default_domain(n: &NodeProto) -> bool {
-    n.domain.is_empty() || n.domain == "ai.onnx"
-}
-
 fn qdq_kind(n: &NodeProto) -> Option<Qdq> {
-    if !(is_default_domain(n) || n.domain == "com.microsoft") {
+    if !(is_default_op(n) || n.domain == "com.microsoft") {
         return None;
     }
     match n.op_type.as_str() {
@@ -456,15 +251,7 @@ fn qdq_kind(n: &NodeProto) -> Option<Qdq> {
 const WEIGHTED: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 
 fn is_weighted(n: &NodeProto) -> bool {
-    is_default_domain(n) && WEIGHTED.contains(&n.op_type.as_str())
-}
-
-fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    n.attribute.iter().find(|a| a.name == name)
-}
-
-fn attr_int(n: &NodeProto, name: &str) -> Option<i64> {
-    attr(n, name).map(|a| a.i)
+    is_default_op(n) && WEIGHTED.contains(&n.op_type.as_str())
 }
 
 fn input(n: &NodeProto, k: usize) -> Option<&str> {
@@ -519,28 +306,7 @@ impl<'g> Ctx<'g> {
         if let Some(t) = self.ix.initializer(tensor) {
             return Some(Cow::Borrowed(t));
         }
-        let p = self.producer(tensor)?;
-        if p.op_type != "Constant" {
-            return None;
-        }
-        for a in &p.attribute {
-            match a.name.as_str() {
-                "value" => return a.t.as_ref().map(Cow::Borrowed),
-                "value_float" => return Some(Cow::Owned(float_tensor(&[a.f], &[]))),
-                "value_floats" => {
-                    return Some(Cow::Owned(float_tensor(
-                        &a.floats,
-                        &[a.floats.len() as i64],
-                    )))
-                }
-                "value_int" => return Some(Cow::Owned(int_tensor(&[a.i], &[]))),
-                "value_ints" => {
-                    return Some(Cow::Owned(int_tensor(&a.ints, &[a.ints.len() as i64])))
-                }
-                _ => {}
-            }
-        }
-        None
+        constant_value(self.producer(tensor)?)
     }
 
     fn elem_type(&self, tensor: &str) -> Option<i32> {
@@ -759,7 +525,7 @@ impl<'g> Ctx<'g> {
             .filter(|y| !y.is_empty() && y.as_str() != x)
             .any(|y| {
                 self.producer(y).is_some_and(|c| {
-                    is_default_domain(c)
+                    is_default_op(c)
                         && c.op_type == "Conv"
                         && input(c, 0).is_some_and(|i| self.produced_by(i, Qdq::Dq).is_some())
                 })
@@ -786,7 +552,7 @@ impl<'g> Ctx<'g> {
                         !users.is_empty()
                             && users.iter().all(|&u| {
                                 let add = self.ix.node(u);
-                                is_default_domain(add)
+                                is_default_op(add)
                                     && add.op_type == "Add"
                                     && self.other_input_is_fused_conv(add, o)
                             })
@@ -806,7 +572,7 @@ impl<'g> Ctx<'g> {
                 .and_then(|y| self.produced_by(y, Qdq::Q))
                 .and_then(|q| input(q, 0))
                 .and_then(|y| self.producer(y))
-                .filter(|c| is_default_domain(c) && c.op_type == "Conv")
+                .filter(|c| is_default_op(c) && c.op_type == "Conv")
                 .filter(|c| input(c, 0).is_some_and(|i| self.produced_by(i, Qdq::Dq).is_some()));
             if let Some(c) = conv {
                 push(
@@ -822,146 +588,9 @@ impl<'g> Ctx<'g> {
     }
 }
 
-fn float_tensor(v: &[f32], dims: &[i64]) -> TensorProto {
-    TensorProto {
-        data_type: elem::FLOAT,
-        dims: dims.to_vec(),
-        float_data: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int_tensor(v: &[i64], dims: &[i64]) -> TensorProto {
-    TensorProto {
-        data_type: elem::INT64,
-        dims: dims.to_vec(),
-        int64_data: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-/// Every stored value is zero (an empty tensor counts as zero).
-fn all_zero(t: &TensorProto) -> bool {
-    t.raw_data.iter().all(|&b| b == 0)
-        && t.int32_data.iter().all(|&x| x == 0)
-        && t.int64_data.iter().all(|&x| x == 0)
-        && t.uint64_data.iter().all(|&x| x == 0)
-        && t.float_data.iter().all(|&x| x == 0.0)
-        && t.double_data.iter().all(|&x| x == 0.0)
-}
-
-/// The values of a float-typed tensor (float32, float64, float16, bfloat16).
-fn tensor_floats(t: &TensorProto) -> Result<Vec<f32>, String> {
-    let n = num_elements(&t.dims).ok_or("bad dims")? as usize;
-    let raw = !t.raw_data.is_empty();
-    let v: Vec<f32> = match t.data_type {
-        elem::FLOAT if raw => t
-            .raw_data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        elem::FLOAT => t.float_data.clone(),
-        elem::DOUBLE if raw => t
-            .raw_data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
-        elem::DOUBLE => t.double_data.iter().map(|&x| x as f32).collect(),
-        elem::FLOAT16 | elem::BFLOAT16 => {
-            let bits: Vec<u16> = if raw {
-                t.raw_data
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect()
-            } else {
-                t.int32_data.iter().map(|&x| x as u16).collect()
-            };
-            if t.data_type == elem::FLOAT16 {
-                bits.into_iter().map(f16_to_f32).collect()
-            } else {
-                bits.into_iter()
-                    .map(|b| f32::from_bits((b as u32) << 16))
-                    .collect()
-            }
-        }
-        other => return Err(format!("type {}", elem_type_name(other))),
-    };
-    if v.len() != n {
-        return Err(format!("{} values for {n} elements", v.len()));
-    }
-    Ok(v)
-}
-
-/// The values of an 8/16/32-bit integer tensor (raw or in `int32_data`).
-fn tensor_ints(t: &TensorProto) -> Option<Vec<i64>> {
-    let raw = &t.raw_data;
-    if raw.is_empty() {
-        return match t.data_type {
-            elem::INT64 => Some(t.int64_data.clone()),
-            elem::INT8 | elem::UINT8 | elem::INT16 | elem::UINT16 | elem::INT32 => {
-                Some(t.int32_data.iter().map(|&x| x as i64).collect())
-            }
-            _ => None,
-        };
-    }
-    Some(match t.data_type {
-        elem::INT8 => raw.iter().map(|&b| b as i8 as i64).collect(),
-        elem::UINT8 => raw.iter().map(|&b| b as i64).collect(),
-        elem::INT16 => raw
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
-            .collect(),
-        elem::UINT16 => raw
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
-            .collect(),
-        elem::INT32 => raw
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-            .collect(),
-        _ => return None,
-    })
-}
-
-/// IEEE half → single precision.
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // subnormal: normalise
-            let mut e: i32 = 0;
-            let mut m = m;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            let m = m & 0x3ff;
-            sign | (((127 - 14 + e) as u32) << 23) | (m << 13)
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13) | 0x0040_0000,
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_floats() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0000), 0.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert!(f16_to_f32(0x7c00).is_infinite());
-        assert!(f16_to_f32(0x7e00).is_nan());
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-    }
 
     #[test]
     fn rule_names_are_kebab_case() {
@@ -969,21 +598,5 @@ mod tests {
             let json = serde_json::to_string(&r).unwrap_or_default();
             assert_eq!(json, format!("\"{r}\""));
         }
-    }
-
-    #[test]
-    fn zero_checks() {
-        let mut t = TensorProto {
-            data_type: elem::UINT8,
-            dims: vec![2],
-            raw_data: vec![0, 0],
-            ..Default::default()
-        };
-        assert!(all_zero(&t));
-        t.raw_data = vec![0, 128];
-        assert!(!all_zero(&t));
-        assert_eq!(tensor_ints(&t), Some(vec![0, 128]));
-        t.data_type = elem::INT8;
-        assert_eq!(tensor_ints(&t), Some(vec![0, -128]));
     }
 }

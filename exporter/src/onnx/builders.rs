@@ -1,15 +1,17 @@
-//! Small builders for ONNX protobuf pieces: nodes, value infos, float tensors, models.
+//! Small builders for ONNX protobuf pieces: nodes, attributes, value infos, float tensors,
+//! models.
 //!
-//! Rewrite passes use them to create the nodes and initializers they insert; tests use them to
-//! write tiny graphs.
+//! The attribute builders are named `int_attr`/`str_attr` (what they make), apart from the
+//! readers `attr_int`/`attr_str` in [`crate::onnx`]. Rewrite passes use them to create the
+//! nodes and initializers they insert; tests use them to write tiny graphs.
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
     type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+use super::AttributeType;
 use crate::model::elem;
 
 /// A node of the default domain with the given inputs and outputs (no name, no attributes).
@@ -23,7 +25,7 @@ pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
 }
 
 /// An integer attribute.
-pub fn attr_int(name: &str, v: i64) -> AttributeProto {
+pub fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         type_: AttributeType::INT.into(),
@@ -33,7 +35,7 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
 }
 
 /// A string attribute.
-pub fn attr_str(name: &str, v: &str) -> AttributeProto {
+pub fn str_attr(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         type_: AttributeType::STRING.into(),

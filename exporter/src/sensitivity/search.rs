@@ -1,0 +1,315 @@
+//! The budgeted search: predict each set of groups' degradation and size from the
+//! per-group measurements, then measure the best predicted sets until one verifies.
+
+use super::{
+    degradation, group_parameters, AutoquantReport, Evaluate, MetricInfo, Progress, Result, Row,
+    Study, Tried, EXHAUSTIVE_MAX, MAX_VERIFY,
+};
+use crate::ExportError;
+
+/// A candidate set: group indices, predicted degradation and size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub groups: Vec<usize>,
+    pub degradation: f64,
+    pub bytes: u64,
+}
+
+/// Candidate sets within `budget` by the additive prediction, best (smallest) first.
+///
+/// `deg[i]` is group i's measured degradation alone (negative counts as 0), `saving[i]` the
+/// bytes quantizing it alone saves, `base` the fp32 size. Exhaustive when `deg.len() <=`
+/// [`EXHAUSTIVE_MAX`], else greedy by degradation per saved byte (each prefix of that order
+/// that fits, longest first).
+pub fn candidates(
+    deg: &[f64],
+    saving: &[u64],
+    base: u64,
+    budget: f64,
+) -> (Vec<Candidate>, &'static str) {
+    let n = deg.len();
+    let d = |i: usize| deg[i].max(0.0);
+    let mut out = Vec::new();
+    let search = if n <= EXHAUSTIVE_MAX {
+        for mask in 1u32..(1u32 << n) {
+            let groups: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+            let dd: f64 = groups.iter().map(|&i| d(i)).sum();
+            if dd <= budget + 1e-12 {
+                let saved: u64 = groups.iter().map(|&i| saving[i]).sum();
+                out.push(Candidate {
+                    groups,
+                    degradation: dd,
+                    bytes: base.saturating_sub(saved),
+                });
+            }
+        }
+        "exhaustive"
+    } else {
+        let mut order: Vec<usize> = (0..n).filter(|&i| saving[i] > 0).collect();
+        order.sort_by(|&a, &b| {
+            let ra = d(a) / saving[a] as f64;
+            let rb = d(b) / saving[b] as f64;
+            ra.total_cmp(&rb).then(a.cmp(&b))
+        });
+        let mut acc = 0.0;
+        let mut prefix = Vec::new();
+        for &i in &order {
+            if acc + d(i) > budget + 1e-12 {
+                continue;
+            }
+            acc += d(i);
+            prefix.push(i);
+            let mut groups = prefix.clone();
+            groups.sort_unstable();
+            let saved: u64 = groups.iter().map(|&j| saving[j]).sum();
+            out.push(Candidate {
+                groups,
+                degradation: acc,
+                bytes: base.saturating_sub(saved),
+            });
+        }
+        "greedy"
+    };
+    out.sort_by(|a, b| {
+        a.bytes
+            .cmp(&b.bytes)
+            .then(a.degradation.total_cmp(&b.degradation))
+            .then(a.groups.cmp(&b.groups))
+    });
+    (out, search)
+}
+
+/// The metric budget autoquant keeps to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// The metric may get worse by at most this much, in its unit (EER: percentage points).
+    MaxIncrease(f64),
+    /// Output SQNR must stay at or above this many dB (SNR metrics only).
+    MinSnrDb(f64),
+}
+
+impl Budget {
+    /// The budget in [`degradation`] units for this metric and fp32 value, and its text.
+    pub fn resolve(self, metric: &MetricInfo, fp32: f64) -> Result<(f64, String)> {
+        match self {
+            Budget::MaxIncrease(x) if x.is_finite() && x >= 0.0 => {
+                if metric.noise_db {
+                    return Err(ExportError::Policy(format!(
+                        "{} is an SNR: give the budget as a minimum in dB (--min-sqnr), not an increase",
+                        metric.name
+                    )));
+                }
+                Ok((
+                    x,
+                    format!("{} worse by at most {x} {}", metric.name, metric.unit),
+                ))
+            }
+            Budget::MinSnrDb(db) if db.is_finite() => {
+                if !metric.noise_db {
+                    return Err(ExportError::Policy(format!(
+                        "a minimum SNR budget needs an SNR metric; {} is not one (use --max-increase)",
+                        metric.name
+                    )));
+                }
+                Ok((
+                    degradation(metric, db, fp32).max(0.0),
+                    format!("{} >= {db} {}", metric.name, metric.unit),
+                ))
+            }
+            other => Err(ExportError::Policy(format!("invalid budget {other:?}"))),
+        }
+    }
+}
+
+/// Chooses the smallest verified set of groups within `budget` (metric units, "worse" direction).
+pub fn autoquant(
+    study: &Study,
+    eval: &mut dyn Evaluate,
+    budget: Budget,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<AutoquantReport> {
+    let sens = study.sensitivity(eval, progress)?;
+    let metric = sens.metric.clone();
+    let base = sens.fp32.metric;
+    let (budget, budget_text) = budget.resolve(&metric, base)?;
+    let params = group_parameters(study.model, study.groups);
+    let names: Vec<String> = sens.groups.iter().map(|r| r.label.clone()).collect();
+    let worse = |r: &Row| degradation(&metric, r.metric, base);
+    let mut tried = Vec::new();
+    let all_names = names.clone();
+    let finish = |chosen_row: Row, tried: Vec<Tried>, search: &str, verdict: String| {
+        let chosen = chosen_row.quantized_groups.clone();
+        let kept_float = all_names
+            .iter()
+            .filter(|g| !chosen.contains(g))
+            .cloned()
+            .collect();
+        AutoquantReport {
+            budget,
+            budget_text: budget_text.clone(),
+            search: search.to_string(),
+            chosen,
+            kept_float,
+            chosen_row,
+            tried,
+            sensitivity: sens.clone(),
+            verdict,
+        }
+    };
+    if worse(&sens.all_int8) <= budget {
+        let v = format!(
+            "all groups quantized: all-int8 measures {:.4} {} ({budget_text})",
+            sens.all_int8.metric, metric.unit
+        );
+        return Ok(finish(sens.all_int8.clone(), tried, "none needed", v));
+    }
+    // Only groups whose quantization saves bytes are worth a place in a set.
+    let useful: Vec<usize> = (0..names.len())
+        .filter(|&i| sens.groups[i].deployable_bytes < sens.fp32.deployable_bytes)
+        .collect();
+    let deg: Vec<f64> = useful.iter().map(|&i| worse(&sens.groups[i])).collect();
+    let saving: Vec<u64> = useful
+        .iter()
+        .map(|&i| sens.fp32.deployable_bytes - sens.groups[i].deployable_bytes)
+        .collect();
+    let (cands, search) = candidates(&deg, &saving, sens.fp32.deployable_bytes, budget);
+    // The best verified set so far: a single group measured within budget counts.
+    let mut best: Option<Row> = None;
+    for r in &sens.groups {
+        if worse(r) <= budget
+            && r.deployable_bytes < sens.fp32.deployable_bytes
+            && best
+                .as_ref()
+                .is_none_or(|b| r.deployable_bytes < b.deployable_bytes)
+        {
+            best = Some(r.clone());
+        }
+    }
+    let mut measured = 0;
+    for c in &cands {
+        if measured >= MAX_VERIFY {
+            break;
+        }
+        if let Some(b) = &best {
+            if c.bytes >= b.deployable_bytes {
+                break; // nothing predicted smaller than what is already verified
+            }
+        }
+        let gs: Vec<String> = c.groups.iter().map(|&k| names[useful[k]].clone()).collect();
+        if gs.len() == 1 {
+            continue; // measured in the sensitivity pass
+        }
+        let label = format!("set {}", gs.join("+"));
+        let r = study.measure(eval, &label, Some(&gs), Some(base), (&params.0, params.1))?;
+        progress(Progress::Done {
+            label: &label,
+            cached: r.cached,
+        });
+        measured += 1;
+        let w = worse(&r);
+        tried.push(Tried {
+            groups: gs,
+            predicted_degradation: c.degradation,
+            predicted_deployable_bytes: c.bytes,
+            measured_degradation: w,
+            deployable_bytes: r.deployable_bytes,
+            within_budget: w <= budget,
+        });
+        if w <= budget
+            && best
+                .as_ref()
+                .is_none_or(|b| r.deployable_bytes < b.deployable_bytes)
+        {
+            best = Some(r);
+            break;
+        }
+    }
+    Ok(match best {
+        Some(r) => {
+            let v = format!(
+                "smallest set verified within the budget ({budget_text}): measures {:.4} {}, {} of {} groups quantized ({} search, {} set(s) measured beyond single groups)",
+                r.metric,
+                metric.unit,
+                r.quantized_groups.len(),
+                names.len(),
+                search,
+                tried.len()
+            );
+            finish(r, tried, search, v)
+        }
+        None => {
+            let v = format!(
+                "no group can be quantized within the budget ({budget_text}): every group alone is worse (see the sensitivity table); the model stays fp32"
+            );
+            finish(sens.fp32.clone(), tried, search, v)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exhaustive_prefers_smallest_within_budget() {
+        // three groups: a is insensitive and big, b sensitive, c cheap
+        let deg = [0.02, 0.5, 0.05];
+        let saving = [100, 80, 10];
+        let (c, how) = candidates(&deg, &saving, 1000, 0.1);
+        assert_eq!(how, "exhaustive");
+        assert_eq!(c[0].groups, vec![0, 2]);
+        assert_eq!(c[0].bytes, 890);
+        assert!(c.iter().all(|x| x.degradation <= 0.1 + 1e-12));
+        assert!(!c.iter().any(|x| x.groups.contains(&1)));
+    }
+
+    #[test]
+    fn negative_degradation_counts_as_zero() {
+        let (c, _) = candidates(&[-0.3, 0.2], &[10, 10], 100, 0.1);
+        assert_eq!(c[0].groups, vec![0]);
+        assert_eq!(c[0].degradation, 0.0);
+    }
+
+    #[test]
+    fn greedy_above_the_exhaustive_limit() {
+        let n = EXHAUSTIVE_MAX + 2;
+        let deg: Vec<f64> = (0..n).map(|i| 0.01 * i as f64).collect();
+        let saving = vec![10u64; n];
+        let (c, how) = candidates(&deg, &saving, 1000, 0.1);
+        assert_eq!(how, "greedy");
+        // 0+1+2+3+4 = 0.10 fits, the next does not
+        assert_eq!(c[0].groups, vec![0, 1, 2, 3, 4]);
+        assert_eq!(c[0].bytes, 950);
+    }
+
+    #[test]
+    fn degradation_direction() {
+        let lower = MetricInfo {
+            name: "eer".into(),
+            unit: "%".into(),
+            lower_is_better: true,
+            noise_db: false,
+        };
+        let higher = MetricInfo {
+            name: "acc".into(),
+            unit: "%".into(),
+            lower_is_better: false,
+            noise_db: false,
+        };
+        let snr = MetricInfo {
+            name: "sqnr".into(),
+            unit: "dB".into(),
+            lower_is_better: false,
+            noise_db: true,
+        };
+        assert_eq!(degradation(&lower, 1.2, 1.0), 1.2 - 1.0);
+        assert_eq!(degradation(&higher, 30.0, 40.0), 10.0);
+        // two groups at 30 dB each add up to 26.99 dB: within 26.9 dB, a third is not
+        let d = degradation(&snr, 30.0, 200.0);
+        assert!((d - 1e-3).abs() < 1e-12);
+        let (b, _) = Budget::MinSnrDb(26.9).resolve(&snr, 200.0).unwrap();
+        assert!(2.0 * d <= b && 2.1 * d > b);
+        assert!(Budget::MaxIncrease(0.1).resolve(&snr, 200.0).is_err());
+        assert!(Budget::MinSnrDb(30.0).resolve(&lower, 1.0).is_err());
+    }
+}
