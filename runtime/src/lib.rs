@@ -10,6 +10,7 @@ pub mod quant;
 pub mod sensitivity;
 pub mod server;
 pub mod speaker;
+pub mod sync;
 pub mod whisper;
 
 pub use error::RuntimeError;
