@@ -14,6 +14,7 @@ pub mod llm;
 pub mod server;
 mod session;
 pub mod speaker;
+pub mod sync;
 pub mod whisper;
 
 pub use error::RuntimeError;

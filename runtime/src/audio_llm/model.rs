@@ -14,7 +14,8 @@ use crate::audio::logmel::{to_16k, LogMelExtractor, SAMPLE_RATE};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::GenerateOptions;
 use crate::llm::Llm;
-use crate::session::{f32_output, lock};
+use crate::session::f32_output;
+use crate::sync::lock;
 
 /// Whisper encoder → projector → LLM.
 pub struct AudioLlm {

@@ -11,7 +11,8 @@ use ort::value::Tensor;
 use super::config::LlmConfig;
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
-use crate::session::{f32_output, lock};
+use crate::session::f32_output;
+use crate::sync::lock;
 
 /// A decoder-only LLM opened in ONNX Runtime.
 pub struct Llm {

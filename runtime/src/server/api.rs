@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use exporter::onnx::one_line;
 use serde_json::json;
 
 use crate::error::RuntimeError;
@@ -37,6 +38,11 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 404 `model_not_loaded`: the server was started without the model an endpoint needs.
+    pub fn model_not_loaded(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "model_not_loaded", message)
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
@@ -100,15 +106,6 @@ impl From<RuntimeError> for ApiError {
         };
         ApiError::new(status, code, msg)
     }
-}
-
-/// A message on one line (engine errors can span several).
-pub fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// An uploaded file of a multipart form.

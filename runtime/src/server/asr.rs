@@ -29,9 +29,7 @@ pub async fn transcriptions(
         .get()
         .and_then(|e| e.whisper.clone())
         .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "model_not_loaded",
+            ApiError::model_not_loaded(
                 "no Whisper model loaded (start the server with --whisper DIR)",
             )
         })?;
@@ -55,7 +53,7 @@ pub async fn transcriptions(
     let prompt_text = form.fields.get("prompt").cloned();
     let prompt = w
         .prompt(language.as_deref(), prompt_text.as_deref())
-        .map_err(|e| ApiError::bad_request(super::api::one_line(&e.to_string())))?;
+        .map_err(|e| ApiError::bad_request(exporter::onnx::one_line(&e.to_string())))?;
     let strategy = match form.parse::<f32>("temperature")? {
         Some(t) if !(0.0..=2.0).contains(&t) => {
             return Err(ApiError::bad_request(format!(

@@ -31,14 +31,18 @@ pub struct BatchPolicy {
 }
 
 impl Batcher {
-    /// Starts the batching thread; it ends when the `Batcher` is dropped.
-    pub fn start(emb: Arc<Embedder>, policy: BatchPolicy, sizes: Histogram) -> Batcher {
+    /// Starts the batching thread; it ends when the `Batcher` is dropped. Fails when the
+    /// system cannot start a thread.
+    pub fn start(
+        emb: Arc<Embedder>,
+        policy: BatchPolicy,
+        sizes: Histogram,
+    ) -> std::io::Result<Batcher> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("voxq-batcher".into())
-            .spawn(move || run(&rx, &emb, policy, &sizes))
-            .expect("spawn the batching thread");
-        Batcher { tx }
+            .spawn(move || run(&rx, &emb, policy, &sizes))?;
+        Ok(Batcher { tx })
     }
 
     /// The embedding of one utterance's features.

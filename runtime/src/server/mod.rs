@@ -314,7 +314,7 @@ fn load(st: &AppState) -> Result<Engines, ServeError> {
             m.enrolled.set(db.list()?.len() as i64);
             Some(speaker::SpeakerEngine {
                 threshold: cfg.threshold.or(emb.model().config.threshold),
-                batcher: batcher::Batcher::start(emb.clone(), cfg.batch, m.batch_size.clone()),
+                batcher: batcher::Batcher::start(emb.clone(), cfg.batch, m.batch_size.clone())?,
                 embedder: emb,
                 db,
                 sha256,

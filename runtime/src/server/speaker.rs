@@ -32,9 +32,7 @@ fn engine(st: &Shared) -> Result<&SpeakerEngine, ApiError> {
         .get()
         .and_then(|e| e.speaker.as_ref())
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "model_not_loaded",
+            ApiError::model_not_loaded(
                 "no speaker model loaded (start the server with --speaker-model)",
             )
         })
@@ -90,10 +88,15 @@ fn mismatch(r: &SpeakerRecord, sha: &str) -> ApiError {
             "speaker '{}' was enrolled with model '{}' (sha256 {}…), not with this server's model (sha256 {}…); re-enroll it",
             r.name,
             r.model_name,
-            &r.model_sha256[..r.model_sha256.len().min(12)],
-            &sha[..sha.len().min(12)]
+            short_sha(&r.model_sha256),
+            short_sha(sha)
         ),
     )
+}
+
+/// The first 12 characters of a digest (the whole text when shorter).
+fn short_sha(sha: &str) -> &str {
+    sha.char_indices().nth(12).map_or(sha, |(i, _)| &sha[..i])
 }
 
 pub async fn embeddings(

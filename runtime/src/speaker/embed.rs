@@ -162,10 +162,7 @@ impl Embedder {
         let input = Tensor::<f32>::from_array((shape, data))
             .map_err(|e| run_err(format!("input tensor: {e}")))?;
         let cfg = &self.model.config;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| run_err("session lock poisoned by an earlier failure".into()))?;
+        let mut session = crate::sync::lock(&self.session);
         let outputs = session
             .run(ort::inputs![cfg.input.as_str() => input])
             .map_err(|e| run_err(format!("inference failed: {}", first_line(&e.to_string()))))?;

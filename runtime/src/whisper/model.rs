@@ -14,7 +14,8 @@ use super::config::{read_config, WhisperConfig, CONFIG_FILE};
 use crate::audio::logmel::LogMelExtractor;
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
-use crate::session::{f32_output, lock};
+use crate::session::f32_output;
+use crate::sync::lock;
 
 /// A Whisper model opened in ONNX Runtime sessions.
 pub struct Whisper {

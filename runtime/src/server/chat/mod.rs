@@ -11,178 +11,26 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::api::{one_line, ApiError, Upload};
+use super::api::ApiError;
 use super::limits::Cancel;
 use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
 use crate::audio_llm::AudioLlm;
-use crate::generation::{GenerateOptions, Strategy};
 
-const SPEECH: &str = "<SpeechHere>";
-const DEFAULT_MAX_TOKENS: usize = 256;
-const MAX_TOKENS: usize = 4096;
+mod request;
 
-/// What a chat request asks for, checked.
-struct ChatRequest {
-    model: String,
-    audio: Upload,
-    /// The user turn with `<SpeechHere>` in it.
-    user: String,
-    opts: GenerateOptions,
-    stream: bool,
-}
+use request::parse;
 
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::bad_request(msg)
-}
-
-fn parse(body: &[u8], llm: &AudioLlm) -> Result<ChatRequest, ApiError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
-    let messages = v
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("'messages' must be a non-empty array"))?;
-    if v.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
-        return Err(bad("only n = 1 is supported"));
-    }
-    let mut audio: Vec<Upload> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-        if role != "user" {
-            continue;
-        }
-        match m.get("content") {
-            Some(Value::String(s)) => texts.push(s.clone()),
-            Some(Value::Array(parts)) => {
-                for (j, p) in parts.iter().enumerate() {
-                    match p.get("type").and_then(Value::as_str) {
-                        Some("text") => texts.push(
-                            p.get("text")
-                                .and_then(Value::as_str)
-                                .ok_or_else(|| bad(format!("messages[{i}].content[{j}]: text part without 'text'")))?
-                                .to_string(),
-                        ),
-                        Some("input_audio") => {
-                            let ia = p.get("input_audio").ok_or_else(|| {
-                                bad(format!("messages[{i}].content[{j}]: missing 'input_audio'"))
-                            })?;
-                            let data = ia.get("data").and_then(Value::as_str).ok_or_else(|| {
-                                bad(format!("messages[{i}].content[{j}].input_audio: missing 'data' (base64 audio)"))
-                            })?;
-                            let fmt = ia.get("format").and_then(Value::as_str).unwrap_or("wav");
-                            let bytes = base64::engine::general_purpose::STANDARD
-                                .decode(data.trim())
-                                .map_err(|e| {
-                                    bad(format!("messages[{i}].content[{j}].input_audio.data is not base64: {e}"))
-                                })?;
-                            audio.push(Upload {
-                                filename: format!("messages[{i}].content[{j}].{fmt}"),
-                                bytes: Bytes::from(bytes),
-                            });
-                        }
-                        other => {
-                            return Err(bad(format!(
-                                "messages[{i}].content[{j}]: unsupported part type {other:?} (text, input_audio)"
-                            )))
-                        }
-                    }
-                }
-            }
-            _ => {
-                return Err(bad(format!(
-                    "messages[{i}]: 'content' must be a string or a list of parts"
-                )))
-            }
-        }
-    }
-    let audio = match audio.len() {
-        1 => audio.remove(0),
-        0 => {
-            return Err(bad(
-                "no input_audio part: the audio LLM needs one audio clip",
-            ))
-        }
-        n => return Err(bad(format!("{n} input_audio parts; one is supported"))),
-    };
-    let text = texts.join("\n").trim().to_string();
-    let user = if text.is_empty() {
-        llm.user_turn("asr", None, None)
-    } else if text.contains(SPEECH) {
-        llm.user_turn("", Some(&text), None)
-    } else {
-        Ok(format!("{SPEECH}\n{text}"))
-    }
-    .map_err(|e| bad(one_line(&e.to_string())))?;
-    let max = v
-        .get("max_completion_tokens")
-        .or_else(|| v.get("max_tokens"))
-        .filter(|x| !x.is_null());
-    let max_new_tokens = match max {
-        None => DEFAULT_MAX_TOKENS,
-        Some(x) => match x.as_u64() {
-            Some(n) if (1..=MAX_TOKENS as u64).contains(&n) => n as usize,
-            _ => return Err(bad(format!("max_tokens must be 1..{MAX_TOKENS}, got {x}"))),
-        },
-    };
-    let num = |k: &str| -> Result<Option<f64>, ApiError> {
-        match v.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(Some)
-                .ok_or_else(|| bad(format!("'{k}' must be a number"))),
-        }
-    };
-    let temperature = num("temperature")?.unwrap_or(0.0);
-    let top_p = num("top_p")?.unwrap_or(1.0);
-    if !(0.0..=2.0).contains(&temperature) || !(0.0..=1.0).contains(&top_p) || top_p == 0.0 {
-        return Err(bad("temperature must be in [0, 2] and top_p in (0, 1]"));
-    }
-    let seed = match v.get("seed") {
-        None | Some(Value::Null) => None,
-        Some(x) => Some(
-            x.as_u64()
-                .ok_or_else(|| bad("'seed' must be a non-negative integer"))?,
-        ),
-    };
-    let strategy = if temperature == 0.0 {
-        Strategy::Greedy
-    } else {
-        Strategy::Sample {
-            temperature: temperature as f32,
-            top_k: 0,
-            top_p: top_p as f32,
-            seed: seed.unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0)
-            }),
-        }
-    };
-    Ok(ChatRequest {
-        model: v
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| llm.config.model.clone()),
-        audio,
-        user,
-        opts: GenerateOptions {
-            strategy,
-            max_new_tokens,
-            ..Default::default()
-        },
-        stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
-    })
+/// 504: the generation did not finish within `--timeout-s`.
+fn timed_out() -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        "generation not finished within --timeout-s",
+    )
 }
 
 fn unix_now() -> u64 {
@@ -209,10 +57,12 @@ fn completion_id() -> String {
 /// UTF-8 character).
 fn delta(llm: &AudioLlm, ids: &[u32], sent: &mut String) -> Result<Option<String>, ApiError> {
     let text = llm.llm.decode(ids)?;
-    if text.ends_with('\u{fffd}') || !text.starts_with(sent.as_str()) {
+    if text.ends_with('\u{fffd}') {
         return Ok(None);
     }
-    let d = text[sent.len()..].to_string();
+    let Some(d) = text.strip_prefix(sent.as_str()).map(str::to_string) else {
+        return Ok(None);
+    };
     *sent = text;
     Ok((!d.is_empty()).then_some(d))
 }
@@ -227,9 +77,7 @@ pub async fn completions(
         .get()
         .and_then(|e| e.llm.clone())
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "model_not_loaded",
+            ApiError::model_not_loaded(
                 "no audio LLM loaded (start the server with --audio-llm audio_llm.json)",
             )
         })?;
@@ -246,7 +94,7 @@ pub async fn completions(
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::upload_too_large(st.cfg.max_upload_bytes)
         } else {
-            bad(format!("cannot read the body: {}", e.body_text()))
+            ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
         }
     })?;
     let req = parse(&body, &llm)?;
@@ -272,11 +120,7 @@ pub async fn completions(
         .await?;
         drop(cancel_on_drop);
         if cancel.timed_out() {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "generation not finished within --timeout-s",
-            ));
+            return Err(timed_out());
         }
         let text = llm.llm.decode(&ids)?;
         let finish = if ids.len() >= req.opts.max_new_tokens {
@@ -357,11 +201,7 @@ pub async fn completions(
                 return Err(e);
             }
             if cancel.timed_out() {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    "generation not finished within --timeout-s",
-                ));
+                return Err(timed_out());
             }
             Ok(out)
         };
