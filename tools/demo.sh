@@ -60,7 +60,10 @@ S="$OUT/speakers.db"
   $(head -3 fixtures/trials/demo_enroll_allison.txt | sed "s|^|$SPEECH/|")
 "$VOXQ" enroll --model "$E" --store "$S" --speaker june \
   $(head -3 fixtures/trials/demo_enroll_june.txt | sed "s|^|$SPEECH/|")
-"$VOXQ" verify --model "$E" --store "$S" --speaker allison "$SPEECH/$(head -1 fixtures/trials/demo_test_allison.txt)"
+# the decision threshold: the autoquant engine's EER threshold on the demo trials (step 5)
+T=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["all"]["eer_threshold"])' "$OUT/eval_autoquant.json")
+"$VOXQ" verify --model "$E" --store "$S" --speaker allison --threshold "$T" \
+  "$SPEECH/$(head -1 fixtures/trials/demo_test_allison.txt)"
 "$VOXQ" identify --model "$E" --store "$S" --top 2 "$SPEECH/$(head -1 fixtures/trials/demo_test_allison.txt)"
 
 step "done in $(( $(date +%s) - t0 )) s; reports in $OUT/ (autoquant/{autoquant,sensitivity}.md, sensitivity.png)"

@@ -26,19 +26,18 @@ def main() -> None:
         "int8": sens["all_int8"]["deployable_bytes"],
         "autoquant": aq["chosen_row"]["deployable_bytes"],
     }
-    p50 = {}
-    for row in bench["rows"]:
-        for name in size:
-            if row["model"].rstrip("/").endswith("/" + name) or row["model"] == name:
-                p50[name] = row["p50_ms"]
+    # bench.json names each model by its config name; `models` maps that name to its file,
+    # which lies in engines/<fp32|int8|autoquant>/
+    folder = {name: Path(path).parent.name for name, path in bench["models"]}
+    p50 = {folder.get(row["model"]): row["p50_ms"] for row in bench["rows"]}
     kept = ", ".join(aq.get("kept_float") or []) or "none"
     label = {
         "fp32": "fp32",
         "int8": "all int8",
         "autoquant": f"autoquant (float: {kept})",
     }
-    print(f"CAM++ on {out}: trials {load(out / 'eval_fp32.json')['trials']}, "
-          f"EER budget {aq['budget_text']}; timing: 3 s of speech, one thread, engines interleaved")
+    print(f"CAM++, {load(out / 'eval_fp32.json')['trials']} demo trials; budget: {aq['budget_text']}; "
+          "p50: 3 s of speech, one thread, engines timed interleaved in one run")
     print()
     print("| model | EER | minDCF | deployable | p50 latency | speed-up vs fp32 |")
     print("|---|---:|---:|---:|---:|---:|")
