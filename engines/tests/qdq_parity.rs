@@ -4,6 +4,7 @@
 //! no Q/DQ sits on a Conv→Add edge in the TensorRT placement; the QLinearConv count in ORT's
 //! optimised model tells whether the `ort-cpu` placement makes ONNX Runtime fuse; the float16
 //! variant runs (or the reason it cannot is printed).
+#![allow(clippy::unwrap_used)]
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,8 +16,8 @@ use engines::ort::{cpu_session, cpu_session_from_bytes, CpuOptions};
 use engines::tensor::{HostTensor, HostValue};
 use exporter::graph::GraphIndex;
 use exporter::model::{self, to_bytes, ModelProto, SaveOptions};
+use exporter::passes::{expose_activations, insert_qdq, to_float16};
 use exporter::policy::{plan, QuantPolicy, Target};
-use exporter::qdq::{expose_activations, insert_qdq, to_float16};
 use exporter::size::deployable_size;
 use ort::session::Session;
 use ort::value::DynValue;
@@ -364,7 +365,7 @@ fn campplus_float16_qdq_runs_in_ort() {
     let h = to_float16(&q).unwrap();
     assert_eq!(h.graph.input, m.graph.input);
     assert_eq!(h.graph.output, m.graph.output);
-    assert_eq!(exporter::qdq::default_opset(&h), Some(19));
+    assert_eq!(exporter::passes::default_opset(&h), Some(19));
     let x = features(200, 31);
     let mut fp32 = cpu_session(&campplus(), &opts()).unwrap();
     let want = run(&mut fp32, &x)["embedding"].clone();

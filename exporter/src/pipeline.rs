@@ -11,8 +11,9 @@ use onnx_protobuf::ModelProto;
 use serde::Serialize;
 
 use crate::graph::GraphIndex;
+use crate::onnx::is_default_op;
+use crate::passes::{insert_qdq, to_float16, InsertQdqReport};
 use crate::policy::{plan, QdqPlan, QuantPolicy};
-use crate::qdq::{insert_qdq, to_float16, QdqReport};
 use crate::size::{deployable_size, SizeReport};
 use crate::ExportError;
 
@@ -42,7 +43,7 @@ pub fn unknown_ops(model: &ModelProto) -> Vec<(String, String)> {
         .graph
         .node
         .iter()
-        .filter(|n| !(n.domain.is_empty() || n.domain == "ai.onnx"))
+        .filter(|n| !is_default_op(n))
         .map(|n| (n.name.clone(), format!("{}::{}", n.domain, n.op_type)))
         .collect()
 }
@@ -80,7 +81,7 @@ pub fn check_table_matches(model: &ModelProto, table: &CalibrationTable) -> Resu
 pub struct Quantized {
     pub model: ModelProto,
     pub plan: QdqPlan,
-    pub report: QdqReport,
+    pub report: InsertQdqReport,
     pub unknown_ops: Vec<(String, String)>,
 }
 

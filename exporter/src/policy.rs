@@ -2,7 +2,7 @@
 //!
 //! [`plan`] reads a model and a [`QuantPolicy`] and decides, without a calibration table, which
 //! weighted nodes get int8 weights and which activation tensors get a Q/DQ pair (and so need a
-//! range from calibration). [`crate::qdq::insert_qdq`] then carries the plan out.
+//! range from calibration). [`crate::passes::insert_qdq()`] then carries the plan out.
 //!
 //! Placement rules (TensorRT explicit quantization, also the base of the ORT placement):
 //!
@@ -44,13 +44,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
 use serde::Serialize;
 
 use crate::graph::GraphIndex;
 use crate::groups::node_id;
 use crate::model::elem;
+use crate::onnx::{attr_int, is_default_op};
 use crate::ExportError;
 
 type Result<T> = std::result::Result<T, ExportError>;
@@ -160,7 +160,7 @@ pub struct ResidualAdd {
     pub skip: String,
 }
 
-/// The outcome of [`plan`]: what [`crate::qdq::insert_qdq`] will do.
+/// The outcome of [`plan`]: what [`crate::passes::insert_qdq()`] will do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QdqPlan {
     pub target: Target,
@@ -257,15 +257,170 @@ fn reaches_subgraph(ix: &GraphIndex, tensor: &str, implicit: &BTreeSet<String>) 
     false
 }
 
-fn attr_int(n: &NodeProto, name: &str, default: i64) -> i64 {
-    n.attribute
-        .iter()
-        .find(|a| a.name == name && a.type_.enum_value() == Ok(AttributeType::INT))
-        .map_or(default, |a| a.i)
+/// The graph a plan is made for, with node ids and positions.
+struct Planning<'a> {
+    graph: &'a GraphProto,
+    ix: GraphIndex<'a>,
+    ids: Vec<String>,
+    ir_version: i64,
 }
 
-fn is_default_domain(n: &NodeProto) -> bool {
-    n.domain.is_empty() || n.domain == "ai.onnx"
+impl Planning<'_> {
+    /// Node ids must be unambiguous for the ops we may touch (selection and rewiring use them).
+    fn check_ids(&self, policy: &QuantPolicy) -> Result<()> {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for id in &self.ids {
+            *count.entry(id.as_str()).or_default() += 1;
+        }
+        if let Some(sel) = &policy.nodes {
+            if let Some(missing) = sel.iter().find(|s| !count.contains_key(s.as_str())) {
+                return Err(ExportError::Policy(format!(
+                    "selected node '{missing}' is not in the graph"
+                )));
+            }
+        }
+        for (i, n) in self.graph.node.iter().enumerate() {
+            let relevant =
+                is_default_op(n) && (policy.ops.contains(&n.op_type) || (n.op_type == "Add"));
+            if relevant && count.get(self.ids[i].as_str()).copied().unwrap_or(0) > 1 {
+                return Err(ExportError::Graph {
+                    node: self.ids[i].clone(),
+                    reason: "several nodes share this name; node names must be unique to quantize"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The weighted nodes to quantize, and those left in float with the reason.
+    fn weighted(&self, policy: &QuantPolicy) -> (Vec<PlannedNode>, Vec<SkippedNode>) {
+        let mut quantized: Vec<PlannedNode> = Vec::new();
+        let mut skipped = Vec::new();
+        // weight → (axis, per_channel, first node using it)
+        let mut weights: BTreeMap<String, (usize, bool, String)> = BTreeMap::new();
+        for (i, n) in self.graph.node.iter().enumerate() {
+            if !is_default_op(n) || !policy.ops.contains(&n.op_type) {
+                continue;
+            }
+            let id = &self.ids[i];
+            let skip = |reason: String| SkippedNode {
+                node: id.clone(),
+                op: n.op_type.clone(),
+                reason,
+            };
+            if let Some(sel) = &policy.nodes {
+                if !sel.contains(id) {
+                    skipped.push(skip("not in the node selection".into()));
+                    continue;
+                }
+            }
+            match check_node(&self.ix, n, policy, self.ir_version) {
+                Ok((act, weight, axis)) => {
+                    let per_channel = policy.per_channel;
+                    if let Some((a, pc, other)) = weights.get(&weight) {
+                        if (*a, *pc) != (axis, per_channel) {
+                            skipped.push(skip(format!(
+                                "weight '{weight}' is shared with node '{other}', which quantizes it along axis {a}; this node needs axis {axis}"
+                            )));
+                            continue;
+                        }
+                    } else {
+                        weights.insert(weight.clone(), (axis, per_channel, id.clone()));
+                    }
+                    quantized.push(PlannedNode {
+                        node: id.clone(),
+                        op: n.op_type.clone(),
+                        weight,
+                        weight_axis: axis,
+                        per_channel,
+                        inputs: vec![act],
+                        outputs: Vec::new(),
+                    });
+                }
+                Err(reason) => skipped.push(skip(reason)),
+            }
+        }
+        (quantized, skipped)
+    }
+
+    /// Residual Adds fed directly by a quantized Conv; every other two-input Add is logged
+    /// with the reason it is not one.
+    fn residual_adds(
+        &self,
+        quantized: &[PlannedNode],
+        pos: &BTreeMap<&str, usize>,
+    ) -> Vec<ResidualAdd> {
+        let graph = self.graph;
+        let conv_outputs: BTreeSet<&str> = quantized
+            .iter()
+            .filter(|p| p.op == "Conv" || p.op == "ConvTranspose")
+            .filter_map(|p| {
+                let i = *pos.get(p.node.as_str())?;
+                graph.node[i].output.first().map(String::as_str)
+            })
+            .collect();
+        let mut residual_adds = Vec::new();
+        for (i, n) in graph.node.iter().enumerate() {
+            if !is_default_op(n) || n.op_type != "Add" || n.input.len() != 2 {
+                continue;
+            }
+            let id = &self.ids[i];
+            let (a, b) = (n.input[0].as_str(), n.input[1].as_str());
+            if a.is_empty() || b.is_empty() || a == b {
+                log::debug!("{id}: not a residual Add: an input is missing or both are the same");
+                continue;
+            }
+            if self.ix.is_constant(a) || self.ix.is_constant(b) {
+                log::debug!("{id}: not a residual Add: an input is a constant");
+                continue;
+            }
+            let (fused, skip) = match (conv_outputs.contains(a), conv_outputs.contains(b)) {
+                (true, _) => (a, b),
+                (false, true) => (b, a),
+                (false, false) => {
+                    log::debug!(
+                        "{id}: not a residual Add: neither input is the output of a quantized Conv"
+                    );
+                    continue;
+                }
+            };
+            residual_adds.push(ResidualAdd {
+                node: id.clone(),
+                fused: fused.to_string(),
+                skip: skip.to_string(),
+            });
+        }
+        residual_adds
+    }
+
+    /// `ort-cpu`: a Q/DQ pair on the output of each quantized op, except graph outputs and
+    /// outputs that reach an If/Loop/Scan body through layout ops (each logged).
+    fn ort_outputs(&self, quantized: &mut [PlannedNode], pos: &BTreeMap<&str, usize>) {
+        let implicit = subgraph_uses(self.graph);
+        for p in quantized {
+            let Some(&i) = pos.get(p.node.as_str()) else {
+                continue;
+            };
+            if let Some(out) = self.graph.node[i].output.first() {
+                if out.is_empty() || self.ix.is_graph_output(out) {
+                    log::debug!(
+                        "{}: no output Q/DQ: its output is unnamed or a graph output",
+                        p.node
+                    );
+                    continue;
+                }
+                if reaches_subgraph(&self.ix, out, &implicit) {
+                    log::info!(
+                        "{}: no output Q/DQ: its output reaches an If/Loop/Scan body through layout ops",
+                        p.node
+                    );
+                    continue;
+                }
+                p.outputs.push(out.clone());
+            }
+        }
+    }
 }
 
 /// Decides which weighted nodes to quantize and which tensors need ranges.
@@ -280,135 +435,23 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
     }
     let empty = GraphProto::default();
     let graph = model.graph.as_ref().unwrap_or(&empty);
-    let ix = GraphIndex::new(graph);
-    let ids: Vec<String> = (0..graph.node.len()).map(|i| node_id(graph, i)).collect();
-
-    // Node ids must be unambiguous for the ops we may touch (selection and rewiring use them).
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for id in &ids {
-        *count.entry(id.as_str()).or_default() += 1;
-    }
-    if let Some(sel) = &policy.nodes {
-        if let Some(missing) = sel.iter().find(|s| !count.contains_key(s.as_str())) {
-            return Err(ExportError::Policy(format!(
-                "selected node '{missing}' is not in the graph"
-            )));
-        }
-    }
-    for (i, n) in graph.node.iter().enumerate() {
-        let relevant =
-            is_default_domain(n) && (policy.ops.contains(&n.op_type) || (n.op_type == "Add"));
-        if relevant && count.get(ids[i].as_str()).copied().unwrap_or(0) > 1 {
-            return Err(ExportError::Graph {
-                node: ids[i].clone(),
-                reason: "several nodes share this name; node names must be unique to quantize"
-                    .into(),
-            });
-        }
-    }
-
-    let mut quantized: Vec<PlannedNode> = Vec::new();
-    let mut skipped = Vec::new();
-    // weight → (axis, per_channel, first node using it)
-    let mut weights: BTreeMap<String, (usize, bool, String)> = BTreeMap::new();
-    for (i, n) in graph.node.iter().enumerate() {
-        if !is_default_domain(n) || !policy.ops.contains(&n.op_type) {
-            continue;
-        }
-        let id = &ids[i];
-        let skip = |reason: String| SkippedNode {
-            node: id.clone(),
-            op: n.op_type.clone(),
-            reason,
-        };
-        if let Some(sel) = &policy.nodes {
-            if !sel.contains(id) {
-                skipped.push(skip("not in the node selection".into()));
-                continue;
-            }
-        }
-        match check_node(&ix, n, policy, model.ir_version) {
-            Ok((act, weight, axis)) => {
-                let per_channel = policy.per_channel;
-                if let Some((a, pc, other)) = weights.get(&weight) {
-                    if (*a, *pc) != (axis, per_channel) {
-                        skipped.push(skip(format!(
-                            "weight '{weight}' is shared with node '{other}', which quantizes it along axis {a}; this node needs axis {axis}"
-                        )));
-                        continue;
-                    }
-                } else {
-                    weights.insert(weight.clone(), (axis, per_channel, id.clone()));
-                }
-                quantized.push(PlannedNode {
-                    node: id.clone(),
-                    op: n.op_type.clone(),
-                    weight,
-                    weight_axis: axis,
-                    per_channel,
-                    inputs: vec![act],
-                    outputs: Vec::new(),
-                });
-            }
-            Err(reason) => skipped.push(skip(reason)),
-        }
-    }
-
-    // Residual Adds fed directly by a quantized Conv.
-    let pos: BTreeMap<&str, usize> = ids
+    let cx = Planning {
+        graph,
+        ix: GraphIndex::new(graph),
+        ids: (0..graph.node.len()).map(|i| node_id(graph, i)).collect(),
+        ir_version: model.ir_version,
+    };
+    cx.check_ids(policy)?;
+    let (mut quantized, skipped) = cx.weighted(policy);
+    let pos: BTreeMap<&str, usize> = cx
+        .ids
         .iter()
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let conv_outputs: BTreeSet<&str> = quantized
-        .iter()
-        .filter(|p| p.op == "Conv" || p.op == "ConvTranspose")
-        .filter_map(|p| {
-            let i = *pos.get(p.node.as_str())?;
-            graph.node[i].output.first().map(String::as_str)
-        })
-        .collect();
-    let mut residual_adds = Vec::new();
-    for (i, n) in graph.node.iter().enumerate() {
-        if !is_default_domain(n) || n.op_type != "Add" || n.input.len() != 2 {
-            continue;
-        }
-        let (a, b) = (n.input[0].as_str(), n.input[1].as_str());
-        if a.is_empty() || b.is_empty() || a == b || ix.is_constant(a) || ix.is_constant(b) {
-            continue;
-        }
-        let (fused, skip) = match (conv_outputs.contains(a), conv_outputs.contains(b)) {
-            (true, _) => (a, b),
-            (false, true) => (b, a),
-            (false, false) => continue,
-        };
-        residual_adds.push(ResidualAdd {
-            node: ids[i].clone(),
-            fused: fused.to_string(),
-            skip: skip.to_string(),
-        });
-    }
-
+    let residual_adds = cx.residual_adds(&quantized, &pos);
     if policy.target == Target::OrtCpu {
-        let implicit = subgraph_uses(graph);
-        for p in &mut quantized {
-            let Some(&i) = pos.get(p.node.as_str()) else {
-                continue;
-            };
-            if let Some(out) = graph.node[i].output.first() {
-                if out.is_empty() || ix.is_graph_output(out) {
-                    continue;
-                }
-                if reaches_subgraph(&ix, out, &implicit) {
-                    log::info!(
-                        "{}: no output Q/DQ: its output reaches an If/Loop/Scan body through layout ops",
-                        p.node
-                    );
-                    continue;
-                }
-                p.outputs.push(out.clone());
-            }
-        }
+        cx.ort_outputs(&mut quantized, &pos);
     }
 
     let mut activations = BTreeSet::new();
@@ -472,7 +515,7 @@ fn check_node(
                     dims.len()
                 ));
             }
-            let group = attr_int(n, "group", 1).max(1);
+            let group = attr_int(n, "group").unwrap_or(1).max(1);
             let (cin, cout, axis) = if n.op_type == "Conv" {
                 (dims[1] * group, dims[0], 0)
             } else {
@@ -494,7 +537,7 @@ fn check_node(
             if dims.len() != 2 {
                 return Err(format!("Gemm weight '{weight}' is not 2-D"));
             }
-            if attr_int(n, "transB", 0) != 0 {
+            if attr_int(n, "transB").unwrap_or(0) != 0 {
                 0
             } else {
                 1

@@ -1,4 +1,5 @@
 //! Model load/save: external data round trips, atomic writes, and clear errors on bad input.
+#![allow(clippy::unwrap_used)]
 
 #![allow(clippy::unwrap_used)]
 

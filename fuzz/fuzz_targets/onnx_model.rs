@@ -15,7 +15,7 @@ use exporter::graph::{dump, GraphIndex};
 use exporter::groups::LayerGroups;
 use exporter::inspect::{inventory, qdq_report};
 use exporter::model::{self, same_model, SaveOptions};
-use exporter::qdq::expose_activations;
+use exporter::passes::expose_activations;
 use exporter::size::deployable_size;
 use libfuzzer_sys::fuzz_target;
 

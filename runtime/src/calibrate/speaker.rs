@@ -50,7 +50,7 @@ pub fn calibrate_speaker(
 ) -> Result<(Calibrator, CalibrationRunInfo)> {
     let t0 = Instant::now();
     let onnx = &model.onnx_path;
-    let exposed = exporter::qdq::expose_activations(proto, tensors)?;
+    let exposed = exporter::passes::expose_activations(proto, tensors)?;
     let bytes = exporter::model::to_bytes(&exposed)?;
     let mut session = cpu_session_from_bytes(
         &format!("{} (activations exposed)", onnx.display()),

@@ -46,8 +46,8 @@ pub fn calibrate(
     opts: &CpuOptions,
 ) -> Result<(Calibrator, Calibrator, WhisperCalibration)> {
     let t0 = std::time::Instant::now();
-    let enc_x = exporter::qdq::expose_activations(models.0, tensors.0)?;
-    let dec_x = exporter::qdq::expose_activations(models.1, tensors.1)?;
+    let enc_x = exporter::passes::expose_activations(models.0, tensors.0)?;
+    let dec_x = exporter::passes::expose_activations(models.1, tensors.1)?;
     let mut w = Whisper::open_with(dir, opts, Some((&enc_x, &dec_x)))?;
     let mut seconds = 0.0;
     let mut steps = 0;

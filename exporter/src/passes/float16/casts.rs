@@ -1,0 +1,125 @@
+//! The Casts the float16 pass adds: float16 after each DequantizeLinear that stays float32,
+//! float16 after each float32 graph input, float32 before each float32 graph output.
+
+use std::collections::BTreeSet;
+
+use onnx_protobuf::{GraphProto, NodeProto};
+
+use super::super::tensors::{named, value_elem, NameSet};
+use super::super::Result;
+use crate::onnx::builders::{int_attr, node};
+use crate::model::elem;
+
+/// The names in use in the graph and its subgraphs; a new Cast's names must be free.
+struct Names(NameSet);
+
+impl Names {
+    fn fresh(&mut self, name: String) -> Result<String> {
+        self.0
+            .fresh(name, "the name of a new float16 Cast is taken")
+    }
+}
+
+/// `Cast(input) → output` to element type `to`, named `{output}_cast`.
+fn cast(input: &str, output: &str, to: i32) -> NodeProto {
+    let mut c = named(node("Cast", &[input], &[output]), &format!("{output}_cast"));
+    c.attribute.push(int_attr("to", to as i64));
+    c
+}
+
+/// Every node but the one at `skip` reads `to` where it read `from`.
+fn rewire(nodes: &mut [NodeProto], from: &str, to: &str, skip: usize) {
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if i == skip {
+            continue;
+        }
+        for x in n.input.iter_mut() {
+            if x == from {
+                *x = to.to_string();
+            }
+        }
+    }
+}
+
+/// Casts to float16 right after the DequantizeLinear nodes that stay float32.
+fn cast_dq_outputs(
+    g: &mut GraphProto,
+    dq_cast: &BTreeSet<String>,
+    names: &mut Names,
+) -> Result<()> {
+    for out in dq_cast {
+        let Some(p) = g.node.iter().position(|n| n.output.first() == Some(out)) else {
+            log::debug!("float16: no Cast after '{out}': no node produces it as its first output");
+            continue;
+        };
+        let name = names.fresh(format!("{out}_fp16"))?;
+        names.fresh(format!("{name}_cast"))?;
+        rewire(&mut g.node, out, &name, usize::MAX);
+        g.node.insert(p + 1, cast(out, &name, elem::FLOAT16));
+    }
+    Ok(())
+}
+
+/// Graph inputs: float32 in, float16 inside (Casts to go first).
+fn cast_inputs(g: &mut GraphProto, names: &mut Names) -> Result<Vec<NodeProto>> {
+    let inits: BTreeSet<String> = g.initializer.iter().map(|t| t.name.clone()).collect();
+    let mut head = Vec::new();
+    for v in g.input.clone() {
+        if inits.contains(&v.name) {
+            log::debug!(
+                "float16: no Cast on input '{}': it is an initializer and follows its type",
+                v.name
+            );
+            continue;
+        }
+        if value_elem(&v) != Some(elem::FLOAT) {
+            log::debug!("float16: no Cast on input '{}': it is not float32", v.name);
+            continue;
+        }
+        let name = names.fresh(format!("{}_fp16", v.name))?;
+        names.fresh(format!("{name}_cast"))?;
+        rewire(&mut g.node, &v.name, &name, usize::MAX);
+        head.push(cast(&v.name, &name, elem::FLOAT16));
+    }
+    Ok(head)
+}
+
+/// Graph outputs: float16 inside, float32 out (Casts to go last).
+fn cast_outputs(g: &mut GraphProto, names: &mut Names) -> Result<Vec<NodeProto>> {
+    let mut tail = Vec::new();
+    for v in g.output.clone() {
+        if value_elem(&v) != Some(elem::FLOAT) {
+            log::debug!("float16: no Cast on output '{}': it is not float32", v.name);
+            continue;
+        }
+        let Some(p) = g.node.iter().position(|n| n.output.contains(&v.name)) else {
+            log::debug!(
+                "float16: no Cast on output '{}': a graph input or initializer passed straight through",
+                v.name
+            );
+            continue;
+        };
+        let name = names.fresh(format!("{}_fp16", v.name))?;
+        names.fresh(format!("{}_cast", v.name))?;
+        for o in g.node[p].output.iter_mut() {
+            if o == &v.name {
+                *o = name.clone();
+            }
+        }
+        rewire(&mut g.node, &v.name, &name, p);
+        tail.push(cast(&name, &v.name, elem::FLOAT));
+    }
+    Ok(tail)
+}
+
+/// Adds every Cast: after the DQs in `dq_cast`, after the float32 graph inputs (first in the
+/// graph) and before the float32 graph outputs (last).
+pub(super) fn add_casts(g: &mut GraphProto, dq_cast: &BTreeSet<String>) -> Result<()> {
+    let mut names = Names(NameSet::new(g, true));
+    cast_dq_outputs(g, dq_cast, &mut names)?;
+    let head = cast_inputs(g, &mut names)?;
+    let tail = cast_outputs(g, &mut names)?;
+    let body = std::mem::take(&mut g.node);
+    g.node = head.into_iter().chain(body).chain(tail).collect();
+    Ok(())
+}
