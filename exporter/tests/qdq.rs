@@ -14,12 +14,12 @@ use calibration::{CalibrationTable, TensorRange};
 use exporter::build::{model, node, tensor_f32, value_info};
 use exporter::graph::{dump, GraphIndex};
 use exporter::model::{elem, to_bytes};
+use exporter::onnx::f16_bits_to_f32;
 use exporter::policy::{plan, QdqPlan, QuantPolicy, Target};
 use exporter::qdq::{
-    expose_activations, f32_data, insert_qdq, quantize_weight, raise_opset,
-    to_float16, ZERO_CHANNEL_SCALE,
+    expose_activations, f32_data, insert_qdq, quantize_weight, raise_opset, to_float16,
+    ZERO_CHANNEL_SCALE,
 };
-use exporter::onnx::f16_bits_to_f32;
 use exporter::size::deployable_size;
 use exporter::ExportError;
 use onnx_protobuf::attribute_proto::AttributeType;
