@@ -44,6 +44,25 @@ demo: setup-ort setup-speech build
 test: setup
 	$(CARGO) test --release --workspace --all-targets
 
+# The GPU tests (tests/engines_gpu.rs, ignored by `make test`): a trt-int8 CAM++ engine against
+# ONNX Runtime CPU fp32, and the TensorRT latency table. Need an NVIDIA GPU (nvidia-smi) and
+# trtexec (PATH or TENSORRT_ROOT/bin); they fail, saying which is missing, where either is not.
+# One test at a time: the second one measures latency.
+.PHONY: test-gpu test-real-models
+test-gpu: setup-ort setup-speech
+	$(CARGO) test --release --test engines_gpu -- --ignored --test-threads=1
+
+# The real-model tests (ignored by `make test`): SmolLM2-135M exported to ONNX against
+# transformers' greedy ids. Sets up the Whisper venv and SmolLM2 (tools/setup_whisper.sh,
+# tools/setup_llm.sh: downloads, cached) and exports it once (tools/llm_export.py).
+LLM_PY := .cache/whisper-venv/bin/python
+test-real-models: setup-ort
+	bash tools/setup_whisper.sh
+	bash tools/setup_llm.sh
+	@if [ ! -f .cache/llm/smollm2/onnx/llm.json ] || [ ! -f .cache/llm/smollm2/ref/greedy.json ]; then \
+	  set -e; $(LLM_PY) tools/llm_export.py convert; $(LLM_PY) tools/llm_export.py export; fi
+	$(CARGO) test --release --test cli -- --ignored audio_llm::smollm2_greedy_ids_match_transformers
+
 bench: setup-ort setup-speech build
 	bash tools/bench_quant.sh
 

@@ -1,9 +1,9 @@
 //! TensorRT engines on a real GPU: a `trt-int8` engine built from the CAM++ QDQ model gives
 //! embeddings within cosine 0.99 of ONNX Runtime CPU fp32 on real speech, and the latency
-//! table int8 vs fp16 vs fp32 by batch size. Each test runs only where `nvidia-smi` lists a
-//! GPU and `trtexec` is found (PATH or `TENSORRT_ROOT/bin`); elsewhere it prints why it was
-//! skipped and passes. The ONNX Runtime TensorRT execution provider path runs where this
-//! ONNX Runtime build has it.
+//! table int8 vs fp16 vs fp32 by batch size. Both tests are ignored by default: they need a GPU
+//! that `nvidia-smi` lists and `trtexec` (PATH or `TENSORRT_ROOT/bin`); `make test-gpu` runs
+//! them with `--ignored`, and run so where either is missing they fail and say which. The ONNX
+//! Runtime TensorRT execution provider path runs where this ONNX Runtime build has it.
 
 mod common;
 
@@ -16,19 +16,16 @@ use runtime::speaker::embed::{cosine, Embedder};
 
 const CAMPPLUS: &str = "fixtures/models/campplus.onnx";
 
-/// `trtexec` and a GPU, or the printed reason to skip.
-fn gpu_and_tensorrt() -> Option<TrtExec> {
-    if engines::tensorrt::gpu::gpus().is_empty() {
-        println!("skipped: no NVIDIA GPU (nvidia-smi lists none)");
-        return None;
-    }
-    match TrtExec::detect() {
-        Ok(t) => Some(t),
-        Err(e) => {
-            println!("skipped: {e}");
-            None
-        }
-    }
+const NEEDS: &str =
+    "needs an NVIDIA GPU (nvidia-smi) and TensorRT's trtexec (PATH or TENSORRT_ROOT/bin)";
+
+/// `trtexec` and a GPU; the test fails saying which is missing.
+fn gpu_and_tensorrt() -> TrtExec {
+    assert!(
+        !engines::tensorrt::gpu::gpus().is_empty(),
+        "no NVIDIA GPU (nvidia-smi lists none): this test {NEEDS}"
+    );
+    TrtExec::detect().unwrap_or_else(|e| panic!("{e}: this test {NEEDS}"))
 }
 
 /// CAM++ calibrated (entropy, 16 utterances) and quantized with the TensorRT placement.
@@ -74,10 +71,9 @@ fn build(model: &Path, out: &Path, extra: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs an NVIDIA GPU (nvidia-smi) and TensorRT's trtexec (make test-gpu)"]
 fn trt_int8_campplus_matches_ort_cpu_fp32() {
-    let Some(tool) = gpu_and_tensorrt() else {
-        return;
-    };
+    let tool = gpu_and_tensorrt();
     let tmp = tempfile::tempdir().unwrap();
     let qdq = campplus_qdq(tmp.path());
     let eng = tmp.path().join("trt-int8");
@@ -151,10 +147,9 @@ fn trt_int8_campplus_matches_ort_cpu_fp32() {
 }
 
 #[test]
+#[ignore = "needs an NVIDIA GPU (nvidia-smi) and TensorRT's trtexec (make test-gpu)"]
 fn trt_latency_int8_vs_fp16_vs_fp32_by_batch() {
-    if gpu_and_tensorrt().is_none() {
-        return;
-    }
+    gpu_and_tensorrt();
     let tmp = tempfile::tempdir().unwrap();
     let qdq = campplus_qdq(tmp.path());
     let int8 = tmp.path().join("trt-int8");

@@ -1,8 +1,6 @@
 //! Model load/save: external data round trips, atomic writes, and clear errors on bad input.
 #![allow(clippy::unwrap_used)]
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::{Path, PathBuf};
 
 #[path = "support/mod.rs"]

@@ -3,7 +3,7 @@
 //! model) must give exactly the greedy token ids and first-step logits that onnxruntime in
 //! Python gave (expected.json, rules recorded there); bad inputs fail in one line.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! Bad input to calibrate/quantize/inspect: clear one-line errors, no output left behind.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Output;

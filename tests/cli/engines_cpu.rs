@@ -2,7 +2,7 @@
 //! the same embeddings as the source model; mismatched manifests are refused; a failed build
 //! leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

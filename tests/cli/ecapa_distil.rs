@@ -2,7 +2,7 @@
 //! (the ECAPA preset's groups match exactly) and `voxq eval` reproduces the training script's
 //! own evaluation.
 
-mod common;
+use crate::common;
 
 use common::{root, s, speech, stderr, voxq};
 use exporter::groups::{LayerGroups, OTHER_GROUP};

@@ -2,7 +2,7 @@
 //! trials: ONNX Runtime runs it, `voxq inspect --qdq` finds no TensorRT rule violations,
 //! `onnx.checker` accepts it, embeddings stay close to fp32 and EER rises by at most 0.3 points.
 
-mod common;
+use crate::common;
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! `allison/en/all-circuits-busy-now.wav` (1.8 s, 16 kHz), written by
 //! `tools/whisper_ct2.py reference` (transformers 5.23.0).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

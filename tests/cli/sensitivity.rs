@@ -2,7 +2,7 @@
 //! reused for identical inputs and invalidated when the model or calibration table changes,
 //! figures are reproducible, autoquant writes a model within its budget.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,11 +2,11 @@
 //! `tools/llm_export.py tiny-fixture`, same export code as the real model) must reproduce the
 //! greedy ids onnxruntime-python gave for two text prompts and one audio prompt (rules in its
 //! expected.json); the KV cache must agree with recomputation; bad inputs fail in one line.
-//! Where `tools/setup_llm.sh` + `tools/llm_export.py export` have run, the real SmolLM2-135M is
-//! checked against transformers' greedy ids (5 prompts x 32 tokens); elsewhere that test says
-//! it skipped.
+//! The real SmolLM2-135M is checked against transformers' greedy ids (5 prompts x 32 tokens)
+//! by an ignored test that needs `tools/setup_llm.sh` + `tools/llm_export.py convert + export`
+//! (`make test-real-models`); run with `--ignored` without them, it fails and says what is missing.
 
-mod common;
+use crate::common;
 
 use common::{assert_one_line_error, root, s, voxq};
 use runtime::audio_llm::AudioLlm;
@@ -163,13 +163,17 @@ fn generate_cli_and_bad_inputs() {
 }
 
 #[test]
+#[ignore = "needs SmolLM2 exported by tools/setup_llm.sh + tools/llm_export.py (make test-real-models)"]
 fn smollm2_greedy_ids_match_transformers() {
     let dir = root().join(".cache/llm/smollm2/onnx");
     let refs = root().join(".cache/llm/smollm2/ref/greedy.json");
-    if !dir.join("llm.json").is_file() || !refs.is_file() {
-        println!("skipped: SmolLM2 not exported here (tools/setup_llm.sh, tools/llm_export.py convert + export)");
-        return;
-    }
+    assert!(
+        dir.join("llm.json").is_file() && refs.is_file(),
+        "SmolLM2 not exported here: {} or {} missing (make test-real-models runs \
+         tools/setup_whisper.sh, tools/setup_llm.sh, tools/llm_export.py convert + export)",
+        dir.join("llm.json").display(),
+        refs.display()
+    );
     let llm = Llm::open(&dir, &Default::default()).unwrap();
     let exp: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(refs).unwrap()).unwrap();

@@ -1,6 +1,6 @@
 //! End-to-end: embed, enroll, verify, identify and eval with the real CAM++ model on real speech.
 
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

@@ -2,7 +2,7 @@
 //! `tools/reference_eval.py`) on the committed trials: same EER (within 0.05 points) and
 //! per-utterance embedding cosine >= 0.9999.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::{Command, Stdio};
 

@@ -1,7 +1,7 @@
 //! Bad input to the speaker commands: one-line errors naming the file, exit 1, no panic,
 //! and no output file left behind.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

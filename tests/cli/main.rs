@@ -1,0 +1,23 @@
+//! End-to-end tests of the `voxq` commands, grouped into one test binary so that the
+//! workspace is linked once for all of them instead of once per file. Each module was its own
+//! `tests/NAME.rs` before; run one with `cargo test --test cli NAME::`. Every test works in its
+//! own temporary folder (no fixed output paths, ports, environment or working-directory
+//! changes in this process), so they can share the process. The server, the bad-input matrix,
+//! the atomic-output kill tests (resource limits and timing) and the GPU tests stay separate
+//! binaries.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audio_llm;
+mod bad_input;
+mod ecapa_distil;
+mod engines_cpu;
+mod engines_trt;
+mod quantize_bad_input;
+mod quantize_campplus;
+mod reference_parity;
+mod sensitivity;
+mod speaker_cli;
+mod whisper_asr;
+mod whisper_logmel;

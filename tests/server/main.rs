@@ -1,0 +1,20 @@
+//! End-to-end tests of `voxq serve` (docs/server.md): every test starts its own server process
+//! on a free port (`--port 0`, the port read from its `voxq: listening on` line), waits for
+//! `GET /health` to answer 200, and talks to it over HTTP with the real CAM++ model on real
+//! speech, the tiny Whisper fixture and the tiny audio-LLM fixture. The server is killed when
+//! its guard is dropped; its stderr is kept for failure messages.
+//!
+//! Modules: `process` (the server guard), `support` (HTTP, multipart, metrics and audio
+//! helpers), and the tests by area: `speaker`, `bad_input`, `asr_chat`, `limits`,
+//! `durability`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod asr_chat;
+mod bad_input;
+mod durability;
+mod limits;
+mod process;
+mod speaker;
+mod support;
