@@ -1,4 +1,5 @@
 //! Methods on known distributions, histogram growth and degenerate tensors.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Calibration table I/O: JSON and TensorRT calibration cache, round trips and bad input.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -6,8 +6,6 @@
 //! variant runs (or the reason it cannot is printed).
 #![allow(clippy::unwrap_used)]
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
