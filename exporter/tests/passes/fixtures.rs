@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use calibration::{CalibrationTable, TensorRange};
-use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::model::elem;
+use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::passes::{insert_qdq, InsertQdqReport};
 use exporter::policy::{plan, QdqPlan, QuantPolicy, Target};
 use onnx_protobuf::attribute_proto::AttributeType;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::graph::dump;
 use exporter::model::{elem, to_bytes};
+use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::passes::{f32_data, insert_qdq, quantize_weight, ZERO_CHANNEL_SCALE};
 use exporter::policy::{plan, QuantPolicy, Target};
 use exporter::ExportError;

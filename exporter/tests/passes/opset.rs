@@ -1,9 +1,9 @@
 //! The opset-raising pass: raised when the ops allow it, refused naming the node that blocks it,
 //! attribute-to-input moves.
 
-use exporter::onnx::builders::{model, node, value_info};
 use exporter::graph::dump;
 use exporter::model::elem;
+use exporter::onnx::builders::{model, node, value_info};
 use exporter::passes::{insert_qdq, raise_opset};
 use exporter::policy::{plan, Target};
 use exporter::ExportError;

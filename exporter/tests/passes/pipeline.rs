@@ -1,9 +1,9 @@
 //! Deployable size of quantized models, the graph index over Q/DQ pairs, and the quantize
 //! pipeline with an unknown op.
 
-use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::graph::GraphIndex;
 use exporter::model::{elem, to_bytes};
+use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::policy::Target;
 use exporter::size::deployable_size;
 use onnx_protobuf::GraphProto;

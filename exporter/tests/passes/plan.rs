@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::model::elem;
+use exporter::onnx::builders::{model, node, tensor_f32, value_info};
 use exporter::passes::insert_qdq;
 use exporter::policy::{plan, QuantPolicy, Target};
 use exporter::ExportError;

@@ -7,8 +7,8 @@ use onnx_protobuf::{GraphProto, NodeProto};
 
 use super::super::tensors::{named, value_elem, NameSet};
 use super::super::Result;
-use crate::onnx::builders::{int_attr, node};
 use crate::model::elem;
+use crate::onnx::builders::{int_attr, node};
 
 /// The names in use in the graph and its subgraphs; a new Cast's names must be free.
 struct Names(NameSet);

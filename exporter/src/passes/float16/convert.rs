@@ -11,8 +11,8 @@ use onnx_protobuf::{
 use super::super::tensors::f32_data;
 use super::super::weights::{f16_scale, F16_MAX};
 use super::super::Result;
-use crate::onnx::builders::tensor_f32;
 use crate::model::elem;
+use crate::onnx::builders::tensor_f32;
 use crate::onnx::{f32_to_f16_bits, is_default_op};
 
 /// Rewrites a float32 tensor as float16 in place (`scale`: clamp to a normal float16 > 0).

@@ -11,8 +11,8 @@ use super::super::weights::quantize_weight;
 use super::super::{graph_err, Result};
 use super::resolve::{ActivationSite, WeightSite};
 use super::InsertQdqReport;
-use crate::onnx::builders::{int_attr, node, tensor_f32};
 use crate::model::tensor_data_bytes;
+use crate::onnx::builders::{int_attr, node, tensor_f32};
 
 /// The names in use in the main graph; a new name must be free.
 pub(super) struct Names(NameSet);

@@ -62,7 +62,8 @@ pub(super) fn adapt(
         ("Split", 18) => {
             if n.input.get(1).is_none_or(|s| s.is_empty()) && attr(n, "num_outputs").is_none() {
                 let k = n.output.len() as i64;
-                n.attribute.push(crate::onnx::builders::int_attr("num_outputs", k));
+                n.attribute
+                    .push(crate::onnx::builders::int_attr("num_outputs", k));
             }
             Ok(())
         }

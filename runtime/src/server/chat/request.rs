@@ -15,8 +15,8 @@ use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::generation::{GenerateOptions, Strategy};
 use crate::audio_llm::AudioLlm;
+use crate::generation::{GenerateOptions, Strategy};
 use crate::server::api::{ApiError, Upload};
 
 const SPEECH: &str = "<SpeechHere>";
