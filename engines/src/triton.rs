@@ -149,6 +149,34 @@ pub fn model_file(platform_target: &str) -> &'static str {
     }
 }
 
+/// The repository entry name of an engine folder: its parent's and its own name joined by
+/// `_` (the folder's name alone when it has no named parent), every character other than an
+/// ASCII letter, digit, `-` or `_` replaced by `_`. E.g. `out/engines/campplus/cpu-int8` ->
+/// `campplus_cpu-int8`.
+pub fn entry_name(dir: &Path) -> String {
+    let leaf = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    match parent {
+        Some(p) if !p.is_empty() => format!("{p}_{leaf}"),
+        _ => leaf,
+    }
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect()
+}
+
 /// Writes `repo/<name>/config.pbtxt` and `repo/<name>/1/<model file>` for an engine folder.
 /// The entry is built in a scratch folder and moved into place when complete
 /// ([`exporter::atomic::commit_dir`]), replacing an earlier entry of that name.
@@ -222,8 +250,8 @@ pub fn parse_pbtxt(text: &str) -> Result<PbMessage, String> {
     let toks = tokenize(text)?;
     let mut i = 0;
     let m = parse_fields(&toks, &mut i, None)?;
-    if i != toks.len() {
-        return Err(format!("unexpected '{}'", toks[i]));
+    if let Some(t) = toks.get(i) {
+        return Err(format!("unexpected '{t}'"));
     }
     Ok(m)
 }
@@ -326,5 +354,20 @@ fn parse_fields(toks: &[String], i: &mut usize, close: Option<&str>) -> Result<P
     match close {
         Some(c) => Err(format!("missing '{c}'")),
         None => Ok(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_join_parent_and_folder() {
+        assert_eq!(
+            entry_name(Path::new("out/engines/campplus/cpu-int8")),
+            "campplus_cpu-int8"
+        );
+        assert_eq!(entry_name(Path::new("cpu-int8")), "cpu-int8");
+        assert_eq!(entry_name(Path::new("/a b/c.d")), "a_b_c_d");
     }
 }

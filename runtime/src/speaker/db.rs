@@ -4,14 +4,15 @@
 //! another model is refused.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::error::{Result, RuntimeError};
-use crate::speaker::embed::{cosine, l2_normalized};
+use crate::speaker::embed::cosine;
+use crate::speaker::enrollment::{add_to_mean, best_first, short_sha, EnrollmentStore, StoreModel};
 use crate::speaker::store::Candidate;
 
 /// One enrolled speaker as stored.
@@ -159,6 +160,13 @@ impl SpeakerDb {
         })
     }
 
+    /// The connection. A panic while the lock was held cannot have left it half-written (an
+    /// open transaction rolls back when dropped, a lone statement is atomic), so a poisoned
+    /// lock is taken over rather than failing every later call for the process's life.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn err(&self, e: rusqlite::Error) -> RuntimeError {
         RuntimeError::Config {
             path: self.path.clone(),
@@ -173,8 +181,8 @@ impl SpeakerDb {
                 "speaker '{}' was enrolled with model '{}' (sha256 {}…), not with this model (sha256 {}…); re-enroll it",
                 r.name,
                 r.model_name,
-                &r.model_sha256[..r.model_sha256.len().min(12)],
-                &sha[..sha.len().min(12)]
+                short_sha(&r.model_sha256),
+                short_sha(sha)
             ),
         }
     }
@@ -205,7 +213,7 @@ impl SpeakerDb {
                 "embeddings differ in length or hold non-finite values".into(),
             ));
         }
-        let mut conn = self.conn.lock().unwrap();
+        let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
@@ -217,7 +225,7 @@ impl SpeakerDb {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let (mut sum, n0) = match &old {
+        let (mean0, n0) = match &old {
             Some(r) if r.model_sha256 != model_sha256 => {
                 return Err(self.model_mismatch(r, model_sha256))
             }
@@ -227,22 +235,11 @@ impl SpeakerDb {
                     r.mean.len()
                 )))
             }
-            Some(r) => (
-                r.mean
-                    .iter()
-                    .map(|v| *v as f64 * r.utterances as f64)
-                    .collect::<Vec<f64>>(),
-                r.utterances,
-            ),
+            Some(r) => (r.mean.clone(), r.utterances),
             None => (vec![0.0; dim], 0),
         };
-        for e in embeddings {
-            for (s, v) in sum.iter_mut().zip(l2_normalized(e)) {
-                *s += v as f64;
-            }
-        }
+        let mean = add_to_mean(&mean0, n0 as f64, embeddings);
         let n = n0 + embeddings.len() as i64;
-        let mean: Vec<f32> = sum.iter().map(|s| (s / n as f64) as f32).collect();
         let t = now();
         match &old {
             Some(r) => tx.execute(
@@ -269,7 +266,7 @@ impl SpeakerDb {
 
     /// Every speaker, by id.
     pub fn list(&self) -> Result<Vec<SpeakerRecord>> {
-        let conn = self.conn.lock().unwrap();
+        let conn = self.conn();
         let mut st = conn
             .prepare(&format!("SELECT {COLUMNS} FROM speakers ORDER BY id"))
             .map_err(|e| self.err(e))?;
@@ -283,7 +280,7 @@ impl SpeakerDb {
 
     /// The speaker with this name, if enrolled.
     pub fn get(&self, name: &str) -> Result<Option<SpeakerRecord>> {
-        let conn = self.conn.lock().unwrap();
+        let conn = self.conn();
         conn.query_row(
             &format!("SELECT {COLUMNS} FROM speakers WHERE name = ?1"),
             params![name],
@@ -295,7 +292,7 @@ impl SpeakerDb {
 
     /// The speaker with this id, if enrolled.
     pub fn get_id(&self, id: i64) -> Result<Option<SpeakerRecord>> {
-        let conn = self.conn.lock().unwrap();
+        let conn = self.conn();
         conn.query_row(
             &format!("SELECT {COLUMNS} FROM speakers WHERE id = ?1"),
             params![id],
@@ -307,7 +304,7 @@ impl SpeakerDb {
 
     /// Removes a speaker; false when there was none with this id.
     pub fn delete(&self, id: i64) -> Result<bool> {
-        let conn = self.conn.lock().unwrap();
+        let conn = self.conn();
         let n = conn
             .execute("DELETE FROM speakers WHERE id = ?1", params![id])
             .map_err(|e| self.err(e))?;
@@ -343,7 +340,7 @@ impl SpeakerDb {
         embedding: &[f32],
         top: usize,
     ) -> Result<Vec<Candidate>> {
-        let mut c: Vec<Candidate> = self
+        let c = self
             .list()?
             .into_iter()
             .filter(|r| r.model_sha256 == model_sha256 && r.mean.len() == embedding.len())
@@ -352,16 +349,40 @@ impl SpeakerDb {
                 speaker: r.name,
             })
             .collect();
-        c.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.speaker.cmp(&b.speaker)));
-        c.truncate(top);
-        Ok(c)
+        Ok(best_first(c, top))
     }
 
     /// `PRAGMA integrity_check`: `ok` for a sound database.
     pub fn integrity_check(&self) -> Result<String> {
-        let conn = self.conn.lock().unwrap();
+        let conn = self.conn();
         conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(|e| self.err(e))
+    }
+}
+
+/// The database holds speakers of any model; each is checked against the model in use.
+impl EnrollmentStore for SpeakerDb {
+    fn enroll(
+        &mut self,
+        speaker: &str,
+        model: &StoreModel<'_>,
+        embeddings: &[Vec<f32>],
+    ) -> Result<usize> {
+        let r = SpeakerDb::enroll(self, speaker, model.name, model.sha256, embeddings)?;
+        Ok(r.utterances as usize)
+    }
+
+    fn score(&self, speaker: &str, model_sha256: &str, embedding: &[f32]) -> Result<f64> {
+        SpeakerDb::score(self, speaker, model_sha256, embedding)
+    }
+
+    fn identify(
+        &self,
+        model_sha256: &str,
+        embedding: &[f32],
+        top: usize,
+    ) -> Result<Vec<Candidate>> {
+        SpeakerDb::identify(self, model_sha256, embedding, top)
     }
 }
 

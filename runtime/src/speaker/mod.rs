@@ -2,9 +2,13 @@
 
 pub mod config;
 pub mod db;
+pub mod det;
 pub mod embed;
+pub mod enrollment;
 pub mod eval;
 pub mod metrics;
 pub mod plot;
 pub mod store;
 pub mod trials;
+
+pub use enrollment::{open_store, EnrollmentStore, StoreModel};

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RuntimeError};
 use crate::fsutil::write_atomic;
-use crate::speaker::embed::{cosine, l2_normalized};
+use crate::speaker::embed::cosine;
+use crate::speaker::enrollment::{add_to_mean, best_first, short_sha, EnrollmentStore, StoreModel};
 
 const FORMAT: &str = "voxq-enrollments/1";
 
@@ -101,8 +102,8 @@ impl Store {
                 reason: format!(
                     "speakers were enrolled with model '{}' (sha256 {}…), not with this model (sha256 {}…); re-enroll them",
                     self.model_name,
-                    &self.model_sha256[..self.model_sha256.len().min(12)],
-                    &model_sha256[..model_sha256.len().min(12)]
+                    short_sha(&self.model_sha256),
+                    short_sha(model_sha256)
                 ),
             });
         }
@@ -118,6 +119,12 @@ impl Store {
             });
         }
         let dim = self.embedding_dim;
+        if let Some(e) = embeddings.iter().find(|e| e.len() != dim) {
+            return Err(RuntimeError::Scoring(format!(
+                "embedding has {} values, the store holds {dim}-dim embeddings",
+                e.len()
+            )));
+        }
         let entry = self
             .speakers
             .entry(speaker.to_string())
@@ -125,25 +132,8 @@ impl Store {
                 mean: vec![0.0; dim],
                 utterances: 0,
             });
-        let mut sum: Vec<f64> = entry
-            .mean
-            .iter()
-            .map(|v| *v as f64 * entry.utterances as f64)
-            .collect();
-        for e in embeddings {
-            if e.len() != dim {
-                return Err(RuntimeError::Scoring(format!(
-                    "embedding has {} values, the store holds {dim}-dim embeddings",
-                    e.len()
-                )));
-            }
-            for (s, v) in sum.iter_mut().zip(l2_normalized(e)) {
-                *s += v as f64;
-            }
-        }
+        entry.mean = add_to_mean(&entry.mean, entry.utterances as f64, embeddings);
         entry.utterances += embeddings.len();
-        let n = entry.utterances.max(1) as f64;
-        entry.mean = sum.iter().map(|s| (s / n) as f32).collect();
         Ok(entry)
     }
 
@@ -161,7 +151,7 @@ impl Store {
 
     /// The `top` best-scoring enrolled speakers, best first.
     pub fn identify(&self, embedding: &[f32], top: usize) -> Vec<Candidate> {
-        let mut c: Vec<Candidate> = self
+        let c = self
             .speakers
             .iter()
             .map(|(name, sp)| Candidate {
@@ -169,9 +159,7 @@ impl Store {
                 score: cosine(&sp.mean, embedding),
             })
             .collect();
-        c.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.speaker.cmp(&b.speaker)));
-        c.truncate(top);
-        c
+        best_first(c, top)
     }
 
     /// Writes the store atomically to the path it was opened from.
@@ -181,6 +169,37 @@ impl Store {
             reason: format!("cannot serialise store: {e}"),
         })?;
         write_atomic(&self.path, &json)
+    }
+}
+
+/// The JSON store holds one model's speakers: the model is checked when it is opened
+/// ([`Store::open_or_new`], [`crate::speaker::open_store`]) and again on every use.
+impl EnrollmentStore for Store {
+    fn enroll(
+        &mut self,
+        speaker: &str,
+        model: &StoreModel<'_>,
+        embeddings: &[Vec<f32>],
+    ) -> Result<usize> {
+        self.check_model(model.sha256)?;
+        let n = Store::enroll(self, speaker, embeddings)?.utterances;
+        self.save()?;
+        Ok(n)
+    }
+
+    fn score(&self, speaker: &str, model_sha256: &str, embedding: &[f32]) -> Result<f64> {
+        self.check_model(model_sha256)?;
+        Store::score(self, speaker, embedding)
+    }
+
+    fn identify(
+        &self,
+        model_sha256: &str,
+        embedding: &[f32],
+        top: usize,
+    ) -> Result<Vec<Candidate>> {
+        self.check_model(model_sha256)?;
+        Ok(Store::identify(self, embedding, top))
     }
 }
 

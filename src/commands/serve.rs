@@ -1,5 +1,5 @@
-//! `voxq serve` and `voxq store-check`: the command-line side of the HTTP server and of the
-//! enrollment database's integrity check.
+//! `voxq serve`: the command-line side of the HTTP server (speaker verification,
+//! transcription, audio-LLM chat).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 use runtime::server::{BatchPolicy, ServeConfig};
+
+use crate::args::{session_options, Device};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -65,11 +67,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Execution provider: auto = TensorRT, else CUDA, else CPU.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda", "tensorrt"])]
-    device: String,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
 }
 
-pub(crate) fn cmd_serve(a: &ServeArgs) -> Result<()> {
+pub(crate) fn run(a: &ServeArgs) -> Result<()> {
     let positive = |v: f64, flag: &str| -> Result<f64> {
         if v.is_finite() && v > 0.0 {
             Ok(v)
@@ -97,31 +99,8 @@ pub(crate) fn cmd_serve(a: &ServeArgs) -> Result<()> {
         batch_bucket_frames: a.batch_bucket_frames,
         threshold: a.threshold,
         top: a.top,
-        session: crate::session_options(a.threads, &a.device)?,
+        session: session_options(a.threads, a.device),
     };
     runtime::server::serve(cfg)?;
-    Ok(())
-}
-
-#[derive(Args)]
-pub(crate) struct StoreCheckArgs {
-    /// SQLite enrollment store.
-    store: PathBuf,
-}
-
-/// Runs `PRAGMA integrity_check` and lists the speakers; fails unless the check says `ok`.
-pub(crate) fn cmd_store_check(a: &StoreCheckArgs) -> Result<()> {
-    let db = runtime::speaker::db::SpeakerDb::open_existing(&a.store)?;
-    let check = db.integrity_check()?;
-    if check != "ok" {
-        bail!(
-            "{}: integrity check failed: {}",
-            a.store.display(),
-            check.replace('\n', "; ")
-        );
-    }
-    let n = db.list()?.len();
-    println!("ok");
-    eprintln!("{}: integrity ok, {n} speakers", a.store.display());
     Ok(())
 }

@@ -1,19 +1,20 @@
-//! `voxq sensitivity` and `voxq autoquant`: set-up (model, calibration table, evaluator,
-//! cache) around the exporter's driver, progress bar, and the report files.
+//! `voxq sensitivity`: quantize one layer group at a time and measure the metric and size of
+//! each. Also the set-up `voxq autoquant` shares (model, calibration table, evaluator, cache)
+//! around the exporter's driver, the progress bar, and the report files.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use calibration::Method;
+use clap::Args;
 use engines::ort::CpuOptions;
 use exporter::calib_tensors::calibration_tensors;
 use exporter::groups::LayerGroups;
-use exporter::model::{load, save, to_bytes, SaveOptions};
+use exporter::model::{load, to_bytes};
 use exporter::pipeline::read_table;
 use exporter::policy::QuantPolicy;
 use exporter::sensitivity::{
-    autoquant, default_cache_dir, sha256_hex, table_sha256, Budget, Evaluate, Progress,
-    SensitivityReport, Study,
+    default_cache_dir, sha256_hex, table_sha256, Evaluate, Progress, SensitivityReport, Study,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime::calibrate::{calibrate_speaker, read_list};
@@ -23,12 +24,63 @@ use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;
 
-use crate::quant::copy_config;
-use crate::{AutoquantArgs, SensitivityArgs};
+use crate::args::{Metric, QuantTarget};
+
+#[derive(Args)]
+pub(crate) struct SensitivityArgs {
+    /// Speaker model: its JSON config, or its ONNX file with a JSON config beside it.
+    model: PathBuf,
+    /// Calibration list (audio paths relative to --audio-root): calibrates the table (unless
+    /// --table) and feeds the label-free SQNR metric.
+    #[arg(long)]
+    calib: PathBuf,
+    /// Trial list for the EER metric (`<1|0> <enroll> <test> [xlang]`).
+    #[arg(long)]
+    trials: Option<PathBuf>,
+    /// Folder the calibration and trial lists are relative to.
+    #[arg(long)]
+    audio_root: PathBuf,
+    /// eer (needs --trials), sqnr (output SQNR and cosine vs fp32 on the calibration audio),
+    /// or auto (eer when --trials is given).
+    #[arg(long, value_enum, default_value_t = Metric::Auto)]
+    metric: Metric,
+    /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
+    #[arg(long, default_value = "depth=2")]
+    groups: String,
+    /// Calibration method when the table is computed here: max, percentile[:P], entropy, mse.
+    #[arg(long, default_value = "entropy")]
+    method: Method,
+    /// Use this calibration table instead of calibrating.
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// QDQ placement: tensorrt or ort-cpu.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::Tensorrt)]
+    pub(crate) target: QuantTarget,
+    #[arg(long, default_value_t = 16)]
+    min_channels: usize,
+    /// Cast the parts left in float to float16.
+    #[arg(long)]
+    float16: bool,
+    /// Folder of cached measurements and tables (default .voxq-cache/sensitivity).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Measure everything again (the cache is neither read nor written).
+    #[arg(long)]
+    no_cache: bool,
+    /// Report folder: sensitivity.{md,json,png} (autoquant adds its model and report).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
 
 /// Everything a sensitivity run needs, built from the command line.
-struct Setup {
-    model: SpeakerModel,
+pub(crate) struct Setup {
+    pub(crate) model: SpeakerModel,
     proto: onnx_protobuf::ModelProto,
     model_sha256: String,
     table: calibration::CalibrationTable,
@@ -55,7 +107,7 @@ fn table_for(
     if let Some(t) = &a.table {
         return Ok((read_table(t)?, format!("table {}", t.display())));
     }
-    let method: Method = a.method.parse()?;
+    let method: Method = a.method;
     let list = read_list(&a.calib, &a.audio_root)?;
     let list_text: String = list.iter().map(|(n, _)| format!("{n}\n")).collect();
     let key = sha256_hex(
@@ -99,17 +151,16 @@ fn table_for(
     Ok((table, method.to_string()))
 }
 
-/// `eer` or `sqnr`, from --metric and whether --trials is given.
-fn metric_of(a: &SensitivityArgs) -> Result<&'static str> {
-    Ok(match (&a.metric[..], &a.trials) {
-        ("eer", Some(_)) | ("auto", Some(_)) => "eer",
-        ("eer", None) => bail!("--metric eer needs --trials"),
-        ("sqnr", _) | ("auto", None) => "sqnr",
-        (m, _) => bail!("--metric: '{m}' is not one of auto, eer, sqnr"),
+/// [`Metric::Eer`] or [`Metric::Sqnr`], from --metric and whether --trials is given.
+pub(crate) fn metric_of(a: &SensitivityArgs) -> Result<Metric> {
+    Ok(match (a.metric, &a.trials) {
+        (Metric::Eer | Metric::Auto, Some(_)) => Metric::Eer,
+        (Metric::Eer, None) => bail!("--metric eer needs --trials"),
+        (Metric::Sqnr, _) | (Metric::Auto, None) => Metric::Sqnr,
     })
 }
 
-fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
+pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     let model = SpeakerModel::locate(&a.model)?;
     let proto = load(&model.onnx_path)?;
     let model_sha256 = sha256_file(&model.onnx_path)?;
@@ -125,7 +176,7 @@ fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
         );
     }
     let policy = QuantPolicy {
-        target: a.target.parse()?,
+        target: a.target.into(),
         min_channels: a.min_channels,
         ..QuantPolicy::default()
     };
@@ -133,8 +184,7 @@ fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     // every argument is checked above, before the (slow) calibration
     let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
     let (table, method) = table_for(a, &model, &proto, &model_sha256, &cache)?;
-    let evaluator: Box<dyn Evaluate> = if metric == "eer" {
-        let t = a.trials.as_ref().expect("checked");
+    let evaluator: Box<dyn Evaluate> = if let (Metric::Eer, Some(t)) = (metric, &a.trials) {
         let trials = read_trials(t)?;
         Box::new(TrialsEvaluator::new(
             model.clone(),
@@ -168,7 +218,7 @@ fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     ))
 }
 
-fn study<'a>(s: &'a Setup, a: &SensitivityArgs) -> Study<'a> {
+pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs) -> Study<'a> {
     Study {
         model: &s.proto,
         model_name: s.model.config.name.clone(),
@@ -188,7 +238,7 @@ fn study<'a>(s: &'a Setup, a: &SensitivityArgs) -> Study<'a> {
 }
 
 /// A progress callback drawing an indicatif bar over the planned measurements.
-fn progress_bar(quiet: bool) -> (ProgressBar, impl FnMut(Progress)) {
+pub(crate) fn progress_bar(quiet: bool) -> (ProgressBar, impl FnMut(Progress)) {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -217,7 +267,7 @@ fn progress_bar(quiet: bool) -> (ProgressBar, impl FnMut(Progress)) {
     (bar, f)
 }
 
-fn write_sensitivity(dir: &Path, r: &SensitivityReport) -> Result<()> {
+pub(crate) fn write_sensitivity(dir: &Path, r: &SensitivityReport) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
     write_atomic(&dir.join("sensitivity.md"), r.markdown().as_bytes())?;
@@ -229,7 +279,7 @@ fn write_sensitivity(dir: &Path, r: &SensitivityReport) -> Result<()> {
     Ok(())
 }
 
-fn cached_summary(r: &SensitivityReport) -> String {
+pub(crate) fn cached_summary(r: &SensitivityReport) -> String {
     let rows = std::iter::once(&r.fp32)
         .chain(std::iter::once(&r.all_int8))
         .chain(r.groups.iter());
@@ -237,7 +287,7 @@ fn cached_summary(r: &SensitivityReport) -> String {
     format!("{c} of {n} measurements from the cache")
 }
 
-pub fn cmd_sensitivity(a: &SensitivityArgs) -> Result<()> {
+pub(crate) fn run(a: &SensitivityArgs) -> Result<()> {
     let (s, mut evaluator) = setup(a)?;
     let st = study(&s, a);
     let (bar, mut cb) = progress_bar(a.quiet);
@@ -247,50 +297,5 @@ pub fn cmd_sensitivity(a: &SensitivityArgs) -> Result<()> {
     println!("\n{}", cached_summary(&r));
     write_sensitivity(&a.out, &r)?;
     println!("wrote {}/sensitivity.{{md,json,png}}", a.out.display());
-    Ok(())
-}
-
-pub fn cmd_autoquant(q: &AutoquantArgs) -> Result<()> {
-    let a = &q.common;
-    let budget = match (q.max_increase, q.min_sqnr, metric_of(a)?) {
-        (Some(x), None, "eer") => Budget::MaxIncrease(x),
-        (None, Some(db), "sqnr") => Budget::MinSnrDb(db),
-        (_, _, "eer") => {
-            bail!("the EER metric takes its budget as --max-increase X (percentage points)")
-        }
-        _ => bail!("the SQNR metric takes its budget as --min-sqnr DB"),
-    };
-    let (s, mut evaluator) = setup(a)?;
-    let st = study(&s, a);
-    let (bar, mut cb) = progress_bar(a.quiet);
-    let r = autoquant(&st, evaluator.as_mut(), budget, &mut cb)?;
-    bar.finish_and_clear();
-    write_sensitivity(&a.out, &r.sensitivity)?;
-    let chosen = st.quantized_model(&r.chosen)?;
-    let stem = s
-        .model
-        .onnx_path
-        .file_stem()
-        .map(|x| x.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let out_model: PathBuf = a.out.join(format!("{stem}-autoquant-{}.onnx", a.target));
-    save(&chosen, &out_model, &SaveOptions::inline())?;
-    copy_config(
-        &s.model.onnx_path,
-        &out_model,
-        &format!("autoquant-{}", a.target),
-    )?;
-    write_atomic(&a.out.join("autoquant.md"), r.markdown().as_bytes())?;
-    write_atomic(
-        &a.out.join("autoquant.json"),
-        serde_json::to_string_pretty(&r)?.as_bytes(),
-    )?;
-    print!("{}", r.markdown());
-    println!("\n{}", cached_summary(&r.sensitivity));
-    println!(
-        "wrote {} and {}/autoquant.{{md,json}}, sensitivity.{{md,json,png}}",
-        out_model.display(),
-        a.out.display()
-    );
     Ok(())
 }

@@ -1,0 +1,100 @@
+//! `voxq build`: a deployable engine folder (model + manifest) for ONNX Runtime CPU, a
+//! TensorRT plan, or ONNX Runtime's TensorRT execution provider.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use engines::ort::CpuOptions;
+
+use crate::args::{EngineTarget, Precision};
+
+#[derive(Args)]
+pub(crate) struct BuildArgs {
+    /// fp32 or int8 QDQ ONNX model (a JSON config beside it is copied into the engine).
+    model: PathBuf,
+    /// Engine kind. cpu: ONNX Runtime CPU (optimised model, manifest, warm-up run);
+    /// tensorrt: a trtexec plan (strongly typed for QDQ models), its layer report and an
+    /// EPContext model; tensorrt-ort: ONNX Runtime's TensorRT execution provider (engine cache
+    /// and EPContext model).
+    #[arg(long, value_enum, default_value_t = EngineTarget::Cpu)]
+    target: EngineTarget,
+    /// TensorRT shape profile name:MIN:OPT:MAX, e.g. feats:1x100x80:8x300x80:32x3000x80
+    /// (repeatable; dynamic inputs not named get batch 1/8/32 and frames 100/300/3000).
+    #[arg(long)]
+    profile: Vec<String>,
+    /// TensorRT precision: auto (int8 for a QDQ model, fp16 for a float one), fp16, fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    precision: Precision,
+    /// Engine folder to create (replaced only when the build succeeds).
+    #[arg(long)]
+    out: PathBuf,
+    /// Graph optimisation level the engine is loaded with (0-3).
+    #[arg(long, default_value_t = 3)]
+    opt_level: u8,
+    /// Intra-op threads recorded for the engine (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+pub(crate) fn run(a: &BuildArgs) -> Result<()> {
+    if a.opt_level > 3 {
+        bail!("--opt-level {}: expected 0-3", a.opt_level);
+    }
+    let cfg = a.model.with_extension("json");
+    let cfg = cfg.is_file().then_some(cfg.as_path());
+    let trt = || -> Result<engines::tensorrt::TrtBuildOptions> {
+        Ok(engines::tensorrt::TrtBuildOptions {
+            precision: a.precision.tensorrt(),
+            profiles: a
+                .profile
+                .iter()
+                .map(|p| engines::tensorrt::parse_profile(p))
+                .collect::<Result<Vec<_>, _>>()?,
+        })
+    };
+    let m = match a.target {
+        EngineTarget::Tensorrt => {
+            let (m, report) = engines::tensorrt::build_tensorrt(&a.model, cfg, &a.out, &trt()?)?;
+            println!("layers: {}", report.summary());
+            for l in &report.float_compute {
+                println!("  not int8: {} ({}, {} in)", l.name, l.layer_type, l.input);
+            }
+            m
+        }
+        EngineTarget::TensorrtOrt => {
+            engines::tensorrt::build_tensorrt_ort(&a.model, cfg, &a.out, &trt()?)?
+        }
+        EngineTarget::Cpu => {
+            if !a.profile.is_empty() || a.precision != Precision::Auto {
+                bail!("--profile and --precision apply to TensorRT targets, not --target cpu");
+            }
+            let opts = CpuOptions {
+                intra_threads: a.threads,
+                opt_level: a.opt_level,
+                optimized_model_path: None,
+                device: engines::ort::Device::Cpu,
+            };
+            engines::ort::build_cpu(&a.model, cfg, &a.out, &opts)?
+        }
+    };
+    println!(
+        "built {} engine ({}, {} {}{}) at {}: source sha256 {}…, inputs {}",
+        m.target,
+        m.precision,
+        m.builder.name,
+        m.builder.version,
+        m.gpu
+            .as_ref()
+            .map(|g| format!(", {} sm {}", g.name, g.compute_capability))
+            .unwrap_or_default(),
+        a.out.display(),
+        &m.source_model.sha256[..12],
+        m.inputs
+            .iter()
+            .map(|i| format!("{} {:?}", i.name, i.shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! `voxq calibrate`: activation ranges from real audio into calibration table(s), one per
+//! method, and optionally a TensorRT calibration cache.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use calibration::Method;
+use clap::Args;
+use engines::ort::CpuOptions;
+use exporter::calib_tensors::calibration_tensors;
+use exporter::model::load;
+use runtime::calibrate::{calibrate_speaker, read_list};
+use runtime::fsutil::write_atomic;
+use runtime::speaker::config::SpeakerModel;
+
+use super::mib;
+use crate::args::ModelArgs;
+
+#[derive(Args)]
+pub(crate) struct CalibrateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Calibration list: one audio path per line, relative to --audio-root.
+    #[arg(long)]
+    calib: PathBuf,
+    #[arg(long)]
+    audio_root: PathBuf,
+    /// Calibration method(s): max, percentile[:P], entropy, mse (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', default_value = "entropy")]
+    method: Vec<Method>,
+    /// Output table (one method), or a folder that gets `<method>.json` per method.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the first method's table as a TensorRT calibration cache.
+    #[arg(long)]
+    trt_cache: Option<PathBuf>,
+    /// Histogram bins per tensor.
+    #[arg(long, default_value_t = 2048)]
+    bins: usize,
+    /// One pass instead of two (abs-max, then histograms at that range): half the time,
+    /// coarser histograms for entropy/MSE/percentile.
+    #[arg(long)]
+    single_pass: bool,
+    /// Convs with fewer input or output channels are left in float.
+    #[arg(long, default_value_t = 16)]
+    min_channels: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn run(a: &CalibrateArgs) -> Result<()> {
+    let methods = &a.method;
+    if methods.is_empty() {
+        bail!("--method: give at least one calibration method");
+    }
+    let model = SpeakerModel::locate(&a.model.model)?;
+    let list = read_list(&a.calib, &a.audio_root)?;
+    let proto = load(&model.onnx_path)?;
+    // Ranges for every tensor either placement may quantize, so one table serves both.
+    let tensors = calibration_tensors(&proto, a.min_channels)?;
+    let opts = CpuOptions {
+        intra_threads: a.model.threads,
+        ..CpuOptions::default()
+    };
+    let (cal, info) = calibrate_speaker(
+        &model,
+        &proto,
+        &tensors,
+        &list,
+        a.bins,
+        !a.single_pass,
+        &opts,
+        !a.quiet,
+    )?;
+    for (i, m) in methods.iter().enumerate() {
+        let table = cal.compute(*m)?;
+        let path = if methods.len() == 1 {
+            a.out.clone()
+        } else {
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("{}: cannot create folder", a.out.display()))?;
+            a.out
+                .join(format!("{}.json", m.to_string().replace(':', "-")))
+        };
+        write_atomic(&path, table.to_json().as_bytes())?;
+        println!(
+            "wrote {} ({m}, {} tensors)",
+            path.display(),
+            table.tensors.len()
+        );
+        if i == 0 {
+            if let Some(p) = &a.trt_cache {
+                write_atomic(p, table.to_trt_cache().as_bytes())?;
+                println!("wrote {} (TensorRT calibration cache, {m})", p.display());
+            }
+        }
+    }
+    println!(
+        "calibration: {} utterances ({:.0} s of audio) x {} pass(es), {} tensors, {:.1} s wall, peak RSS {:.0} MiB, observers {:.1} MiB",
+        info.utterances,
+        info.audio_seconds,
+        info.passes,
+        info.tensors,
+        info.wall_seconds,
+        info.peak_rss_mb,
+        mib(info.observer_bytes as u64)
+    );
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `voxq embed`: speaker embeddings of WAV files, as `path<TAB>values` lines.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use runtime::speaker::eval::{embedding_line, write_embeddings};
+
+use crate::args::ModelArgs;
+
+#[derive(Args)]
+pub(crate) struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Write `path<TAB>values` lines here (atomically) instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// WAV files.
+    #[arg(required = true)]
+    audio: Vec<PathBuf>,
+}
+
+pub(crate) fn run(a: &EmbedArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let mut all = std::collections::BTreeMap::new();
+    let mut order = Vec::new();
+    for p in &a.audio {
+        let name = p.display().to_string();
+        all.insert(name.clone(), emb.embed_file(p)?);
+        order.push(name);
+    }
+    match &a.out {
+        Some(path) => write_embeddings(path, &all)?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            for name in order {
+                writeln!(out, "{}", embedding_line(&name, &all[&name]))?;
+            }
+        }
+    }
+    Ok(())
+}

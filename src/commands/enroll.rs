@@ -1,0 +1,38 @@
+//! `voxq enroll`: add a speaker's utterances to an enrollment store (JSON or SQLite).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::args::{store_model, StoreArgs};
+
+#[derive(Args)]
+pub(crate) struct EnrollArgs {
+    #[command(flatten)]
+    at: StoreArgs,
+    /// Speaker name.
+    #[arg(long)]
+    speaker: String,
+    #[arg(required = true)]
+    audio: Vec<PathBuf>,
+}
+
+pub(crate) fn run(a: &EnrollArgs) -> Result<()> {
+    let emb = a.at.model.open()?;
+    // Embed everything first: a bad file leaves the store untouched.
+    let embs = a
+        .audio
+        .iter()
+        .map(|p| emb.embed_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut store = a.at.open_store(&emb, true)?;
+    let total = store.enroll(&a.speaker, &store_model(&emb)?, &embs)?;
+    println!(
+        "enrolled '{}': {} utterance(s) in total, store {}",
+        a.speaker,
+        total,
+        a.at.store.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `voxq eval`: EER and minDCF of a model on a trial list, with score file, metrics JSON,
+//! embeddings and DET curve on request.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use runtime::fsutil::write_atomic;
+use runtime::speaker::det::split_scores;
+use runtime::speaker::eval::{evaluate, write_embeddings, write_scores};
+use runtime::speaker::metrics::{operating_points, DcfParams};
+use runtime::speaker::plot::{det_png, DetCurve};
+use runtime::speaker::trials::read_trials;
+
+use crate::args::ModelArgs;
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Trial list: `<1|0> <enroll> <test> [xlang]` per line.
+    #[arg(long)]
+    trials: PathBuf,
+    /// Folder the trial list's paths are relative to.
+    #[arg(long)]
+    audio_root: PathBuf,
+    /// Write a score file here.
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// Write a DET-curve PNG here.
+    #[arg(long)]
+    det: Option<PathBuf>,
+    /// Write the metrics as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write per-utterance embeddings (`name<TAB>values`) here.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Target prior for minDCF.
+    #[arg(long, default_value_t = 0.01)]
+    p_target: f64,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn run(a: &EvalArgs) -> Result<()> {
+    let emb = a.model.open()?;
+    let trials = read_trials(&a.trials)?;
+    if !a.audio_root.is_dir() {
+        bail!("{}: audio root is not a folder", a.audio_root.display());
+    }
+    let dcf = DcfParams {
+        p_target: a.p_target,
+        ..DcfParams::default()
+    };
+    let ev = evaluate(&emb, &trials, &a.audio_root, dcf, !a.quiet)?;
+    println!(
+        "model {}: {} trials ({} target, {} non-target) over {} utterances",
+        ev.model, ev.trials, ev.all.targets, ev.all.nontargets, ev.utterances
+    );
+    println!(
+        "EER = {:.3}%  minDCF(p={}) = {:.4}  EER threshold = {:.4}",
+        ev.all.eer * 100.0,
+        a.p_target,
+        ev.all.min_dcf,
+        ev.all.eer_threshold
+    );
+    if let Some(x) = &ev.cross_language {
+        println!(
+            "cross-language targets ({}): EER = {:.3}%  minDCF = {:.4}",
+            x.targets,
+            x.eer * 100.0,
+            x.min_dcf
+        );
+    }
+    if let Some(p) = &a.scores {
+        write_scores(p, &trials, &ev.scores)?;
+    }
+    if let Some(p) = &a.json {
+        write_atomic(p, serde_json::to_string_pretty(&ev)?.as_bytes())?;
+    }
+    if let Some(p) = &a.embeddings {
+        write_embeddings(p, &ev.embeddings)?;
+    }
+    if let Some(p) = &a.det {
+        let (tar, non) = split_scores(&trials, &ev.scores);
+        let pts = operating_points(&tar, &non)?;
+        det_png(
+            p,
+            &format!("DET: {}", ev.model),
+            &[DetCurve {
+                label: ev.model.clone(),
+                points: &pts,
+                eer: ev.all.eer,
+            }],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `voxq export-triton`: a Triton Inference Server model repository from engine folders.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args)]
+pub(crate) struct ExportTritonArgs {
+    /// Engine folders (`voxq build`); each becomes a repository entry named after its
+    /// parent and folder, e.g. out/engines/campplus/cpu-int8 -> campplus_cpu-int8.
+    #[arg(required = true)]
+    engines: Vec<PathBuf>,
+    /// Repository folder to write into.
+    #[arg(long)]
+    repo: PathBuf,
+    /// Largest batch Triton forms (0: no batching; the model's batch axis is then explicit).
+    #[arg(long, default_value_t = 32)]
+    max_batch_size: u32,
+    /// Model instances per device.
+    #[arg(long, default_value_t = 1)]
+    instances: u32,
+    /// Serve ONNX engines on GPUs (QDQ models get TensorRT INT8 acceleration).
+    #[arg(long)]
+    gpu: bool,
+    /// Dynamic batching queue delay.
+    #[arg(long, default_value_t = 1000)]
+    max_queue_delay_us: u64,
+}
+
+pub(crate) fn run(a: &ExportTritonArgs) -> Result<()> {
+    let o = engines::triton::TritonOptions {
+        max_batch_size: a.max_batch_size,
+        instances: a.instances,
+        gpu: a.gpu,
+        max_queue_delay_us: a.max_queue_delay_us,
+    };
+    for dir in &a.engines {
+        let name = engines::triton::entry_name(dir);
+        let entry = engines::triton::export(dir, &name, &a.repo, &o)?;
+        println!("wrote {}", entry.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `voxq quantize`: int8 QuantizeLinear/DequantizeLinear nodes from a calibration table, the
+//! size comparison, an optional JSON report and (for TensorRT) the Q/DQ placement check.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use exporter::groups::{select, LayerGroups};
+use exporter::inspect::check_qdq;
+use exporter::model::{load, save, SaveOptions};
+use exporter::pipeline::{compare_sizes, quantize, read_table};
+use exporter::policy::{QuantPolicy, Target};
+use runtime::fsutil::write_atomic;
+
+use super::mib;
+use crate::args::{selectors, QuantTarget, SelectArgs};
+
+#[derive(Args)]
+pub(crate) struct QuantizeArgs {
+    /// fp32 ONNX model (a JSON config beside it is copied for the output).
+    model: PathBuf,
+    /// Calibration table (JSON) from `voxq calibrate`, or a TensorRT calibration cache.
+    #[arg(long)]
+    table: PathBuf,
+    /// Output QDQ model.
+    #[arg(long)]
+    out: PathBuf,
+    /// QDQ placement: tensorrt (Q/DQ on weighted-op inputs) or ort-cpu (also on their outputs).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::Tensorrt)]
+    target: QuantTarget,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[arg(long, default_value_t = 16)]
+    min_channels: usize,
+    /// Cast the parts left in float to float16 (TensorRT strongly typed builds).
+    #[arg(long)]
+    float16: bool,
+    /// Write a JSON report (quantized/skipped nodes, Q/DQ counts, fp32 and int8 sizes) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// Copies the model's JSON config (if any) beside the output, pointing at the new ONNX file.
+pub(crate) fn copy_config(model: &Path, out: &Path, suffix: &str) -> Result<()> {
+    let cfg = model.with_extension("json");
+    if !cfg.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&cfg).with_context(|| cfg.display().to_string())?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", cfg.display()))?;
+    let file = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    v["onnx"] = file.into();
+    if let Some(name) = v["name"].as_str() {
+        v["name"] = format!("{name}-{suffix}").into();
+    }
+    // A threshold calibrated for the fp32 model does not carry over.
+    if let Some(o) = v.as_object_mut() {
+        o.remove("threshold");
+    }
+    write_atomic(
+        &out.with_extension("json"),
+        serde_json::to_string_pretty(&v)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
+    let proto = load(&a.model)?;
+    let table = read_table(&a.table)?;
+    let target: Target = a.target.into();
+    let groups = LayerGroups::resolve(&proto.graph, &a.select.groups)?;
+    let nodes = select(
+        &proto.graph,
+        &groups,
+        &selectors(&a.select.include)?,
+        &selectors(&a.select.exclude)?,
+    )?;
+    let policy = QuantPolicy {
+        target,
+        min_channels: a.min_channels,
+        nodes: Some(nodes),
+        ..QuantPolicy::default()
+    };
+    // A table that does not fit the model: the error names the table file.
+    let q = quantize(&proto, &table, &policy, a.float16).map_err(|e| match e {
+        exporter::ExportError::Table { .. } => anyhow::anyhow!("{}: {e}", a.table.display()),
+        e => e.into(),
+    })?;
+    save(&q.model, &a.out, &SaveOptions::inline())?;
+    copy_config(&a.model, &a.out, &format!("int8-{}", a.target))?;
+    let sizes = compare_sizes(&proto, &q.model);
+    println!(
+        "quantized {} weighted node(s), {} left in float; {} Q and {} DQ nodes; wrote {}",
+        q.plan.quantized.len(),
+        q.plan.skipped.len(),
+        q.report.q_nodes,
+        q.report.dq_nodes,
+        a.out.display()
+    );
+    for s in &q.plan.skipped {
+        log::info!("left in float: {} ({}): {}", s.node, s.op, s.reason);
+    }
+    if !q.unknown_ops.is_empty() {
+        let ops: BTreeSet<&str> = q.unknown_ops.iter().map(|(_, op)| op.as_str()).collect();
+        println!(
+            "passed through untouched: {} node(s) of ops voxq does not know: {}",
+            q.unknown_ops.len(),
+            ops.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    println!(
+        "deployable size: fp32 {:.2} MiB -> int8 {:.2} MiB ({:.1}% smaller)",
+        mib(sizes.fp32.deployable_bytes),
+        mib(sizes.quantized.deployable_bytes),
+        100.0
+            * (1.0
+                - sizes.quantized.deployable_bytes as f64
+                    / sizes.fp32.deployable_bytes.max(1) as f64)
+    );
+    if let Some(p) = &a.report {
+        let r = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "output": a.out.display().to_string(),
+            "table": a.table.display().to_string(),
+            "target": a.target.to_string(),
+            "quantized_nodes": q.plan.quantized.len(),
+            "skipped": q.plan.skipped.iter().map(|s| serde_json::json!({"node": s.node, "op": s.op, "reason": s.reason})).collect::<Vec<_>>(),
+            "unknown_ops": q.unknown_ops,
+            "report": q.report,
+            "sizes": sizes,
+        });
+        write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
+    if target == Target::Tensorrt {
+        let v = check_qdq(&q.model);
+        println!("TensorRT QDQ rules: {} violation(s)", v.len());
+        for x in &v {
+            println!(
+                "  {}: node {} tensor {}: {}",
+                x.rule, x.node, x.tensor, x.detail
+            );
+        }
+    }
+    Ok(())
+}

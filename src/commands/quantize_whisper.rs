@@ -1,0 +1,132 @@
+//! `voxq quantize-whisper`: Whisper int8 — calibrate encoder and decoder on real audio
+//! (greedy decoding with the KV cache), insert Q/DQ, write a new model folder.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use calibration::Method;
+use clap::Args;
+use engines::ort::CpuOptions;
+use exporter::groups::{select, LayerGroups};
+use exporter::model::load;
+use exporter::pipeline::{compare_sizes, quantize};
+use exporter::policy::{plan, QuantPolicy, Target};
+use runtime::calibrate::read_list;
+
+use crate::args::{selectors, QuantTarget};
+
+#[derive(Args)]
+pub(crate) struct QuantizeWhisperArgs {
+    /// Whisper model folder (float).
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibration audio list (one path per line, relative to --audio-root).
+    #[arg(long)]
+    calib: PathBuf,
+    #[arg(long, default_value = ".cache/speech")]
+    audio_root: PathBuf,
+    /// Calibration method (max, percentile:P, entropy, mse).
+    #[arg(long, default_value = "entropy")]
+    method: Method,
+    /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels) or tensorrt.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::OrtCpu)]
+    target: QuantTarget,
+    #[arg(long, default_value_t = 2048)]
+    bins: usize,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Encoder nodes to quantize: node:REGEX, op:TYPE (repeatable; default all weighted nodes).
+    #[arg(long)]
+    encoder_include: Vec<String>,
+    /// Decoder nodes to quantize (repeatable). The default keeps the self-attention and MLP
+    /// projections in float: with per-tensor int8 activations their LayerNorm/GELU inputs
+    /// (outlier channels) wreck the transcripts of tiny.en (measured: see README).
+    #[arg(long, default_values_t = ["node:encoder_attn".to_string(), "node:proj_out".to_string()])]
+    decoder_include: Vec<String>,
+    /// Output model folder (created only when everything succeeded).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
+    let method: Method = a.method;
+    let target: Target = a.target.into();
+    let list = read_list(&a.calib, &a.audio_root)?;
+    let (dir, cfg) = runtime::whisper::read_config(&a.model)?;
+    let enc = load(dir.join(&cfg.encoder_file))?;
+    let dec = load(dir.join(&cfg.decoder_file))?;
+    let pick =
+        |m: &onnx_protobuf::ModelProto, inc: &[String]| -> Result<Option<BTreeSet<String>>> {
+            if inc.is_empty() {
+                return Ok(None);
+            }
+            let groups = LayerGroups::resolve(&m.graph, "depth=2")?;
+            Ok(Some(select(&m.graph, &groups, &selectors(inc)?, &[])?))
+        };
+    let pol_e = QuantPolicy {
+        target,
+        nodes: pick(&enc, &a.encoder_include)?,
+        ..QuantPolicy::default()
+    };
+    let pol_d = QuantPolicy {
+        target,
+        nodes: pick(&dec, &a.decoder_include)?,
+        ..QuantPolicy::default()
+    };
+    let te = plan(&enc, &pol_e)?.activations;
+    let td = plan(&dec, &pol_d)?.activations;
+    let opts = CpuOptions {
+        intra_threads: a.threads,
+        ..CpuOptions::default()
+    };
+    let (ce, cd, info) = runtime::calibrate::whisper::calibrate(
+        &dir,
+        (&enc, &dec),
+        &list,
+        (&te, &td),
+        a.bins,
+        &opts,
+    )?;
+    let (table_e, table_d) = (ce.compute(method)?, cd.compute(method)?);
+    let qe = quantize(&enc, &table_e, &pol_e, false)?;
+    let qd = quantize(&dec, &table_d, &pol_d, false)?;
+    runtime::calibrate::whisper::write_int8_folder(
+        &dir,
+        &cfg,
+        &a.out,
+        &runtime::calibrate::whisper::Int8Models {
+            encoder: &qe.model,
+            decoder: &qd.model,
+            encoder_table: &table_e,
+            decoder_table: &table_d,
+        },
+        &runtime::calibrate::whisper::Int8Record {
+            method: method.to_string(),
+            target: a.target.to_string(),
+            encoder_include: a.encoder_include.clone(),
+            decoder_include: a.decoder_include.clone(),
+            calibration: a.calib.display().to_string(),
+            utterances: info.utterances,
+        },
+    )?;
+    let (se, sd) = (
+        compare_sizes(&enc, &qe.model),
+        compare_sizes(&dec, &qd.model),
+    );
+    println!(
+        "calibrated on {} utterances ({:.0} s, {} decoder steps) in {:.1} s: {} encoder + {} decoder tensors ({method})",
+        info.utterances, info.audio_seconds, info.decoder_steps, info.wall_seconds, info.encoder_tensors, info.decoder_tensors
+    );
+    println!(
+        "encoder: {} weighted nodes int8, {} float; decoder: {} int8, {} float; wrote {}",
+        qe.plan.quantized.len(),
+        qe.plan.skipped.len(),
+        qd.plan.quantized.len(),
+        qd.plan.skipped.len(),
+        a.out.display()
+    );
+    println!("sizes: encoder {se:?}");
+    println!("sizes: decoder {sd:?}");
+    Ok(())
+}

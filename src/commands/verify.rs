@@ -1,0 +1,52 @@
+//! `voxq verify`: score a WAV file against an enrolled speaker and decide accept/reject.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::args::StoreArgs;
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    at: StoreArgs,
+    #[arg(long)]
+    speaker: String,
+    /// Decision threshold on the cosine score (default: the model config's `threshold`).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    audio: PathBuf,
+}
+
+pub(crate) fn run(a: &VerifyArgs) -> Result<()> {
+    let emb = a.at.model.open()?;
+    let store = a.at.open_store(&emb, false)?;
+    let threshold = match a.threshold.or(emb.model().config.threshold) {
+        Some(t) => t,
+        None => bail!(
+            "{}: the model config has no calibrated `threshold`; pass --threshold",
+            emb.model().config_path.display()
+        ),
+    };
+    let e = emb.embed_file(&a.audio)?;
+    let score = store.score(&a.speaker, emb.model_sha256()?, &e)?;
+    let accept = score >= threshold;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"speaker": a.speaker, "score": score, "threshold": threshold,
+                "decision": if accept {"accept"} else {"reject"}})
+        );
+    } else {
+        println!(
+            "speaker={} score={score:.4} threshold={threshold:.4} decision={}",
+            a.speaker,
+            if accept { "accept" } else { "reject" }
+        );
+    }
+    Ok(())
+}
