@@ -271,7 +271,8 @@ fn list_paths_cannot_leave_the_audio_root() {
         ]);
         assert_one_line_error(&o, &[s(&trials), "line 2", "--audio-root"]);
     }
-    // `sub/../b.wav` stays inside
+    // `./x/../b.wav` stays inside
+    std::fs::create_dir(audio.join("x")).unwrap();
     let trials = tmp.path().join("ok.txt");
     std::fs::write(&trials, "1 a.wav a.wav\n0 a.wav ./x/../b.wav\n").unwrap();
     let o = voxq(&[

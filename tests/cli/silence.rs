@@ -119,7 +119,8 @@ fn min_speech_s_is_the_setting_and_zero_turns_the_check_off() {
     assert!(o.status.success(), "{}", stderr(&o));
     for bad in ["-1", "NaN", "61", "x"] {
         let mut args = store_args("enroll", &store);
-        args.extend(["--speaker", "x", "--min-speech-s", bad, s(blip)]);
+        let opt = format!("--min-speech-s={bad}");
+        args.extend(["--speaker", "x", &opt, s(blip)]);
         let o = voxq(&args);
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
         assert!(stderr(&o).contains("--min-speech-s"), "{}", stderr(&o));

@@ -3,10 +3,15 @@
 //! An embedding of silence or of a faint hum is not a voice, yet it is a vector like any other:
 //! enrolled, it matches every other near-silent clip at a cosine near 1. So every utterance is
 //! measured before it is embedded for a decision: frame levels (RMS in dBFS over 25 ms frames
-//! every 10 ms), the clip's noise floor (its 10th-percentile frame level), and the frames that
+//! every 10 ms), the clip's noise floor (its 2nd-percentile frame level), and the frames that
 //! are both above an absolute floor and clearly above that noise floor. Audio shorter than the
 //! minimum, or with less speech-level audio than the minimum, is refused with
 //! [`RuntimeError::NoSpeech`] naming the file.
+//!
+//! Measured with the defaults (0.5 s, -50 dBFS, 6 dB) on the 3926 prompts of the speech corpus
+//! (`tools/setup_speech.sh`): all 1454 of 2 s or more pass (the least holds 1.37 s of speech),
+//! 983 of the 992 of 1-2 s pass (the 9 refused are single dense words); 2 s of digital silence,
+//! of white noise (-70 or -20 dBFS), of pink noise (-30 dBFS) or of a 50 Hz hum are refused.
 
 use std::path::Path;
 
@@ -17,7 +22,7 @@ use crate::error::{Result, RuntimeError};
 const FRAME_S: f64 = 0.025;
 const HOP_S: f64 = 0.010;
 /// The percentile of frame levels taken as the clip's noise floor.
-const NOISE_PERCENTILE: f64 = 0.10;
+const NOISE_PERCENTILE: f64 = 0.02;
 
 /// What an utterance must hold to be enrolled or scored.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,7 +82,7 @@ pub struct SpeechStats {
     pub duration_s: f64,
     /// Seconds of speech-level frames (a frame counts for its hop, 10 ms).
     pub speech_s: f64,
-    /// The clip's noise floor: its 10th-percentile frame level (dBFS; -inf for digital silence).
+    /// The clip's noise floor: its 2nd-percentile frame level (dBFS; -inf for digital silence).
     pub noise_floor_dbfs: f64,
     /// Its loudest frame (dBFS).
     pub peak_dbfs: f64,
