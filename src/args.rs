@@ -154,6 +154,33 @@ impl StoreArgs {
     }
 }
 
+/// How much speech an utterance needs before it is enrolled or scored (enroll, verify,
+/// identify, serve).
+#[derive(Args)]
+pub(crate) struct SpeechArgs {
+    /// Least speech an utterance must hold, in seconds: audio shorter than this, or with less
+    /// speech-level audio (25 ms frames above -50 dBFS and 6 dB over the clip's noise floor),
+    /// is refused. Range 0-60; 0 turns the check off.
+    #[arg(long, value_name = "SECONDS", default_value_t = runtime::speaker::speech::DEFAULT_MIN_SPEECH_S, value_parser = min_speech_s)]
+    pub(crate) min_speech_s: f64,
+}
+
+impl SpeechArgs {
+    pub(crate) fn check(&self) -> runtime::speaker::speech::SpeechCheck {
+        runtime::speaker::speech::SpeechCheck::with_min_speech_s(self.min_speech_s)
+    }
+}
+
+/// `--min-speech-s`: a number of seconds the speech check accepts.
+fn min_speech_s(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    runtime::speaker::speech::SpeechCheck::with_min_speech_s(v).validate()?;
+    Ok(v)
+}
+
 /// The identity enrollments made with `emb` are recorded under.
 pub(crate) fn store_model(emb: &Embedder) -> Result<StoreModel<'_>> {
     let cfg = &emb.model().config;

@@ -23,13 +23,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Compute speaker embeddings of WAV files.
+    /// Compute speaker embeddings of audio files (WAV, FLAC, MP3, Ogg Vorbis).
     Embed(embed::EmbedArgs),
-    /// Enroll a speaker from one or more WAV files (mean of L2-normalised embeddings).
+    /// Enroll a speaker from one or more audio files (mean of L2-normalised embeddings).
     Enroll(enroll::EnrollArgs),
-    /// Score a WAV file against an enrolled speaker and decide accept/reject.
+    /// Score an audio file against an enrolled speaker and decide accept/reject.
     Verify(verify::VerifyArgs),
-    /// Rank enrolled speakers by similarity to a WAV file.
+    /// Rank enrolled speakers by similarity to an audio file.
     Identify(identify::IdentifyArgs),
     /// Evaluate a model on a trial list: EER, minDCF, score file, DET curve.
     Eval(eval::EvalArgs),

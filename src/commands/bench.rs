@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use runtime::audio::wav::read_wav;
+use runtime::audio::read_audio;
 use runtime::bench::bench_embed;
 use runtime::fsutil::write_atomic;
 use runtime::speaker::config::SpeakerModel;
@@ -103,7 +103,7 @@ fn embed(a: &BenchEmbedArgs) -> Result<()> {
         .iter()
         .map(|m| SpeakerModel::locate(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let audio = read_wav(&a.audio)?;
+    let audio = read_audio(&a.audio)?;
     if a.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
@@ -151,7 +151,7 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
             },
         ));
     }
-    let audio = read_wav(&a.audio)?;
+    let audio = read_audio(&a.audio)?;
     let rows = runtime::bench::bench_llm(&models, &audio, &a.seconds, a.max_new_tokens, a.runs)?;
     print!("{}", runtime::bench::llm_markdown(&rows));
     if let Some(p) = &a.json {

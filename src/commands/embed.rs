@@ -1,4 +1,4 @@
-//! `voxq embed`: speaker embeddings of WAV files, as `path<TAB>values` lines.
+//! `voxq embed`: speaker embeddings of audio files (WAV, FLAC, MP3, Ogg Vorbis), as `path<TAB>values` lines.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ pub(crate) struct EmbedArgs {
     /// Write `path<TAB>values` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// WAV files.
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }
@@ -31,7 +31,10 @@ pub(crate) fn run(a: &EmbedArgs) -> Result<()> {
         order.push(name);
     }
     match &a.out {
-        Some(path) => write_embeddings(path, &all)?,
+        Some(path) => {
+            write_embeddings(path, &all)?;
+            eprintln!("wrote {} embeddings to {}", all.len(), path.display());
+        }
         None => {
             let mut out = std::io::stdout().lock();
             for name in order {

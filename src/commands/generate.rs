@@ -1,4 +1,4 @@
-//! `voxq generate`: an audio LLM answers a task about a WAV file, tokens streamed to standard
+//! `voxq generate`: an audio LLM answers a task about an audio file, tokens streamed to standard
 //! output as they are generated.
 
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub(crate) struct GenerateArgs {
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
-    /// WAV file (at most 30 s).
+    /// Audio file: WAV, FLAC, MP3 or Ogg Vorbis (at most 30 s).
     audio: PathBuf,
 }
 
@@ -60,7 +60,7 @@ pub(crate) fn run(a: &GenerateArgs) -> Result<()> {
     )?;
     let m = runtime::audio_llm::AudioLlm::open(&a.model, &session_options(a.threads, a.device))?;
     let user = m.user_turn(&a.task, a.prompt.as_deref(), a.question.as_deref())?;
-    let audio = runtime::audio::wav::read_wav(&a.audio)?;
+    let audio = runtime::audio::read_audio(&a.audio)?;
     use std::io::Write;
     let mut shown = String::new();
     let mut so_far = Vec::new();

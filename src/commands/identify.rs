@@ -1,16 +1,18 @@
-//! `voxq identify`: rank the enrolled speakers by similarity to a WAV file.
+//! `voxq identify`: rank the enrolled speakers by similarity to an audio file.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::args::StoreArgs;
+use crate::args::{SpeechArgs, StoreArgs};
 
 #[derive(Args)]
 pub(crate) struct IdentifyArgs {
     #[command(flatten)]
     at: StoreArgs,
+    #[command(flatten)]
+    speech: SpeechArgs,
     /// How many candidates to list.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -22,7 +24,7 @@ pub(crate) struct IdentifyArgs {
 pub(crate) fn run(a: &IdentifyArgs) -> Result<()> {
     let emb = a.at.model.open()?;
     let store = a.at.open_store(&emb, false)?;
-    let e = emb.embed_file(&a.audio)?;
+    let e = emb.embed_speech_file(&a.audio, &a.speech.check())?;
     let top = store.identify(emb.model_sha256()?, &e, a.top.max(1))?;
     if top.is_empty() {
         bail!(

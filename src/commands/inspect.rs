@@ -37,10 +37,7 @@ pub(crate) fn run(a: &InspectArgs) -> Result<()> {
         if let Some(v) = &violations {
             println!("\nTensorRT QDQ rules: {} violation(s)", v.len());
             for x in v {
-                println!(
-                    "- {}: node `{}` tensor `{}`: {}",
-                    x.rule, x.node, x.tensor, x.detail
-                );
+                println!("- {x}");
             }
         }
     }

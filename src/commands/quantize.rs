@@ -9,7 +9,7 @@ use clap::Args;
 use exporter::groups::{select, LayerGroups};
 use exporter::inspect::check_qdq;
 use exporter::model::{load, save, SaveOptions};
-use exporter::pipeline::{compare_sizes, quantize, read_table};
+use exporter::pipeline::{check_quantizable, compare_sizes, quantize, read_table};
 use exporter::policy::{QuantPolicy, Target};
 use runtime::fsutil::write_atomic;
 
@@ -86,6 +86,8 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         nodes: Some(nodes),
         ..QuantPolicy::default()
     };
+    // A QDQ model, or a selection that quantizes nothing: refused, naming the model.
+    check_quantizable(&proto, &policy).with_context(|| a.model.display().to_string())?;
     // A table that does not fit the model: the error names the table file.
     let q = quantize(&proto, &table, &policy, a.float16).map_err(|e| match e {
         exporter::ExportError::Table { .. } => anyhow::anyhow!("{}: {e}", a.table.display()),
@@ -140,10 +142,7 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         let v = check_qdq(&q.model);
         println!("TensorRT QDQ rules: {} violation(s)", v.len());
         for x in &v {
-            println!(
-                "  {}: node {} tensor {}: {}",
-                x.rule, x.node, x.tensor, x.detail
-            );
+            println!("  {x}");
         }
     }
     Ok(())

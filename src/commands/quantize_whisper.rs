@@ -4,14 +4,14 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use calibration::Method;
 use clap::Args;
 use engines::ort::CpuOptions;
 use exporter::groups::{select, LayerGroups};
 use exporter::model::load;
-use exporter::pipeline::{compare_sizes, quantize};
-use exporter::policy::{plan, QuantPolicy, Target};
+use exporter::pipeline::{check_quantizable, compare_sizes, quantize};
+use exporter::policy::{QuantPolicy, Target};
 use runtime::calibrate::read_list;
 
 use crate::args::{selectors, QuantTarget};
@@ -74,8 +74,13 @@ pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
         nodes: pick(&dec, &a.decoder_include)?,
         ..QuantPolicy::default()
     };
-    let te = plan(&enc, &pol_e)?.activations;
-    let td = plan(&dec, &pol_d)?.activations;
+    // Checked before calibrating: a QDQ model or a selection that quantizes nothing.
+    let te = check_quantizable(&enc, &pol_e)
+        .with_context(|| dir.join(&cfg.encoder_file).display().to_string())?
+        .activations;
+    let td = check_quantizable(&dec, &pol_d)
+        .with_context(|| dir.join(&cfg.decoder_file).display().to_string())?
+        .activations;
     let opts = CpuOptions {
         intra_threads: a.threads,
         ..CpuOptions::default()

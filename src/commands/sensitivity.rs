@@ -16,10 +16,10 @@ use exporter::policy::QuantPolicy;
 use exporter::sensitivity::{
     default_cache_dir, sha256_hex, table_sha256, Evaluate, Progress, SensitivityReport, Study,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use runtime::calibrate::{calibrate_speaker, read_list};
 use runtime::evaluate::{sensitivity_png, OutputEvaluator, TrialsEvaluator};
 use runtime::fsutil::{sha256_file, write_atomic};
+use runtime::progress::Progress as ProgressBar;
 use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;
@@ -237,18 +237,9 @@ pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs) -> Study<'a> {
     }
 }
 
-/// A progress callback drawing an indicatif bar over the planned measurements.
+/// A progress callback over the planned measurements (a bar on a terminal, else plain lines).
 pub(crate) fn progress_bar(quiet: bool) -> (ProgressBar, impl FnMut(Progress)) {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template("measuring {bar:30} {pos}/{len} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    };
+    let bar = ProgressBar::new(0, "measuring", "variants", !quiet);
     let b2 = bar.clone();
     let mut cached = 0usize;
     let f = move |p: Progress| match p {

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use runtime::server::{BatchPolicy, ServeConfig};
 
-use crate::args::{session_options, Device};
+use crate::args::{session_options, Device, SpeechArgs};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -69,6 +69,8 @@ pub(crate) struct ServeArgs {
     /// Execution provider: auto = TensorRT, else CUDA, else CPU.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
+    #[command(flatten)]
+    speech: SpeechArgs,
 }
 
 pub(crate) fn run(a: &ServeArgs) -> Result<()> {
@@ -100,6 +102,7 @@ pub(crate) fn run(a: &ServeArgs) -> Result<()> {
         threshold: a.threshold,
         top: a.top,
         session: session_options(a.threads, a.device),
+        speech: a.speech.check(),
     };
     runtime::server::serve(cfg)?;
     Ok(())

@@ -28,7 +28,7 @@ pub(crate) struct TranscribeArgs {
     /// Write `path<TAB>text` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// WAV files.
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }
