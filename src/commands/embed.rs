@@ -9,6 +9,9 @@ use runtime::speaker::eval::{embedding_line, write_embeddings};
 
 use crate::args::ModelArgs;
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq embed --model fixtures/models/campplus.json a.wav b.wav\n  voxq embed --model out/demo/engines/autoquant --out emb.tsv a.wav b.wav";
+
 #[derive(Args)]
 pub(crate) struct EmbedArgs {
     #[command(flatten)]
@@ -16,7 +19,7 @@ pub(crate) struct EmbedArgs {
     /// Write `path<TAB>values` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// WAV files.
+    /// Audio files (WAV).
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }

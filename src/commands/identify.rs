@@ -5,17 +5,22 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::args::StoreArgs;
+use crate::args::{top, StoreArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq identify --model fixtures/models/campplus.json --store speakers.db --top 3 test.wav";
 
 #[derive(Args)]
 pub(crate) struct IdentifyArgs {
     #[command(flatten)]
     at: StoreArgs,
-    /// How many candidates to list.
-    #[arg(long, default_value_t = 5)]
+    /// How many candidates to list [range: [1, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 5, value_parser = top())]
     top: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// The audio file (WAV) to identify.
     audio: PathBuf,
 }
 

@@ -5,20 +5,26 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::args::StoreArgs;
+use crate::args::{threshold, StoreArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq verify --model fixtures/models/campplus.json --store speakers.db --speaker alice test.wav\n  voxq verify --model out/demo/engines/autoquant --store speakers.db --speaker alice --threshold 0.5 --json test.wav";
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     at: StoreArgs,
+    /// The enrolled speaker to verify against.
     #[arg(long)]
     speaker: String,
-    /// Decision threshold on the cosine score (default: the model config's `threshold`).
-    #[arg(long)]
+    /// Decision threshold on the cosine score (default: the model config's `threshold`)
+    /// [range: [-1, 1]].
+    #[arg(long, allow_hyphen_values = true, value_parser = threshold())]
     threshold: Option<f64>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// The audio file (WAV) to score.
     audio: PathBuf,
 }
 
