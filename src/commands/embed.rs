@@ -9,6 +9,9 @@ use runtime::speaker::eval::{embedding_line, write_embeddings};
 
 use crate::args::ModelArgs;
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq embed --model fixtures/models/campplus.json a.wav b.wav\n  voxq embed --model out/demo/engines/autoquant --out emb.tsv a.wav b.wav";
+
 #[derive(Args)]
 pub(crate) struct EmbedArgs {
     #[command(flatten)]

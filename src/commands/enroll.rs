@@ -7,6 +7,9 @@ use clap::Args;
 
 use crate::args::{store_model, SpeechArgs, StoreArgs};
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq enroll --model fixtures/models/campplus.json --store speakers.db --speaker alice a1.wav a2.wav";
+
 #[derive(Args)]
 pub(crate) struct EnrollArgs {
     #[command(flatten)]
@@ -16,6 +19,7 @@ pub(crate) struct EnrollArgs {
     /// Speaker name.
     #[arg(long)]
     speaker: String,
+    /// The speaker's audio files (WAV), one embedding each.
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::args::{SpeechArgs, StoreArgs};
+use crate::args::{top, SpeechArgs, StoreArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq identify --model fixtures/models/campplus.json --store speakers.db --top 3 test.wav";
 
 #[derive(Args)]
 pub(crate) struct IdentifyArgs {
@@ -13,11 +16,13 @@ pub(crate) struct IdentifyArgs {
     at: StoreArgs,
     #[command(flatten)]
     speech: SpeechArgs,
-    /// How many candidates to list.
-    #[arg(long, default_value_t = 5)]
+    /// How many candidates to list [range: [1, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 5, value_parser = top())]
     top: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// The audio file (WAV, FLAC, MP3 or Ogg Vorbis) to identify.
     audio: PathBuf,
 }
 

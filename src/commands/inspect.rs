@@ -9,8 +9,12 @@ use exporter::groups::LayerGroups;
 use exporter::inspect::{check_qdq, inventory};
 use exporter::model::load;
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq inspect fixtures/models/campplus.onnx --groups preset:campplus\n  voxq inspect campplus.int8.onnx --qdq --json";
+
 #[derive(Args)]
 pub(crate) struct InspectArgs {
+    /// ONNX model (fp32 or QDQ).
     model: PathBuf,
     /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
     #[arg(long, default_value = "depth=2")]

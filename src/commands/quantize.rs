@@ -14,7 +14,10 @@ use exporter::policy::{QuantPolicy, Target};
 use runtime::fsutil::write_atomic;
 
 use super::mib;
-use crate::args::{selectors, QuantTarget, SelectArgs};
+use crate::args::{min_channels, selectors, QuantTarget, SelectArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --out campplus.int8.onnx\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --target ort-cpu --groups preset:campplus --report report.json --out campplus.ort-int8.onnx";
 
 #[derive(Args)]
 pub(crate) struct QuantizeArgs {
@@ -31,7 +34,8 @@ pub(crate) struct QuantizeArgs {
     target: QuantTarget,
     #[command(flatten)]
     select: SelectArgs,
-    #[arg(long, default_value_t = 16)]
+    /// Convs with fewer input or output channels are left in float [range: [0, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 16, value_parser = min_channels())]
     min_channels: usize,
     /// Cast the parts left in float to float16 (TensorRT strongly typed builds).
     #[arg(long)]

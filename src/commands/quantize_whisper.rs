@@ -14,7 +14,10 @@ use exporter::pipeline::{check_quantizable, compare_sizes, quantize};
 use exporter::policy::{QuantPolicy, Target};
 use runtime::calibrate::read_list;
 
-use crate::args::{selectors, QuantTarget};
+use crate::args::{bins, selectors, threads, threads_help, QuantTarget};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize-whisper --model WHISPER_DIR --calib fixtures/whisper/calib.txt --out INT8_DIR";
 
 #[derive(Args)]
 pub(crate) struct QuantizeWhisperArgs {
@@ -24,6 +27,7 @@ pub(crate) struct QuantizeWhisperArgs {
     /// Calibration audio list (one path per line, relative to --audio-root).
     #[arg(long)]
     calib: PathBuf,
+    /// Folder the calibration list's paths are relative to.
     #[arg(long, default_value = ".cache/speech")]
     audio_root: PathBuf,
     /// Calibration method (max, percentile:P, entropy, mse).
@@ -32,9 +36,11 @@ pub(crate) struct QuantizeWhisperArgs {
     /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels) or tensorrt.
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::OrtCpu)]
     target: QuantTarget,
-    #[arg(long, default_value_t = 2048)]
+    /// Histogram bins per tensor [range: [128, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 2048, value_parser = bins())]
     bins: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Encoder nodes to quantize: node:REGEX, op:TYPE (repeatable; default all weighted nodes).
     #[arg(long)]

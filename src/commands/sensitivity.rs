@@ -24,7 +24,10 @@ use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;
 
-use crate::args::{Metric, QuantTarget};
+use crate::args::{min_channels, threads, threads_help, Metric, QuantTarget};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --groups preset:campplus --out report/\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --metric sqnr --target ort-cpu --out report/";
 
 #[derive(Args)]
 pub(crate) struct SensitivityArgs {
@@ -56,7 +59,8 @@ pub(crate) struct SensitivityArgs {
     /// QDQ placement: tensorrt or ort-cpu.
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::Tensorrt)]
     pub(crate) target: QuantTarget,
-    #[arg(long, default_value_t = 16)]
+    /// Convs with fewer input or output channels are left in float [range: [0, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 16, value_parser = min_channels())]
     min_channels: usize,
     /// Cast the parts left in float to float16.
     #[arg(long)]
@@ -70,8 +74,8 @@ pub(crate) struct SensitivityArgs {
     /// Report folder: sensitivity.{md,json,png} (autoquant adds its model and report).
     #[arg(long)]
     pub(crate) out: PathBuf,
-    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Hide progress bars.
     #[arg(long)]

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::args::{SpeechArgs, StoreArgs};
+use crate::args::{threshold, SpeechArgs, StoreArgs};
 
 /// Exit status of a reject under `--exit-code`.
 pub(crate) const REJECT_EXIT: i32 = 3;
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq verify --model fixtures/models/campplus.json --store speakers.db --speaker alice test.wav\n  voxq verify --model out/demo/engines/autoquant --store speakers.db --speaker alice --threshold 0.5 --json test.wav";
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
@@ -17,18 +20,21 @@ pub(crate) struct VerifyArgs {
     at: StoreArgs,
     #[command(flatten)]
     speech: SpeechArgs,
+    /// The enrolled speaker to verify against.
     #[arg(long)]
     speaker: String,
-    /// Decision threshold on the cosine score (default: the model config's `threshold`).
-    #[arg(long)]
+    /// Decision threshold on the cosine score (default: the model config's `threshold`)
+    /// [range: [-1, 1]].
+    #[arg(long, allow_hyphen_values = true, value_parser = threshold())]
     threshold: Option<f64>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Exit with status 3 when the decision is reject (0: accept, 1: error, 2: bad arguments).
+    /// Exit with status 3 when the decision is reject (0: accept, 1: error or bad arguments).
     /// Without it a reject exits 0 too: read the decision from the output.
     #[arg(long)]
     exit_code: bool,
+    /// The audio file (WAV, FLAC, MP3 or Ogg Vorbis) to score.
     audio: PathBuf,
 }
 

@@ -15,6 +15,7 @@ mod ecapa_distil;
 mod edges_misc;
 mod engines_cpu;
 mod engines_trt;
+mod numeric_ranges;
 mod quantize_bad_input;
 mod quantize_campplus;
 mod reference_parity;
