@@ -8,7 +8,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use runtime::server::{BatchPolicy, ServeConfig};
 
-use crate::args::{int, real_gt, session_options, threads, threads_help, threshold, top, Device, SpeechArgs};
+use crate::args::{
+    int, real_gt, session_options, threads, threads_help, threshold, top, Device, SpeechArgs,
+};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq serve --speaker-model fixtures/models/campplus.json --store speakers.db\n  voxq serve --speaker-model M --store speakers.db --whisper WHISPER_DIR --audio-llm audio_llm.json --port 8080 --api-key KEY --max-concurrent 16 --max-queue 64 --max-batch 8";
