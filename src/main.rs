@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod commands;
+mod outputs;
 
 use commands::*;
 

@@ -8,6 +8,7 @@ use clap::Args;
 use engines::ort::CpuOptions;
 
 use crate::args::{EngineTarget, Precision};
+use crate::outputs::{self, Output};
 
 #[derive(Args)]
 pub(crate) struct BuildArgs {
@@ -41,6 +42,10 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
     if a.opt_level > 3 {
         bail!("--opt-level {}: expected 0-3", a.opt_level);
     }
+    outputs::check(
+        &outputs::model_with_config(&a.model),
+        &[Output::new("--out", a.out.clone(), outputs::ENGINE_FOLDER)],
+    )?;
     let cfg = a.model.with_extension("json");
     let cfg = cfg.is_file().then_some(cfg.as_path());
     let trt = || -> Result<engines::tensorrt::TrtBuildOptions> {

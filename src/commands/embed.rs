@@ -8,6 +8,7 @@ use clap::Args;
 use runtime::speaker::eval::{embedding_line, write_embeddings};
 
 use crate::args::ModelArgs;
+use crate::outputs;
 
 #[derive(Args)]
 pub(crate) struct EmbedArgs {
@@ -22,6 +23,14 @@ pub(crate) struct EmbedArgs {
 }
 
 pub(crate) fn run(a: &EmbedArgs) -> Result<()> {
+    let mut inputs = outputs::speaker_model(&a.model.model);
+    inputs.extend(outputs::audio(&a.audio));
+    outputs::check(
+        &inputs,
+        &outputs::stream("--out", &a.out)
+            .into_iter()
+            .collect::<Vec<_>>(),
+    )?;
     let emb = a.model.open()?;
     let mut all = std::collections::BTreeMap::new();
     let mut order = Vec::new();

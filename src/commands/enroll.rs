@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::args::{store_model, StoreArgs};
+use crate::outputs;
 
 #[derive(Args)]
 pub(crate) struct EnrollArgs {
@@ -19,6 +20,10 @@ pub(crate) struct EnrollArgs {
 }
 
 pub(crate) fn run(a: &EnrollArgs) -> Result<()> {
+    let mut inputs = outputs::speaker_model(&a.at.model.model);
+    inputs.extend(outputs::audio(&a.audio));
+    let store = outputs::Output::new("--store", a.at.store.clone(), outputs::Form::File);
+    outputs::check(&inputs, &[store])?;
     let emb = a.at.model.open()?;
     // Embed everything first: a bad file leaves the store untouched.
     let embs = a

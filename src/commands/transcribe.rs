@@ -7,6 +7,7 @@ use clap::Args;
 use runtime::fsutil::write_atomic;
 
 use crate::args::{session_options, Device};
+use crate::outputs;
 
 #[derive(Args)]
 pub(crate) struct TranscribeArgs {
@@ -40,6 +41,14 @@ pub(crate) fn run(a: &TranscribeArgs) -> Result<()> {
             max_new_tokens: a.max_new_tokens,
             ..Default::default()
         },
+    )?;
+    let mut inputs = outputs::whisper_model(&a.model);
+    inputs.extend(outputs::audio(&a.audio));
+    outputs::check(
+        &inputs,
+        &outputs::stream("--out", &a.out)
+            .into_iter()
+            .collect::<Vec<_>>(),
     )?;
     let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, a.device))?;
     let mut lines = String::new();

@@ -14,6 +14,7 @@ mod bad_input;
 mod ecapa_distil;
 mod engines_cpu;
 mod engines_trt;
+mod outputs;
 mod quantize_bad_input;
 mod quantize_campplus;
 mod reference_parity;
