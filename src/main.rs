@@ -91,7 +91,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // symphonia warns once per damaged frame (thousands of lines for one junk upload); the
+    // decoder's own line sums up what it skipped. RUST_LOG=symphonia=warn brings them back.
+    env_logger::Builder::new()
+        .filter_module("symphonia", log::LevelFilter::Error)
+        .parse_env(env_logger::Env::default().default_filter_or("warn"))
+        .init();
     let cli = Cli::parse();
     let res = match &cli.cmd {
         Cmd::Embed(a) => embed::run(a),

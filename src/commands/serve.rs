@@ -69,6 +69,21 @@ pub(crate) struct ServeArgs {
     /// Execution provider: auto = TensorRT, else CUDA, else CPU.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
+    /// Let /v1/verify take a client `threshold`, within 0.2 of the server's (refused otherwise).
+    #[arg(long)]
+    allow_client_threshold: bool,
+    /// With --api-key: every /v1 endpoint needs the key (not only enroll and delete).
+    #[arg(long)]
+    api_key_all: bool,
+    /// No access-log line per request on stderr (500s are still logged).
+    #[arg(long)]
+    no_access_log: bool,
+    /// Longest wait for a request's headers, in seconds; the connection is then closed.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_s: f64,
+    /// Longest wait for a request's body, in seconds; then 408.
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout_s: f64,
 }
 
 pub(crate) fn run(a: &ServeArgs) -> Result<()> {
@@ -78,6 +93,9 @@ pub(crate) fn run(a: &ServeArgs) -> Result<()> {
         } else {
             bail!("{flag} must be a positive number, got {v}")
         }
+    };
+    let seconds = |v: f64, flag: &str| -> Result<Duration> {
+        Ok(Duration::from_secs_f64(positive(v, flag)?.min(86400.0)))
     };
     let cfg = ServeConfig {
         speaker_model: a.speaker_model.clone(),
@@ -98,6 +116,11 @@ pub(crate) fn run(a: &ServeArgs) -> Result<()> {
         },
         batch_bucket_frames: a.batch_bucket_frames,
         threshold: a.threshold,
+        allow_client_threshold: a.allow_client_threshold,
+        api_key_all: a.api_key_all,
+        access_log: !a.no_access_log,
+        header_timeout: seconds(a.header_timeout_s, "--header-timeout-s")?,
+        body_timeout: seconds(a.body_timeout_s, "--body-timeout-s")?,
         top: a.top,
         session: session_options(a.threads, a.device),
     };

@@ -7,6 +7,7 @@ pub mod embed;
 pub mod enrollment;
 pub mod eval;
 pub mod metrics;
+pub mod name;
 pub mod plot;
 pub mod store;
 pub mod trials;
