@@ -247,3 +247,25 @@ impl Form {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_500_keeps_its_details_for_the_log() {
+        let r = ApiError::internal("bfc_arena.cc:360 Available memory of 0 is smaller than needed")
+            .into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let note = r.extensions().get::<ErrorNote>().cloned().unwrap();
+        assert!(note.message.contains("bfc_arena.cc"));
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("bfc_arena"), "{text}");
+        assert!(text.contains(INTERNAL_MESSAGE), "{text}");
+        // other errors say what is wrong
+        let r = ApiError::bad_request("form field 'top' must be 1..1000").into_response();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("'top'"));
+    }
+}
