@@ -48,10 +48,11 @@ pub(crate) struct CalibrateArgs {
     quiet: bool,
 }
 
-/// Whether `--out` is a folder of `<method>.json` tables: several methods, a path ending in
-/// `/`, or an existing folder (README: `--out tables/`). Otherwise it is the one table file.
+/// Whether `--out` is a folder of `<method>.json` tables: several methods, or a path ending in
+/// `/` (README: `--out tables/`). Otherwise it is the one table file (an existing folder there
+/// is refused, never written into by surprise).
 fn out_is_folder(a: &CalibrateArgs) -> bool {
-    a.method.len() > 1 || a.out.to_string_lossy().ends_with('/') || a.out.is_dir()
+    a.method.len() > 1 || a.out.to_string_lossy().ends_with('/')
 }
 
 /// The table file of method `m` under `--out`.

@@ -52,14 +52,20 @@ pub fn det_png_bytes(dest: &Path, title: &str, curves: &[DetCurve<'_>]) -> Resul
 
 /// Renders a PNG with `draw` and returns its bytes. plotters' bitmap backend writes files
 /// itself, so it draws to a scratch name beside `dest`'s final target (`.NAME.PID.tmp.png`,
-/// removed afterwards), or in the temporary folder when `dest` is a stream (`-`, a FIFO).
+/// removed afterwards), or in the temporary folder when `dest` is a stream (`-`, a FIFO) or
+/// its folder does not exist yet.
 pub(crate) fn render_png(
     dest: &Path,
     draw: impl FnOnce(&Path) -> std::result::Result<(), String>,
 ) -> Result<Vec<u8>> {
     register_font();
     let real = match exporter::atomic::destination(dest)? {
-        exporter::atomic::Destination::Replace(real) => real,
+        exporter::atomic::Destination::Replace(real)
+            if exporter::atomic::parent_dir(&real).is_dir() =>
+        {
+            real
+        }
+        // a stream, or a report folder not created yet
         _ => std::env::temp_dir().join("voxq.png"),
     };
     exporter::atomic::remove_stale_temps(&real);
