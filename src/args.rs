@@ -1,6 +1,11 @@
 //! Argument groups shared by several subcommands (speaker model and session, enrollment store,
-//! layer selection) and the typed values of `--device`, `--target`, `--precision` and
-//! `--metric`; `--method` is parsed into [`calibration::Method`] by its `FromStr`.
+//! layer selection), the typed values of `--device`, `--target`, `--precision` and `--metric`
+//! (`--method` is parsed into [`calibration::Method`] by its `FromStr`), and the range-checked
+//! parsers of every numeric option: a value outside its documented range is refused while the
+//! command line is parsed, before any file is read or model loaded, with one line that names
+//! the option and the range (`invalid value '0' for '--beams <BEAMS>': expected an integer in
+//! [1, 16]`). Ranges are written in interval notation, the same text in the error and in the
+//! option's help (`[range: (0, 1)]`).
 
 use std::path::PathBuf;
 
@@ -92,6 +97,116 @@ pub(crate) enum Metric {
     Sqnr,
 }
 
+/// A value parser for clap: the option's text to its value, or the reason it is refused (clap
+/// prints it after `invalid value 'X' for '--option <OPTION>': `).
+pub(crate) trait Parse<T>:
+    Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+{
+}
+
+impl<T, F: Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static> Parse<T> for F {}
+
+/// An integer in `[lo, hi]`.
+pub(crate) fn int<T>(lo: T, hi: T) -> impl Parse<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| match s.parse::<T>() {
+        Ok(v) if lo <= v && v <= hi => Ok(v),
+        _ => Err(format!("expected an integer in [{lo}, {hi}]")),
+    }
+}
+
+/// A finite number between `lo` and `hi`; `open_lo`/`open_hi` leave that end out.
+fn real_in(lo: f64, open_lo: bool, hi: f64, open_hi: bool) -> impl Parse<f64> {
+    move |s: &str| {
+        let ok = |v: f64| {
+            v.is_finite()
+                && (if open_lo { v > lo } else { v >= lo })
+                && (if open_hi { v < hi } else { v <= hi })
+        };
+        match s.parse::<f64>() {
+            Ok(v) if ok(v) => Ok(v),
+            _ => Err(format!(
+                "expected a finite number in {}{lo}, {hi}{}",
+                if open_lo { '(' } else { '[' },
+                if open_hi { ')' } else { ']' }
+            )),
+        }
+    }
+}
+
+/// A finite number in `[lo, hi]`.
+pub(crate) fn real(lo: f64, hi: f64) -> impl Parse<f64> {
+    real_in(lo, false, hi, false)
+}
+
+/// A finite number in `(lo, hi]` (more than `lo`).
+pub(crate) fn real_gt(lo: f64, hi: f64) -> impl Parse<f64> {
+    real_in(lo, true, hi, false)
+}
+
+/// A finite number in `(lo, hi)`.
+pub(crate) fn real_open(lo: f64, hi: f64) -> impl Parse<f64> {
+    real_in(lo, true, hi, true)
+}
+
+/// An `f32` option checked as [`real`]/[`real_gt`] check `f64` ones.
+pub(crate) fn as_f32(p: impl Parse<f64>) -> impl Parse<f32> {
+    move |s: &str| p(s).map(|v| v as f32)
+}
+
+/// Most ONNX Runtime threads an option may ask for: 4 per CPU core. More threads than cores
+/// only slow ONNX Runtime down, and thousands of them exhausted the machine (1000 never
+/// finished on 2 cores, 100000 crashed).
+pub(crate) fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--threads`: 0 (ONNX Runtime's choice) to [`max_threads`].
+pub(crate) fn threads() -> impl Parse<usize> {
+    let (p, hi) = (int(0, max_threads()), max_threads());
+    move |s: &str| p(s).map_err(|e| format!("{e} (at most 4 per CPU core: {hi})"))
+}
+
+/// The help of a `--threads` option: `what` and its range on this machine.
+pub(crate) fn threads_help(what: &str) -> String {
+    format!(
+        "{what} [range: [0, {}]: at most 4 per CPU core]",
+        max_threads()
+    )
+}
+
+/// A cosine-score threshold (`--threshold`): [-1, 1].
+pub(crate) fn threshold() -> impl Parse<f64> {
+    real(-1.0, 1.0)
+}
+
+/// Candidates to list (`--top`): [1, 1000].
+pub(crate) fn top() -> impl Parse<usize> {
+    int(1usize, 1000)
+}
+
+/// Beams of beam search (`--beams`): [1, 16]; each beam holds its own KV cache.
+pub(crate) fn beams() -> impl Parse<usize> {
+    int(1, 16)
+}
+
+/// Tokens to generate (`--max-new-tokens`): [1, 4096], as the server's `max_tokens`.
+pub(crate) fn max_new_tokens() -> impl Parse<usize> {
+    int(1, 4096)
+}
+
+/// Histogram bins per tensor (`--bins`): [128, 65536], what the calibrator accepts.
+pub(crate) fn bins() -> impl Parse<usize> {
+    int(128, 65536)
+}
+
+/// `--min-channels`: [0, 65536].
+pub(crate) fn min_channels() -> impl Parse<usize> {
+    int(0, 65536)
+}
+
 /// ONNX Runtime session options from `--threads` and `--device`.
 pub(crate) fn session_options(threads: usize, device: Device) -> CpuOptions {
     CpuOptions {
@@ -107,8 +222,8 @@ pub(crate) struct ModelArgs {
     /// Speaker model: its JSON config, or its ONNX file with a JSON config beside it.
     #[arg(long)]
     pub(crate) model: PathBuf,
-    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     pub(crate) threads: usize,
     /// Execution provider: auto (TensorRT, else CUDA, else CPU; the choice is logged with
     /// RUST_LOG=info), cpu, cuda, tensorrt (an explicit one that is missing is an error).
@@ -152,6 +267,33 @@ impl StoreArgs {
             create,
         )?)
     }
+}
+
+/// How much speech an utterance needs before it is enrolled or scored (enroll, verify,
+/// identify, serve).
+#[derive(Args)]
+pub(crate) struct SpeechArgs {
+    /// Least speech an utterance must hold, in seconds: audio shorter than this, or with less
+    /// speech-level audio (25 ms frames above -50 dBFS and 6 dB over the clip's noise floor),
+    /// is refused. Range 0-60; 0 turns the check off.
+    #[arg(long, value_name = "SECONDS", default_value_t = runtime::speaker::speech::DEFAULT_MIN_SPEECH_S, value_parser = min_speech_s)]
+    pub(crate) min_speech_s: f64,
+}
+
+impl SpeechArgs {
+    pub(crate) fn check(&self) -> runtime::speaker::speech::SpeechCheck {
+        runtime::speaker::speech::SpeechCheck::with_min_speech_s(self.min_speech_s)
+    }
+}
+
+/// `--min-speech-s`: a number of seconds the speech check accepts.
+fn min_speech_s(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    runtime::speaker::speech::SpeechCheck::with_min_speech_s(v).validate()?;
+    Ok(v)
 }
 
 /// The identity enrollments made with `emb` are recorded under.

@@ -1,5 +1,6 @@
 //! The steps every engine build shares, whatever the backend: reading the source model, its
-//! precision and tensor specs, a fresh manifest, the copied model config, and the scratch
+//! precision and tensor specs, a fresh manifest, the model config (checked against the model,
+//! then copied), and the scratch
 //! folder that is moved into place only when the build is complete. The backends' builds use
 //! them: `ort::build_cpu` (`--target cpu`), `tensorrt::build_tensorrt` and
 //! `tensorrt::build_tensorrt_ort`.
@@ -132,6 +133,106 @@ pub(crate) fn new_manifest(
     }
 }
 
+/// Refuses a JSON config that contradicts the model it is built with, before any build work:
+/// its `onnx` names another model file (an existing file with other bytes), its `input` or
+/// `output` is not a tensor of the model, or its `embedding_dim` / `fbank.num_mel_bins`
+/// disagree with a fixed last dimension of that output / input.
+pub(crate) fn check_config(
+    config: Option<&Path>,
+    model: &Path,
+    bytes: &[u8],
+    proto: &onnx_protobuf::ModelProto,
+) -> Result<(), EngineError> {
+    let Some(c) = config else { return Ok(()) };
+    let v = read_config(c)?;
+    let bad = |reason: String| EngineError::Build {
+        path: c.to_path_buf(),
+        reason: format!(
+            "the config contradicts the model {}: {reason}",
+            model.display()
+        ),
+    };
+    if let Some(onnx) = v.get("onnx").and_then(|x| x.as_str()) {
+        let named = c.parent().unwrap_or(Path::new("")).join(onnx);
+        if named.is_file() && !same_model(&named, model, bytes) {
+            return Err(bad(format!(
+                "its \"onnx\" names another model, {}",
+                named.display()
+            )));
+        }
+    }
+    let s = summary(proto);
+    let last_dim = |io: &exporter::model::IoSummary| match &io.ty {
+        ValueType::Tensor {
+            dims: Some(dims), ..
+        } => dims.last().and_then(|d| d.value()),
+        _ => None,
+    };
+    fn find<'a>(
+        io: &'a [exporter::model::IoSummary],
+        name: Option<&str>,
+    ) -> std::result::Result<Option<&'a exporter::model::IoSummary>, String> {
+        let Some(name) = name else { return Ok(None) };
+        io.iter().find(|x| x.name == name).map(Some).ok_or_else(|| {
+            io.iter()
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str());
+    let missing = |key: &str, what: &str, have: String| {
+        bad(format!(
+            "its \"{key}\" is '{}', but the model has no {what} of that name ({what}s: {have})",
+            field(key).unwrap_or_default()
+        ))
+    };
+    let input = find(&s.inputs, field("input")).map_err(|h| missing("input", "input", h))?;
+    let output = find(&s.outputs, field("output")).map_err(|h| missing("output", "output", h))?;
+    let checks = [
+        (output, v.get("embedding_dim"), "embedding_dim"),
+        (
+            input,
+            v.get("fbank").and_then(|f| f.get("num_mel_bins")),
+            "fbank.num_mel_bins",
+        ),
+    ];
+    for (io, want, key) in checks {
+        let (Some(io), Some(want)) = (io, want.and_then(|w| w.as_i64())) else {
+            continue;
+        };
+        if let Some(have) = last_dim(io).filter(|&d| d > 0) {
+            if have != want {
+                return Err(bad(format!(
+                    "its \"{key}\" is {want}, but the last dimension of '{}' is {have}",
+                    io.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `named` is the model `model` (whose bytes are `bytes`): the same file, or a copy.
+fn same_model(named: &Path, model: &Path, bytes: &[u8]) -> bool {
+    if let (Ok(a), Ok(b)) = (named.canonicalize(), model.canonicalize()) {
+        if a == b {
+            return true;
+        }
+    }
+    std::fs::metadata(named).is_ok_and(|m| m.len() == bytes.len() as u64)
+        && std::fs::read(named).is_ok_and(|other| other == bytes)
+}
+
+/// Reads and parses a model's JSON config.
+fn read_config(c: &Path) -> Result<serde_json::Value, EngineError> {
+    let text = exporter::textfile::read_text(c, "a model config").map_err(|e| io_err(c, e))?;
+    serde_json::from_str(&text).map_err(|e| EngineError::Build {
+        path: c.to_path_buf(),
+        reason: format!("invalid JSON: {e}"),
+    })
+}
+
 /// Copies the model's JSON config into the engine folder with `onnx` pointing at the
 /// engine's model file; returns its file name.
 pub(crate) fn copy_config(
@@ -140,11 +241,7 @@ pub(crate) fn copy_config(
     engine_model: &str,
 ) -> Result<Option<String>, EngineError> {
     let Some(c) = config else { return Ok(None) };
-    let text = exporter::textfile::read_text(c, "a model config").map_err(|e| io_err(c, e))?;
-    let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Build {
-        path: c.to_path_buf(),
-        reason: format!("invalid JSON: {e}"),
-    })?;
+    let mut v = read_config(c)?;
     v["onnx"] = engine_model.into();
     let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Build {
         path: c.to_path_buf(),
@@ -173,13 +270,29 @@ pub(crate) fn in_scratch<T>(
         },
     };
     let scratch: PathBuf = exporter::atomic::scratch_dir(out).map_err(fail)?;
-    let done = f(&scratch).and_then(|v| {
-        exporter::atomic::commit_dir(&scratch, out, "an engine folder", |d| {
-            d.join(crate::manifest::MANIFEST_FILE).is_file()
-        })
-        .map_err(fail)?;
-        Ok(v)
-    });
+    // Errors name the files as they will be in `out`, not in the scratch folder that is
+    // removed on failure (`out/.eng.partial-123/model.onnx` → `out/model.onnx`).
+    let mut names: Vec<String> = [scratch.canonicalize().ok(), Some(scratch.clone())]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let target = out.display().to_string();
+    let unscratch = |t: &str| {
+        names
+            .iter()
+            .fold(t.to_string(), |t, n| t.replace(n.as_str(), &target))
+    };
+    let done = f(&scratch)
+        .map_err(|e| e.map_text(&unscratch))
+        .and_then(|v| {
+            exporter::atomic::commit_dir(&scratch, out, "an engine folder", |d| {
+                d.join(crate::manifest::MANIFEST_FILE).is_file()
+            })
+            .map_err(fail)?;
+            Ok(v)
+        });
     if done.is_err() {
         let _ = std::fs::remove_dir_all(&scratch);
     }

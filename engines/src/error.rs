@@ -42,3 +42,66 @@ pub enum EngineError {
     #[error("tensor '{name}': {reason}")]
     Tensor { name: String, reason: String },
 }
+
+impl EngineError {
+    /// The same error with `f` applied to every path and text it holds (e.g. a build's scratch
+    /// folder replaced by the folder the user named).
+    pub fn map_text(self, f: &dyn Fn(&str) -> String) -> EngineError {
+        let p = |path: PathBuf| PathBuf::from(f(&path.to_string_lossy()));
+        match self {
+            EngineError::OrtMissing { looked } => EngineError::OrtMissing { looked: f(&looked) },
+            EngineError::OrtLoad { path, reason } => EngineError::OrtLoad {
+                path: p(path),
+                reason: f(&reason),
+            },
+            EngineError::OrtInit(m) => EngineError::OrtInit(f(&m)),
+            EngineError::Open { path, reason } => EngineError::Open {
+                path: p(path),
+                reason: f(&reason),
+            },
+            EngineError::Input {
+                model,
+                input,
+                reason,
+            } => EngineError::Input {
+                model: f(&model),
+                input,
+                reason: f(&reason),
+            },
+            EngineError::Run { model, reason } => EngineError::Run {
+                model: f(&model),
+                reason: f(&reason),
+            },
+            EngineError::Output {
+                model,
+                output,
+                reason,
+            } => EngineError::Output {
+                model: f(&model),
+                output,
+                reason: f(&reason),
+            },
+            EngineError::Manifest { path, reason } => EngineError::Manifest {
+                path: p(path),
+                reason: f(&reason),
+            },
+            EngineError::Device(m) => EngineError::Device(f(&m)),
+            EngineError::Profile { profile, reason } => EngineError::Profile {
+                profile,
+                reason: f(&reason),
+            },
+            EngineError::Build { path, reason } => EngineError::Build {
+                path: p(path),
+                reason: f(&reason),
+            },
+            EngineError::Triton { path, reason } => EngineError::Triton {
+                path: p(path),
+                reason: f(&reason),
+            },
+            EngineError::Tensor { name, reason } => EngineError::Tensor {
+                name,
+                reason: f(&reason),
+            },
+        }
+    }
+}

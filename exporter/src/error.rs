@@ -33,10 +33,15 @@ pub enum ExportError {
     GroupSpec { path: PathBuf, reason: String },
     #[error("quantization policy: {0}")]
     Policy(String),
-    #[error("{path}: not a calibration table: {reason}")]
+    /// A table file that cannot be read as one (`reason` says what it is not, once).
+    #[error("{path}: {reason}")]
     TableFile { path: PathBuf, reason: String },
     #[error("calibration table: tensor '{tensor}': {reason}")]
     Table { tensor: String, reason: String },
+    /// A quantization that would quantize nothing (a QDQ model, or a selection that leaves no
+    /// weighted node): the output would be an "int8" model that is not.
+    #[error("nothing to quantize: {0}")]
+    NothingToQuantize(String),
     #[error("evaluating {variant}: {reason}")]
     Evaluate { variant: String, reason: String },
     #[error(transparent)]

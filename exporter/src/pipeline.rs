@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::graph::GraphIndex;
 use crate::onnx::is_default_op;
 use crate::passes::{insert_qdq, to_float16, InsertQdqReport};
-use crate::policy::{plan, QdqPlan, QuantPolicy};
+use crate::policy::{plan, QdqPlan, QuantPolicy, NOT_SELECTED};
 use crate::size::{deployable_size, SizeReport};
 use crate::ExportError;
 
@@ -33,8 +33,24 @@ pub fn read_table(path: &Path) -> Result<CalibrationTable> {
     };
     parsed.map_err(|e| ExportError::TableFile {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: table_file_reason(e),
     })
+}
+
+/// Why a file is not a usable table, with the words "calibration table" once.
+fn table_file_reason(e: calibration::CalibError) -> String {
+    use calibration::CalibError;
+    match e {
+        CalibError::Table(r) if r.starts_with("not a ") => r,
+        CalibError::Table(r) => format!("not a calibration table: {r}"),
+        CalibError::TableLine { line, reason } => {
+            format!("not a calibration table: line {line}: {reason}")
+        }
+        CalibError::Tensor { tensor, reason } => {
+            format!("bad calibration table: tensor '{tensor}': {reason}")
+        }
+        CalibError::Config(r) => format!("bad calibration table: {r}"),
+    }
 }
 
 /// Nodes whose op is outside the standard ONNX domain: left untouched and reported.
@@ -85,13 +101,73 @@ pub struct Quantized {
     pub unknown_ops: Vec<(String, String)>,
 }
 
-/// Plans, inserts Q/DQ and optionally casts the float rest to float16.
+/// Refuses a plan that quantizes no weighted node, saying why each was left in float.
+/// Commands that write an int8 model call this (through [`check_quantizable`] before any
+/// calibration work); the sensitivity driver measures such variants as they are.
+pub fn require_quantized(plan: &QdqPlan) -> Result<()> {
+    if !plan.quantized.is_empty() {
+        return Ok(());
+    }
+    let skipped = &plan.skipped;
+    if skipped.is_empty() {
+        return Err(ExportError::NothingToQuantize(
+            "the model has no weighted node (Conv, ConvTranspose, Gemm, MatMul) the policy quantizes"
+                .into(),
+        ));
+    }
+    let unselected = skipped.iter().filter(|s| s.reason == NOT_SELECTED).count();
+    if unselected == skipped.len() {
+        return Err(ExportError::NothingToQuantize(format!(
+            "the node selection (--groups/--include/--exclude) leaves none of the model's {} weighted nodes",
+            skipped.len()
+        )));
+    }
+    let others = skipped.len() - unselected;
+    let examples: Vec<String> = skipped
+        .iter()
+        .filter(|s| s.reason != NOT_SELECTED)
+        .take(3)
+        .map(|s| format!("node '{}' ({}): {}", s.node, s.op, s.reason))
+        .collect();
+    Err(ExportError::NothingToQuantize(format!(
+        "none of the model's {} weighted nodes can be quantized ({unselected} not selected, {others} refused: {}{})",
+        skipped.len(),
+        examples.join("; "),
+        if others > examples.len() { "; …" } else { "" }
+    )))
+}
+
+/// The plan of quantizing `model` under `policy`, refused when the model already holds Q/DQ
+/// nodes or the plan quantizes nothing: the check to run before calibrating or quantizing.
+pub fn check_quantizable(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
+    refuse_qdq_model(model)?;
+    let p = plan(model, policy)?;
+    require_quantized(&p)?;
+    Ok(p)
+}
+
+/// Refuses a model that already holds Q/DQ nodes: quantizing it again would stack scales on
+/// scales (or, as its weights sit behind DequantizeLinear, quantize nothing).
+pub fn refuse_qdq_model(model: &ModelProto) -> Result<()> {
+    let count = |op: &str| model.graph.node.iter().filter(|n| n.op_type == op).count();
+    let (q, dq) = (count("QuantizeLinear"), count("DequantizeLinear"));
+    if q + dq > 0 {
+        return Err(ExportError::NothingToQuantize(format!(
+            "the model is already quantized ({q} QuantizeLinear and {dq} DequantizeLinear nodes); quantize the fp32 model it was made from"
+        )));
+    }
+    Ok(())
+}
+
+/// Plans, inserts Q/DQ and optionally casts the float rest to float16. A model that already
+/// holds Q/DQ nodes is refused ([`refuse_qdq_model`]).
 pub fn quantize(
     model: &ModelProto,
     table: &CalibrationTable,
     policy: &QuantPolicy,
     float16: bool,
 ) -> Result<Quantized> {
+    refuse_qdq_model(model)?;
     check_table_matches(model, table)?;
     let plan = plan(model, policy)?;
     let (mut q, report) = insert_qdq(model, &plan, table)?;

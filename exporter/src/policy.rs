@@ -141,6 +141,9 @@ pub struct PlannedNode {
     pub outputs: Vec<String>,
 }
 
+/// The reason a weighted node outside the node selection is left in float.
+pub const NOT_SELECTED: &str = "not in the node selection";
+
 /// A weighted node left in float, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SkippedNode {
@@ -311,7 +314,7 @@ impl Planning<'_> {
             };
             if let Some(sel) = &policy.nodes {
                 if !sel.contains(id) {
-                    skipped.push(skip("not in the node selection".into()));
+                    skipped.push(skip(NOT_SELECTED.into()));
                     continue;
                 }
             }

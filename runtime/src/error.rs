@@ -28,6 +28,9 @@ pub enum RuntimeError {
         seconds: f64,
         limit: f64,
     },
+    /// Too short, or too little speech-level audio, to enroll or score (the speech check).
+    #[error("{path}: no speech: {reason}")]
+    NoSpeech { path: PathBuf, reason: String },
     #[error("{path}: unsupported or undecodable audio: {reason}")]
     BadAudio { path: PathBuf, reason: String },
     #[error("resampling {from} Hz -> {to} Hz: {reason}")]

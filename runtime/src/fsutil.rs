@@ -1,4 +1,5 @@
-//! File helpers: atomic writes (through `exporter::atomic`) and hashing.
+//! File helpers: atomic writes (through `exporter::atomic`), list-file lines and paths, bounded
+//! text reads and hashing.
 
 use std::path::Path;
 
@@ -30,6 +31,32 @@ pub fn check_list_line(line: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Why `name`, a path in a list file (trial list, calibration list), would be read from
+/// outside the audio root it is relative to, if it would: an absolute path, or one whose `..`
+/// components climb above the root (checked on the path's components, before anything is
+/// opened; `a/../b` stays inside).
+pub fn check_under_root(name: &str) -> std::result::Result<(), String> {
+    use std::path::Component;
+    let mut depth = 0usize;
+    for c in Path::new(name).components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => {
+                return Err(format!(
+                    "path '{name}' is absolute; list paths are relative to --audio-root"
+                ))
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("path '{name}' leaves --audio-root (through '..')"))?;
+            }
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    Ok(())
+}
+
 /// Reads a text input of at most [`exporter::textfile::MAX_TEXT_BYTES`]; `what` names its kind
 /// with its article ("a trial list").
 pub fn read_text(path: &Path, what: &str) -> Result<String> {
@@ -51,4 +78,32 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         source: e,
     })?;
     Ok(format!("{:x}", h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_under_root;
+
+    #[test]
+    fn list_paths_stay_under_the_root() {
+        for ok in [
+            "a.wav",
+            "x/y.wav",
+            "./a.wav",
+            "x/../a.wav",
+            "x/y/../../a.wav",
+            "a..b.wav",
+        ] {
+            assert!(check_under_root(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "../a.wav",
+            "../../etc/passwd",
+            "x/../../a.wav",
+            "/etc/passwd",
+            "./../a",
+        ] {
+            assert!(check_under_root(bad).is_err(), "{bad}");
+        }
+    }
 }

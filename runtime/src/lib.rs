@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod fsutil;
 pub mod generation;
 pub mod llm;
+pub mod progress;
 pub mod server;
 mod session;
 pub mod speaker;

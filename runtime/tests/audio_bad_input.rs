@@ -309,7 +309,12 @@ fn unsupported_encodings() -> Result<()> {
     std::fs::write(&path, raw_wav(3, 1, 8000, 64, 16, &[0u8; 16]))?;
     match read_wav(&path) {
         Err(e @ (RuntimeError::WavFormat { .. } | RuntimeError::WavRead { .. })) => {
-            names_file(&e, &path)
+            names_file(&e, &path)?;
+            // says what the file holds, not hound's "bits per sample is not 32"
+            let msg = e.to_string();
+            ensure!(msg.contains("64-bit float samples"), "{msg}");
+            ensure!(!msg.contains("is not 32"), "{msg}");
+            Ok(())
         }
         other => bail!("expected WavFormat, got {other:?}"),
     }

@@ -13,17 +13,21 @@ use super::quantize::copy_config;
 use super::sensitivity::{
     cached_summary, metric_of, progress_bar, setup, study, write_sensitivity, SensitivityArgs,
 };
-use crate::args::Metric;
+use crate::args::{real, Metric};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq autoquant fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --groups preset:campplus --table out/demo/entropy.json --target ort-cpu --max-increase 0.10 --out out/demo/autoquant\n  voxq autoquant fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --metric sqnr --min-sqnr 30 --out report/";
 
 #[derive(Args)]
 pub(crate) struct AutoquantArgs {
     #[command(flatten)]
     common: SensitivityArgs,
-    /// Largest allowed EER increase in percentage points (0.10 = +0.10% absolute).
-    #[arg(long)]
+    /// Largest allowed EER increase in percentage points (0.10 = +0.10% absolute)
+    /// [range: [0, 100]].
+    #[arg(long, allow_hyphen_values = true, value_parser = real(0.0, 100.0))]
     max_increase: Option<f64>,
-    /// Smallest allowed output SQNR in dB (with --metric sqnr).
-    #[arg(long)]
+    /// Smallest allowed output SQNR in dB (with --metric sqnr) [range: [0, 200]].
+    #[arg(long, allow_hyphen_values = true, value_parser = real(0.0, 200.0))]
     min_sqnr: Option<f64>,
 }
 

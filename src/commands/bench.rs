@@ -4,22 +4,38 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use runtime::audio::wav::read_wav;
+use runtime::audio::read_audio;
 use runtime::bench::bench_embed;
 use runtime::fsutil::write_atomic;
 use runtime::speaker::config::SpeakerModel;
 
-use crate::args::{session_options, Device};
+use crate::args::{int, max_new_tokens, real_gt, session_options, threads, threads_help, Device};
+
+/// Largest batch x frames of `bench engines` (e.g. 32 x 3000): one input of 100000 frames of 80
+/// features is 32 MB, and a model's activations are many times that.
+const MAX_BATCH_FRAMES: i64 = 100_000;
+
+/// Shown after `voxq bench embed --help`.
+const EMBED_EXAMPLES: &str = "Examples:\n  voxq bench embed --model out/demo/engines/fp32 --model out/demo/engines/autoquant --audio a.wav --seconds 3 --threads 1\n  voxq bench embed --model fixtures/models/campplus.json --audio a.wav --seconds 3,10 --threads 1,2 --iterations 30 --json latency.json";
+/// Shown after `voxq bench engines --help`.
+const ENGINES_EXAMPLES: &str = "Examples:\n  voxq bench engines out/engines/campplus/cpu-fp32 out/engines/campplus/cpu-int8 --batches 1,8 --seconds 3\n  voxq bench engines engines/trt-int8 engines/trt-fp16 --batches 1,8,32 --frames 300 --json engines.json";
+/// Shown after `voxq bench llm --help`.
+const LLM_EXAMPLES: &str = "Examples:\n  voxq bench llm --model WHISPER_DIR --model INT8_DIR --audio a.wav --seconds 10,30\n  voxq bench llm --model audio_llm.json --audio a.wav --seconds 10 --max-new-tokens 32 --runs 3";
+/// Shown after `voxq bench --help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq bench embed --model fixtures/models/campplus.json --audio a.wav --seconds 3\n  voxq bench engines out/engines/campplus/cpu-fp32 out/engines/campplus/cpu-int8 --batches 1,8\n  voxq bench llm --model WHISPER_DIR --audio a.wav --seconds 10,30";
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCmd {
     /// Speaker-embedding latency, real-time factor, peak RSS.
+    #[command(after_help = EMBED_EXAMPLES)]
     Embed(BenchEmbedArgs),
     /// Engine latency by batch size (CPU engines through ONNX Runtime, TensorRT plans through
     /// trtexec), e.g. cpu-fp32 vs cpu-int8, or trt-int8 vs trt-fp16 vs trt-fp32.
+    #[command(after_help = ENGINES_EXAMPLES)]
     Engines(BenchEnginesArgs),
     /// Generation: time to first token, tokens/s, end-to-end latency, peak RSS for Whisper
     /// folders and audio-LLM configs (e.g. fp32 vs int8) on real speech tiled to each length.
+    #[command(after_help = LLM_EXAMPLES)]
     Llm(BenchLlmArgs),
 }
 
@@ -31,13 +47,19 @@ pub(crate) struct BenchLlmArgs {
     /// Real speech to feed (tiled to each length).
     #[arg(long)]
     audio: PathBuf,
-    #[arg(long, value_delimiter = ',', default_values_t = [10.0, 30.0])]
+    /// Input lengths in seconds, comma-separated; each at most one 30 s window
+    /// [range: (0, 30]].
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [10.0, 30.0],
+        value_parser = real_gt(0.0, 30.0))]
     seconds: Vec<f64>,
-    #[arg(long, default_value_t = 64)]
+    /// Most tokens generated per run [range: [1, 4096]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 64, value_parser = max_new_tokens())]
     max_new_tokens: usize,
-    #[arg(long, default_value_t = 3)]
+    /// Timed runs per model and length [range: [1, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 3, value_parser = int(1usize, 1000))]
     runs: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
@@ -52,14 +74,16 @@ pub(crate) struct BenchEnginesArgs {
     /// Engine folders (`voxq build`); the first is the speed-up baseline.
     #[arg(required = true)]
     engines: Vec<PathBuf>,
-    /// Batch sizes.
-    #[arg(long, value_delimiter = ',', default_values_t = [1i64, 8, 32])]
+    /// Batch sizes, comma-separated [range: [1, 1024]]; batch x frames is at most
+    /// 100000 (e.g. 32 x 3000).
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [1i64, 8, 32],
+        value_parser = int(1i64, 1024))]
     batches: Vec<i64>,
-    /// Length of the other dynamic axes (frames at 10 ms: 300 = 3 s).
-    #[arg(long, default_value_t = 300)]
+    /// Length of the other dynamic axes (frames at 10 ms: 300 = 3 s) [range: [1, 30000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 300, value_parser = int(1i64, 30000))]
     frames: i64,
-    /// Seconds of timing per engine and batch size.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds of timing per engine and batch size [range: (0, 600]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 3.0, value_parser = real_gt(0.0, 600.0))]
     seconds: f64,
     /// Write the results as JSON here.
     #[arg(long)]
@@ -74,15 +98,18 @@ pub(crate) struct BenchEmbedArgs {
     /// Real speech to feed (repeated to each length).
     #[arg(long)]
     audio: PathBuf,
-    /// Input lengths in seconds.
-    #[arg(long, value_delimiter = ',', default_values_t = [3.0, 10.0])]
+    /// Input lengths in seconds, comma-separated [range: (0, 300]].
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [3.0, 10.0],
+        value_parser = real_gt(0.0, 300.0))]
     seconds: Vec<f64>,
-    /// Thread counts to measure.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [1usize, 2], value_parser = threads(),
+        help = threads_help("Thread counts to measure, comma-separated (0 = ONNX Runtime's default)"))]
     threads: Vec<usize>,
-    #[arg(long, default_value_t = 30)]
+    /// Timed runs per model, length and thread count [range: [1, 10000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 30, value_parser = int(1usize, 10000))]
     iterations: usize,
-    #[arg(long, default_value_t = 3)]
+    /// Untimed runs before them [range: [0, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 3, value_parser = int(0usize, 1000))]
     warmup: usize,
     /// Write the results as JSON here.
     #[arg(long)]
@@ -103,7 +130,7 @@ fn embed(a: &BenchEmbedArgs) -> Result<()> {
         .iter()
         .map(|m| SpeakerModel::locate(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let audio = read_wav(&a.audio)?;
+    let audio = read_audio(&a.audio)?;
     if a.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
@@ -151,7 +178,7 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
             },
         ));
     }
-    let audio = read_wav(&a.audio)?;
+    let audio = read_audio(&a.audio)?;
     let rows = runtime::bench::bench_llm(&models, &audio, &a.seconds, a.max_new_tokens, a.runs)?;
     print!("{}", runtime::bench::llm_markdown(&rows));
     if let Some(p) = &a.json {
@@ -161,8 +188,11 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
 }
 
 fn engines(a: &BenchEnginesArgs) -> Result<()> {
-    if a.batches.iter().any(|b| *b < 1) || a.frames < 1 {
-        bail!("--batches and --frames must be at least 1");
+    if let Some(b) = a.batches.iter().find(|&&b| b * a.frames > MAX_BATCH_FRAMES) {
+        bail!(
+            "--batches {b} with --frames {}: batch x frames must be at most {MAX_BATCH_FRAMES}",
+            a.frames
+        );
     }
     if !(a.seconds > 0.0 && a.seconds <= 600.0) {
         bail!(

@@ -7,7 +7,10 @@ use anyhow::{bail, Result};
 use clap::Args;
 use engines::ort::CpuOptions;
 
-use crate::args::{EngineTarget, Precision};
+use crate::args::{int, threads, threads_help, EngineTarget, Precision};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq build campplus.int8.onnx --target cpu --out engines/cpu-int8\n  voxq build campplus.int8.onnx --target tensorrt --profile feats:1x100x80:8x300x80:32x3000x80 --out engines/trt-int8";
 
 #[derive(Args)]
 pub(crate) struct BuildArgs {
@@ -29,11 +32,12 @@ pub(crate) struct BuildArgs {
     /// Engine folder to create (replaced only when the build succeeds).
     #[arg(long)]
     out: PathBuf,
-    /// Graph optimisation level the engine is loaded with (0-3).
-    #[arg(long, default_value_t = 3)]
+    /// ONNX Runtime graph optimisation level the engine is loaded with: 0 none, 1 basic,
+    /// 2 extended, 3 all [range: [0, 3]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 3, value_parser = int(0u8, 3))]
     opt_level: u8,
-    /// Intra-op threads recorded for the engine (0 = ONNX Runtime's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("Intra-op threads recorded for the engine (0 = ONNX Runtime's default)"))]
     threads: usize,
 }
 

@@ -14,7 +14,10 @@ use runtime::fsutil::write_atomic;
 use runtime::speaker::config::SpeakerModel;
 
 use super::mib;
-use crate::args::ModelArgs;
+use crate::args::{bins, min_channels, ModelArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq calibrate --model fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --method entropy --out out/demo/entropy.json\n  voxq calibrate --model fixtures/models/campplus.json --calib fixtures/trials/calib.txt --audio-root .cache/speech --method entropy,percentile:99.999,mse,max --out tables/ --trt-cache c.cache";
 
 #[derive(Args)]
 pub(crate) struct CalibrateArgs {
@@ -23,9 +26,11 @@ pub(crate) struct CalibrateArgs {
     /// Calibration list: one audio path per line, relative to --audio-root.
     #[arg(long)]
     calib: PathBuf,
+    /// Folder the calibration list's paths are relative to.
     #[arg(long)]
     audio_root: PathBuf,
-    /// Calibration method(s): max, percentile[:P], entropy, mse (repeat or comma-separate).
+    /// Calibration method(s): max, percentile[:P] (P in (0, 100], default 99.99), entropy, mse
+    /// (repeat or comma-separate).
     #[arg(long, value_delimiter = ',', default_value = "entropy")]
     method: Vec<Method>,
     /// Output table (one method), or a folder that gets `<method>.json` per method.
@@ -34,16 +39,17 @@ pub(crate) struct CalibrateArgs {
     /// Also write the first method's table as a TensorRT calibration cache.
     #[arg(long)]
     trt_cache: Option<PathBuf>,
-    /// Histogram bins per tensor.
-    #[arg(long, default_value_t = 2048)]
+    /// Histogram bins per tensor [range: [128, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 2048, value_parser = bins())]
     bins: usize,
     /// One pass instead of two (abs-max, then histograms at that range): half the time,
     /// coarser histograms for entropy/MSE/percentile.
     #[arg(long)]
     single_pass: bool,
-    /// Convs with fewer input or output channels are left in float.
-    #[arg(long, default_value_t = 16)]
+    /// Convs with fewer input or output channels are left in float [range: [0, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 16, value_parser = min_channels())]
     min_channels: usize,
+    /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
 }

@@ -1,4 +1,4 @@
-//! `voxq embed`: speaker embeddings of WAV files, as `path<TAB>values` lines.
+//! `voxq embed`: speaker embeddings of audio files (WAV, FLAC, MP3, Ogg Vorbis), as `path<TAB>values` lines.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -9,6 +9,9 @@ use runtime::speaker::eval::{embedding_line, write_embeddings};
 
 use crate::args::ModelArgs;
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq embed --model fixtures/models/campplus.json a.wav b.wav\n  voxq embed --model out/demo/engines/autoquant --out emb.tsv a.wav b.wav";
+
 #[derive(Args)]
 pub(crate) struct EmbedArgs {
     #[command(flatten)]
@@ -16,7 +19,7 @@ pub(crate) struct EmbedArgs {
     /// Write `path<TAB>values` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// WAV files.
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }
@@ -31,7 +34,10 @@ pub(crate) fn run(a: &EmbedArgs) -> Result<()> {
         order.push(name);
     }
     match &a.out {
-        Some(path) => write_embeddings(path, &all)?,
+        Some(path) => {
+            write_embeddings(path, &all)?;
+            eprintln!("wrote {} embeddings to {}", all.len(), path.display());
+        }
         None => {
             let mut out = std::io::stdout().lock();
             for name in order {

@@ -5,26 +5,33 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::args::{store_model, StoreArgs};
+use crate::args::{store_model, SpeechArgs, StoreArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq enroll --model fixtures/models/campplus.json --store speakers.db --speaker alice a1.wav a2.wav";
 
 #[derive(Args)]
 pub(crate) struct EnrollArgs {
     #[command(flatten)]
     at: StoreArgs,
+    #[command(flatten)]
+    speech: SpeechArgs,
     /// Speaker name.
     #[arg(long)]
     speaker: String,
+    /// The speaker's audio files (WAV), one embedding each.
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }
 
 pub(crate) fn run(a: &EnrollArgs) -> Result<()> {
     let emb = a.at.model.open()?;
-    // Embed everything first: a bad file leaves the store untouched.
+    // Embed everything first: a bad file (or one without speech) leaves the store untouched.
+    let check = a.speech.check();
     let embs = a
         .audio
         .iter()
-        .map(|p| emb.embed_file(p))
+        .map(|p| emb.embed_speech_file(p, &check))
         .collect::<Result<Vec<_>, _>>()?;
     let mut store = a.at.open_store(&emb, true)?;
     let total = store.enroll(&a.speaker, &store_model(&emb)?, &embs)?;

@@ -12,7 +12,10 @@ use runtime::speaker::metrics::{operating_points, DcfParams};
 use runtime::speaker::plot::{det_png, DetCurve};
 use runtime::speaker::trials::read_trials;
 
-use crate::args::ModelArgs;
+use crate::args::{real_open, ModelArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq eval --model fixtures/models/campplus.json --trials fixtures/trials/trials.txt --audio-root .cache/speech\n  voxq eval --model out/demo/engines/autoquant --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --scores s.txt --det det.png --json metrics.json";
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -36,8 +39,8 @@ pub(crate) struct EvalArgs {
     /// Write per-utterance embeddings (`name<TAB>values`) here.
     #[arg(long)]
     embeddings: Option<PathBuf>,
-    /// Target prior for minDCF.
-    #[arg(long, default_value_t = 0.01)]
+    /// Target prior for minDCF [range: (0, 1)].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.01, value_parser = real_open(0.0, 1.0))]
     p_target: f64,
     /// Hide the progress bar.
     #[arg(long)]

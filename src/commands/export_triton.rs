@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::args::int;
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq export-triton out/engines/campplus/cpu-fp32 out/engines/campplus/cpu-int8 --repo triton/ --max-batch-size 32";
+
 #[derive(Args)]
 pub(crate) struct ExportTritonArgs {
     /// Engine folders (`voxq build`); each becomes a repository entry named after its
@@ -14,17 +19,19 @@ pub(crate) struct ExportTritonArgs {
     /// Repository folder to write into.
     #[arg(long)]
     repo: PathBuf,
-    /// Largest batch Triton forms (0: no batching; the model's batch axis is then explicit).
-    #[arg(long, default_value_t = 32)]
+    /// Largest batch Triton forms (0: no batching; the model's batch axis is then explicit)
+    /// [range: [0, 1024]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 32, value_parser = int(0u32, 1024))]
     max_batch_size: u32,
-    /// Model instances per device.
-    #[arg(long, default_value_t = 1)]
+    /// Model instances per device [range: [1, 64]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1, value_parser = int(1u32, 64))]
     instances: u32,
     /// Serve ONNX engines on GPUs (QDQ models get TensorRT INT8 acceleration).
     #[arg(long)]
     gpu: bool,
-    /// Dynamic batching queue delay.
-    #[arg(long, default_value_t = 1000)]
+    /// Longest wait of dynamic batching for a batch to fill, in microseconds
+    /// [range: [0, 10000000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1000, value_parser = int(0u64, 10_000_000))]
     max_queue_delay_us: u64,
 }
 

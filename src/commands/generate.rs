@@ -1,4 +1,4 @@
-//! `voxq generate`: an audio LLM answers a task about a WAV file, tokens streamed to standard
+//! `voxq generate`: an audio LLM answers a task about an audio file, tokens streamed to standard
 //! output as they are generated.
 
 use std::path::PathBuf;
@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::args::{session_options, Device};
+use crate::args::{
+    as_f32, beams, int, max_new_tokens, real, real_gt, session_options, threads, threads_help,
+    Device,
+};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq generate --model fixtures/audio-llm-tiny-test/audio_llm.json a.wav\n  voxq generate --model audio_llm.json --task qa --question \"Who is speaking?\" a.wav\n  voxq generate --model audio_llm.json --task caption --temperature 0.7 --top-p 0.9 --seed 1 a.wav";
 
 #[derive(Args)]
 pub(crate) struct GenerateArgs {
@@ -19,30 +25,38 @@ pub(crate) struct GenerateArgs {
     /// A custom user prompt holding <SpeechHere> exactly once (instead of the task's).
     #[arg(long)]
     prompt: Option<String>,
+    /// The question about the audio, for --task qa.
     #[arg(long)]
     question: Option<String>,
-    /// Beam search with this many beams (1 = greedy or sampling).
-    #[arg(long, default_value_t = 1)]
+    /// Beam search with this many beams (1 = greedy or sampling) [range: [1, 16]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1, value_parser = beams())]
     beams: usize,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature (0 = greedy) [range: [0, 2]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0, value_parser = as_f32(real(0.0, 2.0)))]
     temperature: f32,
-    #[arg(long, default_value_t = 0)]
+    /// Sample only from the K most likely tokens (0 = all) [range: [0, 1000000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = int(0usize, 1_000_000))]
     top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
+    /// Sample only from the smallest set of tokens whose probability reaches P (1 = all)
+    /// [range: (0, 1]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1.0, value_parser = as_f32(real_gt(0.0, 1.0)))]
     top_p: f32,
-    #[arg(long, default_value_t = 0)]
+    /// Random seed of sampling [range: [0, 18446744073709551615]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = int(0, u64::MAX))]
     seed: u64,
-    #[arg(long, default_value_t = 1.0)]
+    /// Above 1 discourages tokens already generated (1 = off) [range: (0, 10]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1.0, value_parser = as_f32(real_gt(0.0, 10.0)))]
     repetition_penalty: f32,
-    #[arg(long, default_value_t = 64)]
+    /// Most tokens to generate [range: [1, 4096]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 64, value_parser = max_new_tokens())]
     max_new_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
-    /// WAV file (at most 30 s).
+    /// Audio file: WAV, FLAC, MP3 or Ogg Vorbis (at most 30 s).
     audio: PathBuf,
 }
 
@@ -60,7 +74,7 @@ pub(crate) fn run(a: &GenerateArgs) -> Result<()> {
     )?;
     let m = runtime::audio_llm::AudioLlm::open(&a.model, &session_options(a.threads, a.device))?;
     let user = m.user_turn(&a.task, a.prompt.as_deref(), a.question.as_deref())?;
-    let audio = runtime::audio::wav::read_wav(&a.audio)?;
+    let audio = runtime::audio::read_audio(&a.audio)?;
     use std::io::Write;
     let mut shown = String::new();
     let mut so_far = Vec::new();

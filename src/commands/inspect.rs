@@ -9,8 +9,12 @@ use exporter::groups::LayerGroups;
 use exporter::inspect::{check_qdq, inventory};
 use exporter::model::load;
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq inspect fixtures/models/campplus.onnx --groups preset:campplus\n  voxq inspect campplus.int8.onnx --qdq --json";
+
 #[derive(Args)]
 pub(crate) struct InspectArgs {
+    /// ONNX model (fp32 or QDQ).
     model: PathBuf,
     /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
     #[arg(long, default_value = "depth=2")]
@@ -37,10 +41,7 @@ pub(crate) fn run(a: &InspectArgs) -> Result<()> {
         if let Some(v) = &violations {
             println!("\nTensorRT QDQ rules: {} violation(s)", v.len());
             for x in v {
-                println!(
-                    "- {}: node `{}` tensor `{}`: {}",
-                    x.rule, x.node, x.tensor, x.detail
-                );
+                println!("- {x}");
             }
         }
     }

@@ -9,12 +9,15 @@ use clap::Args;
 use exporter::groups::{select, LayerGroups};
 use exporter::inspect::check_qdq;
 use exporter::model::{load, save, SaveOptions};
-use exporter::pipeline::{compare_sizes, quantize, read_table};
+use exporter::pipeline::{check_quantizable, compare_sizes, quantize, read_table};
 use exporter::policy::{QuantPolicy, Target};
 use runtime::fsutil::write_atomic;
 
 use super::mib;
-use crate::args::{selectors, QuantTarget, SelectArgs};
+use crate::args::{min_channels, selectors, QuantTarget, SelectArgs};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --out campplus.int8.onnx\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --target ort-cpu --groups preset:campplus --report report.json --out campplus.ort-int8.onnx";
 
 #[derive(Args)]
 pub(crate) struct QuantizeArgs {
@@ -31,7 +34,8 @@ pub(crate) struct QuantizeArgs {
     target: QuantTarget,
     #[command(flatten)]
     select: SelectArgs,
-    #[arg(long, default_value_t = 16)]
+    /// Convs with fewer input or output channels are left in float [range: [0, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 16, value_parser = min_channels())]
     min_channels: usize,
     /// Cast the parts left in float to float16 (TensorRT strongly typed builds).
     #[arg(long)]
@@ -86,6 +90,8 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         nodes: Some(nodes),
         ..QuantPolicy::default()
     };
+    // A QDQ model, or a selection that quantizes nothing: refused, naming the model.
+    check_quantizable(&proto, &policy).with_context(|| a.model.display().to_string())?;
     // A table that does not fit the model: the error names the table file.
     let q = quantize(&proto, &table, &policy, a.float16).map_err(|e| match e {
         exporter::ExportError::Table { .. } => anyhow::anyhow!("{}: {e}", a.table.display()),
@@ -140,10 +146,7 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         let v = check_qdq(&q.model);
         println!("TensorRT QDQ rules: {} violation(s)", v.len());
         for x in &v {
-            println!(
-                "  {}: node {} tensor {}: {}",
-                x.rule, x.node, x.tensor, x.detail
-            );
+            println!("  {x}");
         }
     }
     Ok(())

@@ -4,17 +4,20 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use calibration::Method;
 use clap::Args;
 use engines::ort::CpuOptions;
 use exporter::groups::{select, LayerGroups};
 use exporter::model::load;
-use exporter::pipeline::{compare_sizes, quantize};
-use exporter::policy::{plan, QuantPolicy, Target};
+use exporter::pipeline::{check_quantizable, compare_sizes, quantize};
+use exporter::policy::{QuantPolicy, Target};
 use runtime::calibrate::read_list;
 
-use crate::args::{selectors, QuantTarget};
+use crate::args::{bins, selectors, threads, threads_help, QuantTarget};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize-whisper --model WHISPER_DIR --calib fixtures/whisper/calib.txt --out INT8_DIR";
 
 #[derive(Args)]
 pub(crate) struct QuantizeWhisperArgs {
@@ -24,6 +27,7 @@ pub(crate) struct QuantizeWhisperArgs {
     /// Calibration audio list (one path per line, relative to --audio-root).
     #[arg(long)]
     calib: PathBuf,
+    /// Folder the calibration list's paths are relative to.
     #[arg(long, default_value = ".cache/speech")]
     audio_root: PathBuf,
     /// Calibration method (max, percentile:P, entropy, mse).
@@ -32,9 +36,11 @@ pub(crate) struct QuantizeWhisperArgs {
     /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels) or tensorrt.
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::OrtCpu)]
     target: QuantTarget,
-    #[arg(long, default_value_t = 2048)]
+    /// Histogram bins per tensor [range: [128, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 2048, value_parser = bins())]
     bins: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Encoder nodes to quantize: node:REGEX, op:TYPE (repeatable; default all weighted nodes).
     #[arg(long)]
@@ -74,8 +80,13 @@ pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
         nodes: pick(&dec, &a.decoder_include)?,
         ..QuantPolicy::default()
     };
-    let te = plan(&enc, &pol_e)?.activations;
-    let td = plan(&dec, &pol_d)?.activations;
+    // Checked before calibrating: a QDQ model or a selection that quantizes nothing.
+    let te = check_quantizable(&enc, &pol_e)
+        .with_context(|| dir.join(&cfg.encoder_file).display().to_string())?
+        .activations;
+    let td = check_quantizable(&dec, &pol_d)
+        .with_context(|| dir.join(&cfg.decoder_file).display().to_string())?
+        .activations;
     let opts = CpuOptions {
         intra_threads: a.threads,
         ..CpuOptions::default()

@@ -16,15 +16,18 @@ use exporter::policy::QuantPolicy;
 use exporter::sensitivity::{
     default_cache_dir, sha256_hex, table_sha256, Evaluate, Progress, SensitivityReport, Study,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use runtime::calibrate::{calibrate_speaker, read_list};
 use runtime::evaluate::{sensitivity_png, OutputEvaluator, TrialsEvaluator};
 use runtime::fsutil::{sha256_file, write_atomic};
+use runtime::progress::Progress as ProgressBar;
 use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;
 
-use crate::args::{Metric, QuantTarget};
+use crate::args::{min_channels, threads, threads_help, Metric, QuantTarget};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --groups preset:campplus --out report/\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --metric sqnr --target ort-cpu --out report/";
 
 #[derive(Args)]
 pub(crate) struct SensitivityArgs {
@@ -56,7 +59,8 @@ pub(crate) struct SensitivityArgs {
     /// QDQ placement: tensorrt or ort-cpu.
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::Tensorrt)]
     pub(crate) target: QuantTarget,
-    #[arg(long, default_value_t = 16)]
+    /// Convs with fewer input or output channels are left in float [range: [0, 65536]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 16, value_parser = min_channels())]
     min_channels: usize,
     /// Cast the parts left in float to float16.
     #[arg(long)]
@@ -70,8 +74,8 @@ pub(crate) struct SensitivityArgs {
     /// Report folder: sensitivity.{md,json,png} (autoquant adds its model and report).
     #[arg(long)]
     pub(crate) out: PathBuf,
-    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Hide progress bars.
     #[arg(long)]
@@ -237,18 +241,9 @@ pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs) -> Study<'a> {
     }
 }
 
-/// A progress callback drawing an indicatif bar over the planned measurements.
+/// A progress callback over the planned measurements (a bar on a terminal, else plain lines).
 pub(crate) fn progress_bar(quiet: bool) -> (ProgressBar, impl FnMut(Progress)) {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template("measuring {bar:30} {pos}/{len} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    };
+    let bar = ProgressBar::new(0, "measuring", "variants", !quiet);
     let b2 = bar.clone();
     let mut cached = 0usize;
     let f = move |p: Progress| match p {

@@ -8,7 +8,12 @@ use anyhow::{bail, Result};
 use clap::Args;
 use runtime::server::{BatchPolicy, ServeConfig};
 
-use crate::args::{session_options, Device};
+use crate::args::{
+    int, real_gt, session_options, threads, threads_help, threshold, top, Device, SpeechArgs,
+};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq serve --speaker-model fixtures/models/campplus.json --store speakers.db\n  voxq serve --speaker-model M --store speakers.db --whisper WHISPER_DIR --audio-llm audio_llm.json --port 8080 --api-key KEY --max-concurrent 16 --max-queue 64 --max-batch 8";
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -27,48 +32,52 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Port (0 = any free port; the chosen one is printed).
-    #[arg(long, default_value_t = 8080)]
+    /// Port (0 = any free port; the chosen one is printed) [range: [0, 65535]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 8080, value_parser = int(0u16, 65535))]
     port: u16,
     /// Bearer token required by mutating endpoints (enroll, delete).
     #[arg(long, env = "VOXQ_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Largest request body, in MB (10^6 bytes).
-    #[arg(long, default_value_t = 25.0)]
+    /// Largest request body, in MB (10^6 bytes) [range: (0, 1024]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 25.0, value_parser = real_gt(0.0, 1024.0))]
     max_upload_mb: f64,
-    /// Longest audio accepted, in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    /// Longest audio accepted, in seconds [range: (0, 600]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 60.0, value_parser = real_gt(0.0, 600.0))]
     max_audio_s: f64,
-    /// Time limit per request, queue wait included, in seconds.
-    #[arg(long, default_value_t = 30.0)]
+    /// Time limit per request, queue wait included, in seconds [range: (0, 3600]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 30.0, value_parser = real_gt(0.0, 3600.0))]
     timeout_s: f64,
-    /// Requests processed at once.
-    #[arg(long, default_value_t = 16)]
+    /// Requests processed at once [range: [1, 256]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 16, value_parser = int(1usize, 256))]
     max_concurrent: usize,
-    /// Requests that may wait for a slot; more get 503 with Retry-After.
-    #[arg(long, default_value_t = 64)]
+    /// Requests that may wait for a slot; more get 503 with Retry-After [range: [0, 10000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 64, value_parser = int(0usize, 10_000))]
     max_queue: usize,
-    /// Most utterances per embedding run (1 = no batching).
-    #[arg(long, default_value_t = 8)]
+    /// Most utterances per embedding run (1 = no batching) [range: [1, 256]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 8, value_parser = int(1usize, 256))]
     max_batch: usize,
-    /// Longest wait for a batch to fill, in milliseconds.
-    #[arg(long, default_value_t = 5)]
+    /// Longest wait for a batch to fill, in milliseconds [range: [0, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 5, value_parser = int(0u64, 1000))]
     batch_delay_ms: u64,
-    /// Crop utterances to a multiple of this many frames so more share a batch (0 = off).
-    #[arg(long, default_value_t = 0)]
+    /// Crop utterances to a multiple of this many frames so more share a batch (0 = off)
+    /// [range: [0, 3000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = int(0usize, 3000))]
     batch_bucket_frames: usize,
-    /// Verification threshold (default: the model config's `threshold`).
-    #[arg(long)]
+    /// Verification threshold on the cosine score (default: the model config's `threshold`)
+    /// [range: [-1, 1]].
+    #[arg(long, allow_hyphen_values = true, value_parser = threshold())]
     threshold: Option<f64>,
-    /// Candidates returned by /v1/identify unless the request says.
-    #[arg(long, default_value_t = 5)]
+    /// Candidates returned by /v1/identify unless the request says [range: [1, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 5, value_parser = top())]
     top: usize,
-    /// Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's choice).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's choice)"))]
     threads: usize,
     /// Execution provider: auto = TensorRT, else CUDA, else CPU.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
+    #[command(flatten)]
+    speech: SpeechArgs,
 }
 
 pub(crate) fn run(a: &ServeArgs) -> Result<()> {
@@ -100,6 +109,7 @@ pub(crate) fn run(a: &ServeArgs) -> Result<()> {
         threshold: a.threshold,
         top: a.top,
         session: session_options(a.threads, a.device),
+        speech: a.speech.check(),
     };
     runtime::server::serve(cfg)?;
     Ok(())

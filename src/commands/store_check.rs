@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq store-check speakers.db";
+
 #[derive(Args)]
 pub(crate) struct StoreCheckArgs {
     /// SQLite enrollment store.

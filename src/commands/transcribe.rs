@@ -6,21 +6,24 @@ use anyhow::Result;
 use clap::Args;
 use runtime::fsutil::write_atomic;
 
-use crate::args::{session_options, Device};
+use crate::args::{beams, max_new_tokens, session_options, threads, threads_help, Device};
+
+/// Shown after `--help`.
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq transcribe --model fixtures/whisper-tiny-test a.wav b.wav\n  voxq transcribe --model WHISPER_DIR --beams 5 --out transcripts.tsv a.wav";
 
 #[derive(Args)]
 pub(crate) struct TranscribeArgs {
     /// Whisper model folder.
     #[arg(long)]
     model: PathBuf,
-    /// Beam search with this many beams (1 = greedy).
-    #[arg(long, default_value_t = 1)]
+    /// Beam search with this many beams (1 = greedy) [range: [1, 16]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1, value_parser = beams())]
     beams: usize,
-    /// Most tokens per 30 s window (capped at half the text context).
-    #[arg(long, default_value_t = 224)]
+    /// Most tokens per 30 s window (capped at half the text context) [range: [1, 4096]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 224, value_parser = max_new_tokens())]
     max_new_tokens: usize,
-    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
+        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
@@ -28,7 +31,7 @@ pub(crate) struct TranscribeArgs {
     /// Write `path<TAB>text` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// WAV files.
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
     #[arg(required = true)]
     audio: Vec<PathBuf>,
 }

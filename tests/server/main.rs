@@ -5,7 +5,7 @@
 //! its guard is dropped; its stderr is kept for failure messages.
 //!
 //! Modules: `process` (the server guard), `support` (HTTP, multipart, metrics and audio
-//! helpers), and the tests by area: `speaker`, `bad_input`, `asr_chat`, `limits`,
+//! helpers), and the tests by area: `speaker`, `silence`, `bad_input`, `asr_chat`, `limits`,
 //! `durability`.
 
 #[path = "../common/mod.rs"]
@@ -16,5 +16,6 @@ mod bad_input;
 mod durability;
 mod limits;
 mod process;
+mod silence;
 mod speaker;
 mod support;

@@ -9,7 +9,7 @@ use ort::value::Tensor;
 use super::env::{first_line, ort_version};
 use super::providers::Device;
 use super::session::{cpu_session, CpuOptions};
-use crate::build::{copy_config, in_scratch, new_manifest, read_model, specs};
+use crate::build::{check_config, copy_config, in_scratch, new_manifest, read_model, specs};
 use crate::manifest::{Builder, Manifest, SessionSettings};
 use crate::EngineError;
 
@@ -30,6 +30,7 @@ pub fn build_cpu(
     opts: &CpuOptions,
 ) -> Result<Manifest, EngineError> {
     let (bytes, proto) = read_model(model)?;
+    check_config(config, model, &bytes, &proto)?;
     let s = summary(&proto);
     in_scratch(out, |scratch| {
         // 1. the optimised model, written by ONNX Runtime itself

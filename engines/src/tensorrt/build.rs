@@ -12,7 +12,7 @@ use super::epcontext::{self, EpContext, CTX_FILE};
 use super::layers::LayerReport;
 use super::profile::{profiles, shape_list};
 use super::trtexec::{trtexec_args, TrtExec, LAYER_INFO_FILE, PLAN_FILE};
-use crate::build::{copy_config, in_scratch, new_manifest, read_model, specs};
+use crate::build::{check_config, copy_config, in_scratch, new_manifest, read_model, specs};
 use crate::manifest::{Builder, Gpu, Manifest, ShapeProfile, TensorSpec};
 use crate::EngineError;
 
@@ -162,6 +162,7 @@ pub fn build_tensorrt(
     let tool = TrtExec::detect()?;
     let gpu = build_gpu()?;
     let p = prepare(model, o)?;
+    check_config(config, model, &p.bytes, &p.proto)?;
     let model_abs: PathBuf = model.canonicalize().map_err(|e| EngineError::Build {
         path: model.to_path_buf(),
         reason: e.to_string(),
@@ -284,6 +285,7 @@ pub fn build_tensorrt_ort(
         EngineError::Device("libnvinfer (TensorRT) not found by the loader".into())
     })?;
     let p = prepare(model, o)?;
+    check_config(config, model, &p.bytes, &p.proto)?;
     in_scratch(out, |scratch| {
         let cache = scratch.join(ORT_CACHE_DIR);
         std::fs::create_dir_all(&cache).map_err(|e| EngineError::Build {

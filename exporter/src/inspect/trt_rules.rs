@@ -108,11 +108,18 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// `rule: node 'n', tensor 't': detail`, leaving out the node and tensor when they are empty
+/// (`no-qdq: the model has no …`).
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: node '{}'", self.rule, self.node)?;
+        write!(f, "{}", self.rule)?;
+        let mut sep = ":";
+        if !self.node.is_empty() {
+            write!(f, "{sep} node '{}'", self.node)?;
+            sep = ",";
+        }
         if !self.tensor.is_empty() {
-            write!(f, ", tensor '{}'", self.tensor)?;
+            write!(f, "{sep} tensor '{}'", self.tensor)?;
         }
         write!(f, ": {}", self.detail)
     }

@@ -116,7 +116,12 @@ impl Budget {
                     format!("{} >= {db} {}", metric.name, metric.unit),
                 ))
             }
-            other => Err(ExportError::Policy(format!("invalid budget {other:?}"))),
+            Budget::MaxIncrease(x) => Err(ExportError::Policy(format!(
+                "invalid budget: the metric increase must be a finite number >= 0, got {x}"
+            ))),
+            Budget::MinSnrDb(db) => Err(ExportError::Policy(format!(
+                "invalid budget: the minimum SNR must be a finite number of dB, got {db}"
+            ))),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! down by averaging. The sample count a header claims is checked against the bytes that really
 //! follow it before anything is allocated, so a forged header cannot make us allocate gigabytes.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::path::Path;
@@ -60,17 +60,52 @@ pub fn read_wav_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<Audio> {
     decode(name.as_ref(), Cursor::new(bytes), bytes.len() as u64)
 }
 
-/// A reader that counts the bytes taken from it, so we know where the WAV header ends.
+/// Bytes of the file start kept for error messages (the header fields hound does not report).
+const HEAD_BYTES: usize = 512;
+
+/// A reader that counts the bytes taken from it, so we know where the WAV header ends, and
+/// keeps the first [`HEAD_BYTES`] of them.
 struct Counting<R> {
     inner: R,
     count: Rc<Cell<u64>>,
+    head: Rc<RefCell<Vec<u8>>>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let mut head = self.head.borrow_mut();
+        let keep = HEAD_BYTES.saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&buf[..keep]);
         self.count.set(self.count.get() + n as u64);
         Ok(n)
+    }
+}
+
+/// The `fmt ` chunk's format tag and bits per sample, read from the start of a RIFF file.
+fn fmt_fields(head: &[u8]) -> Option<(u16, u16)> {
+    let le16 = |b: &[u8], i: usize| Some(u16::from_le_bytes([*b.get(i)?, *b.get(i + 1)?]));
+    let mut pos = 12usize;
+    while let Some(id) = head.get(pos..pos + 4) {
+        let len = u32::from_le_bytes(head.get(pos + 4..pos + 8)?.try_into().ok()?) as usize;
+        if id == b"fmt " {
+            return Some((le16(head, pos + 8)?, le16(head, pos + 22)?));
+        }
+        pos = pos.checked_add(8)?.checked_add(len + (len & 1))?;
+    }
+    None
+}
+
+/// What a header hound refuses for its bit depth holds, in words.
+fn bit_depth_reason(head: &[u8]) -> String {
+    const IEEE_FLOAT: u16 = 3;
+    const SUPPORTED: &str = "voxq reads 8/16/24/32-bit integer PCM and 32-bit float";
+    match fmt_fields(head) {
+        Some((IEEE_FLOAT, bits)) => format!("{bits}-bit float samples ({SUPPORTED})"),
+        Some((_, bits)) => format!(
+            "{bits}-bit integer PCM in an 18-byte (WAVEFORMATEX) fmt chunk, where only 8, 16 and 24 bits are read"
+        ),
+        None => format!("unsupported bit depth ({SUPPORTED})"),
     }
 }
 
@@ -88,8 +123,8 @@ fn format_err(path: &Path, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
-/// Maps a hound error to our error kinds.
-fn map_hound(path: &Path, e: hound::Error) -> RuntimeError {
+/// Maps a hound error to our error kinds; `head` is the start of the file.
+fn map_hound(path: &Path, e: hound::Error, head: &[u8]) -> RuntimeError {
     match e {
         hound::Error::IoError(io) => {
             if io.kind() == std::io::ErrorKind::UnexpectedEof
@@ -102,6 +137,11 @@ fn map_hound(path: &Path, e: hound::Error) -> RuntimeError {
             } else {
                 read_err(path, io.to_string())
             }
+        }
+        hound::Error::FormatError(msg)
+            if msg == "bits per sample is not 32" || msg == "bits per sample is not 8 or 16" =>
+        {
+            format_err(path, bit_depth_reason(head))
         }
         hound::Error::FormatError(msg) if msg.starts_with("bits per sample is not") => {
             format_err(path, msg)
@@ -122,11 +162,13 @@ fn decode<R: Read>(path: &Path, reader: R, total_bytes: u64) -> Result<Audio> {
         return Err(read_err(path, "file is empty (0 bytes)"));
     }
     let count = Rc::new(Cell::new(0u64));
+    let head = Rc::new(RefCell::new(Vec::new()));
     let counting = Counting {
         inner: reader,
         count: Rc::clone(&count),
+        head: Rc::clone(&head),
     };
-    let mut wav = WavReader::new(counting).map_err(|e| map_hound(path, e))?;
+    let mut wav = WavReader::new(counting).map_err(|e| map_hound(path, e, &head.borrow()))?;
     let header_bytes = count.get();
     let spec = wav.spec();
 
@@ -222,7 +264,7 @@ where
         let mut acc = 0.0f64;
         for _ in 0..channels {
             let s: f64 = match it.next() {
-                Some(s) => s.map_err(|e| map_hound(path, e))?.into(),
+                Some(s) => s.map_err(|e| map_hound(path, e, &[]))?.into(),
                 None => return Err(read_err(path, "file ends inside a frame")),
             };
             if !s.is_finite() {

@@ -11,7 +11,8 @@ use crate::error::{Result, RuntimeError};
 
 pub use speaker::{calibrate_speaker, CalibrationRunInfo};
 
-/// Reads a calibration list: one audio path per line, relative to `root`.
+/// Reads a calibration list: one audio path per line, relative to `root` (a path that is
+/// absolute or climbs out of `root` is refused).
 pub fn read_list(path: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>> {
     let text = crate::fsutil::read_text(path, "a calibration list")?;
     let mut items: Vec<(String, PathBuf)> = Vec::new();
@@ -20,18 +21,19 @@ pub fn read_list(path: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>> {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        crate::fsutil::check_list_line(l).map_err(|reason| RuntimeError::Parse {
+        let err = |reason| RuntimeError::Parse {
             path: path.to_path_buf(),
             line: i + 1,
             reason,
-        })?;
+        };
+        crate::fsutil::check_list_line(l).map_err(err)?;
+        crate::fsutil::check_under_root(l).map_err(err)?;
         items.push((l.to_string(), root.join(l)));
     }
     if items.is_empty() {
-        return Err(RuntimeError::Parse {
+        return Err(RuntimeError::Config {
             path: path.to_path_buf(),
-            line: 0,
-            reason: "calibration list is empty".into(),
+            reason: "the calibration list is empty (only blank and comment lines)".into(),
         });
     }
     Ok(items)

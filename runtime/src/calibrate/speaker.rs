@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use calibration::Calibrator;
 use engines::ort::{cpu_session_from_bytes, first_line, CpuOptions};
-use indicatif::{ProgressBar, ProgressStyle};
 use ort::value::Tensor;
 use serde::Serialize;
 
-use crate::audio::wav::read_wav;
+use crate::audio::decode::read_audio;
 use crate::bench::peak_rss_mb;
 use crate::error::{Result, RuntimeError};
+use crate::progress::Progress;
 use crate::speaker::config::SpeakerModel;
 use crate::speaker::embed::FrontEnd;
 
@@ -77,22 +77,16 @@ pub fn calibrate_speaker(
         .map(|s| s.iter().copied().collect::<Vec<i64>>())
         .unwrap_or_default();
     let passes = if two_pass { 2 } else { 1 };
-    let bar = if progress {
-        let b = ProgressBar::new((passes * audio.len()) as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "calibrating {bar:40} {pos}/{len} utterance passes ({eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = Progress::new(
+        (passes * audio.len()) as u64,
+        "calibrating",
+        "utterance passes",
+        progress,
+    );
     let mut seconds = 0.0;
     let mut run_pass = |cal: &mut Calibrator| -> Result<()> {
         for (_, path) in audio {
-            let wav = read_wav(path)?;
+            let wav = read_audio(path)?;
             seconds += wav.duration_s();
             let feats = front.features(path, &wav)?;
             if want.len() != 3 || (want[2] >= 0 && want[2] as usize != feats.dim) {

@@ -13,8 +13,8 @@ use exporter::model::{save, SaveOptions};
 use onnx_protobuf::ModelProto;
 use serde::Serialize;
 
+use crate::audio::decode::read_audio;
 use crate::audio::logmel::{to_16k, LogMelExtractor, SAMPLE_RATE};
-use crate::audio::wav::read_wav;
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::fsutil::write_atomic;
 use crate::generation::GenerateOptions;
@@ -69,7 +69,7 @@ pub fn calibrate(
             decoder: (tensors.1.clone(), cd),
         }));
         for (_, path) in audio {
-            let a = read_wav(path)?;
+            let a = read_audio(path)?;
             let samples = to_16k(path, &a.samples, a.sample_rate)?;
             if pass == 0 {
                 seconds += samples.len() as f64 / SAMPLE_RATE as f64;

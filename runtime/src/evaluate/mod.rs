@@ -10,30 +10,18 @@ pub mod trials;
 use std::path::PathBuf;
 
 use engines::ort::CpuOptions;
-use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
+use crate::audio::decode::read_audio;
 use crate::audio::fbank::Features;
-use crate::audio::wav::read_wav;
 use crate::error::Result;
+use crate::progress::Progress;
 use crate::speaker::config::SpeakerModel;
 use crate::speaker::embed::{Embedder, FrontEnd};
 
 pub use output::{sqnr_and_cosine, OutputEvaluator, SQNR_CAP_DB};
 pub use plot::sensitivity_png;
 pub use trials::TrialsEvaluator;
-
-fn bar(len: usize, what: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ({{eta}})"))
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b
-}
 
 /// Features of each named audio file through the model's front end, and a hash of them all.
 pub(super) fn features_of(
@@ -42,11 +30,11 @@ pub(super) fn features_of(
     progress: bool,
 ) -> Result<(Vec<(String, Features)>, String)> {
     let front = FrontEnd::new(model)?;
-    let b = bar(files.len(), "features", progress);
+    let b = Progress::new(files.len() as u64, "features", "files", progress);
     let mut h = Sha256::new();
     let mut out = Vec::with_capacity(files.len());
     for (name, path) in files {
-        let audio = read_wav(path)?;
+        let audio = read_audio(path)?;
         let f = front.features(path, &audio)?;
         h.update(name.as_bytes());
         h.update((f.frames as u64).to_le_bytes());

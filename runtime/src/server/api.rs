@@ -95,6 +95,7 @@ impl From<RuntimeError> for ApiError {
         let (status, code) = match &e {
             RuntimeError::EmptyAudio { .. } => (StatusCode::BAD_REQUEST, "empty_audio"),
             RuntimeError::TooShort { .. } => (StatusCode::BAD_REQUEST, "audio_too_short"),
+            RuntimeError::NoSpeech { .. } => (StatusCode::BAD_REQUEST, "no_speech"),
             RuntimeError::TooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "audio_too_long"),
             RuntimeError::WavRead { .. }
             | RuntimeError::WavFormat { .. }

@@ -55,6 +55,8 @@ pub struct ServeConfig {
     pub threshold: Option<f64>,
     pub top: usize,
     pub session: CpuOptions,
+    /// What enroll, verify and identify uploads must hold (400 `no_speech` otherwise).
+    pub speech: crate::speaker::speech::SpeechCheck,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -116,6 +118,9 @@ impl ServeConfig {
         }
         if self.timeout.is_zero() {
             return bad("--timeout-s must be above 0");
+        }
+        if let Err(m) = self.speech.validate() {
+            return Err(ServeError::Config(m));
         }
         if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return bad("--api-key (or VOXQ_API_KEY) is empty");

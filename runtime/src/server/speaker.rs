@@ -16,6 +16,7 @@ use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
 use crate::speaker::db::{SpeakerDb, SpeakerRecord};
 use crate::speaker::embed::{cosine, Embedder};
+use crate::speaker::speech::check_speech;
 
 /// The speaker model, its store and its batcher.
 pub struct SpeakerEngine {
@@ -39,14 +40,19 @@ fn engine(st: &Shared) -> Result<&SpeakerEngine, ApiError> {
 }
 
 /// Decodes an upload, computes its features (blocking pool) and embeds it (batcher); returns
-/// the embedding and the audio's duration.
-async fn embed_upload(st: &Shared, up: &Upload) -> Result<(Vec<f32>, f64), ApiError> {
+/// the embedding and the audio's duration. With `speech` (enroll, verify, identify) audio
+/// without enough speech is refused first (400 `no_speech`, [`check_speech`]).
+async fn embed_upload(st: &Shared, up: &Upload, speech: bool) -> Result<(Vec<f32>, f64), ApiError> {
     let se = engine(st)?;
     let (emb, up2) = (se.embedder.clone(), up.clone());
     let (max_s, bucket) = (st.cfg.max_audio_s, st.cfg.batch_bucket_frames);
+    let check = speech.then_some(st.cfg.speech);
     let (feats, duration) = blocking(move || {
         let name = up2.label();
         let audio = decode_upload(&name, &up2.bytes, max_s)?;
+        if let Some(c) = &check {
+            check_speech(&name, &audio, c)?;
+        }
         let mut f = emb.features(&name, &audio)?;
         crop_to_bucket(&mut f, bucket);
         Ok((f, audio.duration_s()))
@@ -105,7 +111,7 @@ pub async fn embeddings(
 ) -> Result<Response, ApiError> {
     let se = engine(&st)?;
     let form = read_form(mp, st.cfg.max_upload_bytes).await?;
-    let (v, duration) = embed_upload(&st, form.one_file()?).await?;
+    let (v, duration) = embed_upload(&st, form.one_file()?, false).await?;
     Ok(Json(json!({
         "model": se.model_name,
         "dim": v.len(),
@@ -140,11 +146,12 @@ pub async fn enroll(
             form.files.len()
         )));
     }
-    let embs = futures_util::future::try_join_all(form.files.iter().map(|f| embed_upload(&st, f)))
-        .await?
-        .into_iter()
-        .map(|(v, _)| v)
-        .collect::<Vec<_>>();
+    let embs =
+        futures_util::future::try_join_all(form.files.iter().map(|f| embed_upload(&st, f, true)))
+            .await?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect::<Vec<_>>();
     let (db, sha, model) = (se.db.clone(), se.sha256.clone(), se.model_name.clone());
     let (created, rec, count) = blocking(move || {
         let old = db.get(&name)?;
@@ -238,7 +245,7 @@ pub async fn verify(
     if rec.model_sha256 != se.sha256 {
         return Err(mismatch(&rec, &se.sha256));
     }
-    let (v, _) = embed_upload(&st, up).await?;
+    let (v, _) = embed_upload(&st, up, true).await?;
     if v.len() != rec.mean.len() {
         return Err(mismatch(&rec, &se.sha256));
     }
@@ -267,7 +274,7 @@ pub async fn identify(
             "form field 'top' must be 1..1000, got {top}"
         )));
     }
-    let (v, _) = embed_upload(&st, form.one_file()?).await?;
+    let (v, _) = embed_upload(&st, form.one_file()?, true).await?;
     let (db, sha) = (se.db.clone(), se.sha256.clone());
     let cands = blocking(move || Ok(db.identify(&sha, &v, top)?)).await?;
     let c: Vec<_> = cands

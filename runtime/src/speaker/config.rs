@@ -56,7 +56,9 @@ impl SpeakerModel {
         if path.is_dir() {
             return Self::from_engine(path);
         }
-        let is_json = path.extension().is_some_and(|e| e == "json");
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let config_path = if is_json {
             path.to_path_buf()
         } else {

@@ -7,11 +7,13 @@ use engines::ort::{cpu_session, cpu_session_from_bytes, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 
+use crate::audio::decode::read_audio;
 use crate::audio::fbank::{Fbank, Features};
 use crate::audio::resample::resample;
-use crate::audio::wav::{read_wav, Audio};
+use crate::audio::wav::Audio;
 use crate::error::{Result, RuntimeError};
 use crate::speaker::config::SpeakerModel;
+use crate::speaker::speech::{check_speech, SpeechCheck};
 
 /// A model's front end: resample to its rate, then its filterbank settings.
 pub struct FrontEnd {
@@ -199,9 +201,17 @@ impl Embedder {
         self.embed_features(&feats)
     }
 
-    /// Reads a WAV file and embeds it.
+    /// Reads an audio file (WAV, FLAC, MP3, Ogg Vorbis) and embeds it.
     pub fn embed_file(&self, path: &Path) -> Result<Vec<f32>> {
-        let audio = read_wav(path)?;
+        let audio = read_audio(path)?;
+        self.embed_audio(path, &audio)
+    }
+
+    /// Reads an audio file, refuses it unless it holds speech ([`check_speech`]), and embeds
+    /// it: what enrolling, verifying and identifying use.
+    pub fn embed_speech_file(&self, path: &Path, check: &SpeechCheck) -> Result<Vec<f32>> {
+        let audio = read_audio(path)?;
+        check_speech(path, &audio, check)?;
         self.embed_audio(path, &audio)
     }
 }

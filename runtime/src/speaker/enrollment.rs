@@ -37,11 +37,14 @@ pub trait EnrollmentStore {
         -> Result<Vec<Candidate>>;
 }
 
-/// Whether `path` names a SQLite enrollment database (`.db`, `.sqlite`, `.sqlite3`: durable,
-/// WAL) rather than a JSON file.
+/// Whether `path` names a SQLite enrollment database (`.db`, `.sqlite`, `.sqlite3` in any case:
+/// durable, WAL) rather than a JSON file.
 pub fn is_database(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e == "db" || e == "sqlite" || e == "sqlite3")
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["db", "sqlite", "sqlite3"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    })
 }
 
 /// Opens the enrollment store at `path`: a SQLite database by its extension
@@ -139,5 +142,8 @@ mod tests {
         assert!(is_database(Path::new("a.sqlite3")));
         assert!(!is_database(Path::new("a.json")));
         assert!(!is_database(Path::new("db")));
+        assert!(is_database(Path::new("S.DB")));
+        assert!(is_database(Path::new("x/Speakers.Sqlite3")));
+        assert!(!is_database(Path::new("S.JSON")));
     }
 }

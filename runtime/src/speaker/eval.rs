@@ -5,10 +5,10 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::{Result, RuntimeError};
+use crate::progress::Progress;
 use crate::speaker::embed::{cosine, Embedder};
 use crate::speaker::metrics::{self, DcfParams, Metrics};
 use crate::speaker::trials::{utterances, Trial};
@@ -40,16 +40,7 @@ pub fn embed_utterances(
     progress: bool,
 ) -> Result<BTreeMap<String, Vec<f32>>> {
     let utts = utterances(trials, root);
-    let bar = if progress {
-        let b = ProgressBar::new(utts.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("embedding {bar:40} {pos}/{len} utterances ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = Progress::new(utts.len() as u64, "embedding", "utterances", progress);
     let mut out = BTreeMap::new();
     for (name, path) in utts {
         let e = embedder.embed_file(&path)?;

@@ -139,7 +139,8 @@ fn eer_from_points(pts: &[OperatingPoint]) -> (f64, f64) {
 pub fn compute(target: &[f64], nontarget: &[f64], dcf: DcfParams) -> Result<Metrics> {
     if !(dcf.p_target > 0.0 && dcf.p_target < 1.0) || dcf.c_miss <= 0.0 || dcf.c_fa <= 0.0 {
         return Err(RuntimeError::Scoring(format!(
-            "invalid DCF parameters {dcf:?}: need 0 < P_target < 1 and positive costs"
+            "invalid DCF parameters P_target {}, C_miss {}, C_fa {}: need 0 < P_target < 1 and positive costs",
+            dcf.p_target, dcf.c_miss, dcf.c_fa
         )));
     }
     let pts = operating_points(target, nontarget)?;

@@ -1,4 +1,5 @@
-//! Speaker verification: model configs, embeddings, enrollment, scoring, metrics and plots.
+//! Speaker verification: model configs, embeddings, the speech check, enrollment, scoring,
+//! metrics and plots.
 
 pub mod config;
 pub mod db;
@@ -8,6 +9,7 @@ pub mod enrollment;
 pub mod eval;
 pub mod metrics;
 pub mod plot;
+pub mod speech;
 pub mod store;
 pub mod trials;
 

@@ -62,11 +62,18 @@ pub(crate) fn png_atomic(
             .unwrap_or_default(),
         std::process::id()
     ));
+    // plotters' bitmap backend reports a file it cannot write as a Rust debug dump
+    // (`ImageError(IoError(Os { .. }))`): a file made here first gives the system's message,
+    // with the user's path rather than the scratch one.
+    std::fs::File::create(&tmp).map_err(|e| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     if let Err(reason) = draw(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(RuntimeError::Plot {
             path: path.to_path_buf(),
-            reason,
+            reason: plot_reason(&reason),
         });
     }
     let bytes = std::fs::read(&tmp).map_err(|e| RuntimeError::Io {
@@ -75,6 +82,20 @@ pub(crate) fn png_atomic(
     })?;
     let _ = std::fs::remove_file(&tmp);
     crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// A plotters error as a reason: the bitmap backend formats its errors with `{:?}`, so an
+/// `Os { .. message: "..." }` inside gives its message, and another dump a plain sentence.
+fn plot_reason(text: &str) -> String {
+    if let Some((_, rest)) = text.split_once("message: \"") {
+        if let Some((msg, _)) = rest.split_once('"') {
+            return msg.to_string();
+        }
+    }
+    if text.contains('{') || text.contains("Error(") {
+        return "the image could not be encoded or written".to_string();
+    }
+    text.to_string()
 }
 
 fn draw(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> std::result::Result<(), String> {
@@ -166,4 +187,18 @@ fn draw(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> std::result::Resul
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plot_reasons_are_sentences_not_debug_dumps() {
+        let dump = r#"backend error: Drawing backend error: ImageError(IoError(Os { code: 2, kind: NotFound, message: "No such file or directory" }))"#;
+        assert_eq!(super::plot_reason(dump), "No such file or directory");
+        assert_eq!(
+            super::plot_reason("backend error: InvalidBuffer { x: 1 }"),
+            "the image could not be encoded or written"
+        );
+        assert_eq!(super::plot_reason("Bad layout"), "Bad layout");
+    }
 }

@@ -1,4 +1,5 @@
-//! Trial lists: `<1|0> <enroll> <test> [xlang]` per line, paths relative to an audio root.
+//! Trial lists: `<1|0> <enroll> <test> [xlang]` per line, paths relative to an audio root (and
+//! never leaving it).
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,9 @@ pub fn parse_trials(path: &Path, text: &str) -> Result<Vec<Trial>> {
             Some(&"xlang") => true,
             Some(other) => return Err(err(format!("unknown 4th field '{other}'"))),
         };
+        for name in &f[1..3] {
+            crate::fsutil::check_under_root(name).map_err(err)?;
+        }
         out.push(Trial {
             target,
             enroll: f[1].to_string(),
@@ -60,10 +64,9 @@ pub fn parse_trials(path: &Path, text: &str) -> Result<Vec<Trial>> {
         });
     }
     if out.is_empty() {
-        return Err(RuntimeError::Parse {
+        return Err(RuntimeError::Config {
             path: path.to_path_buf(),
-            line: 0,
-            reason: "trial list has no trials".into(),
+            reason: "the trial list has no trials (only blank and comment lines)".into(),
         });
     }
     let targets = out.iter().filter(|t| t.target).count();
@@ -122,7 +125,26 @@ mod tests {
         );
         let e = parse_trials(Path::new("t.txt"), "1 a.wav\n").unwrap_err();
         assert!(e.to_string().contains("line 1"));
-        assert!(parse_trials(Path::new("t.txt"), "\n# nothing\n").is_err());
+        let e = parse_trials(Path::new("t.txt"), "\n# nothing\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.txt: the trial list has no trials (only blank and comment lines)"
+        );
+        let e = parse_trials(
+            Path::new("t.txt"),
+            "1 a.wav b.wav\n0 a.wav ../../etc/passwd\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.txt: line 2: path '../../etc/passwd' leaves --audio-root (through '..')"
+        );
+        let e = parse_trials(Path::new("t.txt"), "1 /etc/passwd b.wav\n0 a b\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 1: path '/etc/passwd' is absolute"),
+            "{e}"
+        );
         let long = format!("1 a.wav {}\n0 a.wav b.wav\n", "x".repeat(5000));
         let e = parse_trials(Path::new("t.txt"), &long)
             .unwrap_err()

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::Whisper;
+use crate::audio::decode::read_audio;
 use crate::audio::logmel::{to_16k, LogMelExtractor};
-use crate::audio::wav::read_wav;
 use crate::error::Result;
 use crate::generation::GenerateOptions;
 
@@ -30,9 +30,9 @@ impl Whisper {
         Ok(texts.join(" "))
     }
 
-    /// Transcribes a WAV file.
+    /// Transcribes an audio file (WAV, FLAC, MP3, Ogg Vorbis).
     pub fn transcribe_file(&self, path: &Path, opts: &GenerateOptions) -> Result<String> {
-        let a = read_wav(path)?;
+        let a = read_audio(path)?;
         self.transcribe_samples(path, &a.samples, a.sample_rate, opts)
     }
 }

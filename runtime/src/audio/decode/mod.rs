@@ -1,4 +1,6 @@
-//! Decoding of uploaded audio (WAV, FLAC, MP3, Ogg Vorbis) into mono `f32`, under a length limit.
+//! Decoding of audio files and uploads (WAV, FLAC, MP3, Ogg Vorbis) into mono `f32`, under a length
+//! limit: [`read_audio`] for files on disk (every command line reader), [`decode_upload`] for bytes
+//! held in memory (the server).
 //!
 //! WAV (`RIFF....WAVE`) goes to [`read_wav_bytes`], which bounds memory by the bytes it is given.
 //! Everything else is probed and decoded by symphonia: the default audio track is decoded packet by
@@ -9,7 +11,8 @@
 //! decoder that stops making progress is an error. A panic inside the decoder on hostile input is
 //! caught and reported as [`RuntimeError::BadAudio`].
 
-use std::io::{Cursor, ErrorKind};
+use std::fs::File;
+use std::io::{Cursor, ErrorKind, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
@@ -25,7 +28,7 @@ use symphonia::core::probe::Hint;
 use symphonia::core::sample::Sample;
 
 use crate::audio::resample::MAX_SAMPLE_RATE;
-use crate::audio::wav::{read_wav_bytes, Audio, MIN_SAMPLE_RATE};
+use crate::audio::wav::{read_wav, read_wav_bytes, Audio, MAX_FRAMES, MIN_SAMPLE_RATE};
 use crate::error::{Result, RuntimeError};
 
 /// Packets in a row (of the decoded track) that may yield no audio before we give up: a decoder
@@ -35,6 +38,41 @@ const MAX_IDLE_PACKETS: u32 = 1000;
 /// Upper bound on the samples reserved up front from a length the container declares (the
 /// declaration may be a lie; the vector still grows as needed below the length limit).
 const MAX_RESERVE: u64 = 1 << 22;
+
+/// Most bytes of a compressed (non-WAV) audio file that [`read_audio`] reads into memory to
+/// decode: 512 MiB is over 7 hours of 16 kHz FLAC, longer than the [`MAX_FRAMES`] decoded anyway.
+pub const MAX_COMPRESSED_BYTES: u64 = 512 << 20;
+
+/// Reads an audio file from disk: WAV (streamed by [`read_wav`], which checks the header's
+/// claims against the file before allocating), or FLAC, MP3 or Ogg Vorbis (the upload decoder,
+/// [`decode_upload`], on at most [`MAX_COMPRESSED_BYTES`] of the file). The format is told by
+/// the content, not the name; at most [`MAX_FRAMES`] samples per channel are decoded.
+pub fn read_audio(path: impl AsRef<Path>) -> Result<Audio> {
+    let path = path.as_ref();
+    let io = |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let mut reader = file.take(MAX_COMPRESSED_BYTES + 1);
+    let mut head = Vec::with_capacity(12);
+    (&mut reader).take(12).read_to_end(&mut head).map_err(io)?;
+    if is_wav(&head) {
+        return read_wav(path);
+    }
+    let mut bytes = head;
+    reader.read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_COMPRESSED_BYTES {
+        return Err(bad(
+            path,
+            format!(
+                "compressed audio files over {} MiB are not read (convert it to WAV or split it)",
+                MAX_COMPRESSED_BYTES >> 20
+            ),
+        ));
+    }
+    decode_upload(path, &bytes, f64::INFINITY)
+}
 
 /// Decodes an uploaded audio file held in memory into mono samples at the file's own rate.
 ///
@@ -277,6 +315,12 @@ fn decode_compressed(path: &Path, bytes: &[u8], max_seconds: f64) -> Result<Audi
         }
         if let Some(r) = rate {
             check_length(path, samples.len(), r, max_seconds)?;
+        }
+        if samples.len() as u64 > MAX_FRAMES {
+            return Err(bad(
+                path,
+                format!("more than the {MAX_FRAMES} samples per channel voxq decodes from one file; split it"),
+            ));
         }
     }
 
