@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod commands;
+mod outputs;
 
 use commands::*;
 

@@ -11,9 +11,20 @@
 //! the moment between two renames) and `.NAME.PID.tmp.png` (plots). A process killed mid-write
 //! leaves them behind; the next write of the same destination removes those whose process is
 //! no longer running ([`remove_stale_temps`]).
+//!
+//! What stands at the destination decides how it is written ([`destination`]): a missing path
+//! or a regular file is replaced atomically; a symbolic link is followed and its final target
+//! replaced (the link stays); a FIFO, a character device or a descriptor link (`/dev/stdout`,
+//! `/proc/self/fd/N`) is written through (opened for appending, no temporary file, no rename);
+//! the path `-` is standard output. Folders, block devices and sockets are refused: nothing
+//! here ever replaces something that is not a regular file. Written-through and standard-output
+//! destinations are buffered in memory and written at [`AtomicFile::commit`], so a failed run
+//! sends nothing to them either. Output paths are checked before a command's work by
+//! [`crate::outputs`].
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -91,20 +102,163 @@ pub fn remove_stale_temps(dest: &Path) {
     }
 }
 
+/// The output path that means standard output.
+pub const STDOUT: &str = "-";
+
+/// Whether `path` is `-`, standard output.
+pub fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == STDOUT
+}
+
+/// How a write to a path is done (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Standard output (`-`, `/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`).
+    Stdout,
+    /// An existing FIFO or character device, or a descriptor link: opened for appending and
+    /// written through, never replaced. `what` says which ("a FIFO").
+    Through { path: PathBuf, what: &'static str },
+    /// A missing path or a regular file (symbolic links resolved to their final target):
+    /// replaced atomically.
+    Replace(PathBuf),
+}
+
+/// What a non-regular file type is, in words ("a FIFO"); `None` for a regular file.
+pub fn file_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a folder")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+fn refuse(path: &Path, kind: std::io::ErrorKind, why: String) -> ExportError {
+    ExportError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(kind, why),
+    }
+}
+
+/// Whether `p` lies in `/proc` (or `/dev/fd`), where links name open descriptors.
+fn is_descriptor_path(p: &Path) -> bool {
+    p.starts_with("/proc") || p.starts_with("/dev/fd")
+}
+
+/// How a write to `path` is done: standard output, through an existing FIFO/character
+/// device/descriptor, or atomically over the final target of any symbolic links. Folders,
+/// block devices and sockets are refused with an error naming `path` and what it is.
+pub fn destination(path: &Path) -> Result<Destination> {
+    let stdout_links = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+    if is_stdout(path) || stdout_links.iter().any(|l| path == Path::new(l)) {
+        return Ok(Destination::Stdout);
+    }
+    let mut cur = path.to_path_buf();
+    for _ in 0..40 {
+        let real_parent = parent_dir(&cur).canonicalize().ok();
+        if is_descriptor_path(&cur) || real_parent.as_deref().is_some_and(is_descriptor_path) {
+            return Ok(Destination::Through {
+                path: path.to_path_buf(),
+                what: "an open descriptor",
+            });
+        }
+        let m = match std::fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            // Missing (or under a file): created by the write, whose error then names the folder.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(Destination::Replace(cur));
+            }
+            Err(e) => return Err(io_at(path)(e)),
+        };
+        let t = m.file_type();
+        if t.is_symlink() {
+            let link = std::fs::read_link(&cur).map_err(io_at(path))?;
+            cur = parent_dir(&cur).join(link);
+            continue;
+        }
+        return match file_kind(&t) {
+            None => Ok(Destination::Replace(cur)),
+            Some(what) if t.is_fifo() || t.is_char_device() => {
+                Ok(Destination::Through { path: cur, what })
+            }
+            Some(what) => Err(refuse(
+                path,
+                std::io::ErrorKind::InvalidInput,
+                format!("is {what}, not a file; not writing over it"),
+            )),
+        };
+    }
+    Err(refuse(
+        path,
+        std::io::ErrorKind::InvalidInput,
+        "too many levels of symbolic links".into(),
+    ))
+}
+
+/// Where the bytes of an [`AtomicFile`] go until it is committed.
+enum Sink {
+    /// The temporary file beside the destination.
+    Temp(BufWriter<File>),
+    /// Held in memory, written to standard output or through the destination at commit.
+    Memory(Vec<u8>),
+}
+
+impl Sink {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Temp(f) => f,
+            Sink::Memory(v) => v,
+        }
+    }
+}
+
 /// A file written under a temporary name in its destination folder and renamed into place by
-/// [`AtomicFile::commit`]; dropped uncommitted, it removes its temp file.
+/// [`AtomicFile::commit`]; dropped uncommitted, it removes its temp file. For standard output
+/// and written-through destinations ([`destination`]) the bytes are held in memory and written
+/// at commit.
 pub struct AtomicFile {
-    dest: PathBuf,
+    /// The path asked for (named in errors).
+    asked: PathBuf,
+    target: Destination,
     tmp: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<Sink>,
 }
 
 impl AtomicFile {
-    /// Creates the temp file next to `dest` (after removing stale ones of earlier runs).
+    /// Creates the temp file next to the destination's final target (after removing stale
+    /// ones of earlier runs), or a memory buffer for a stream destination ([`destination`]).
     pub fn create(dest: &Path) -> Result<AtomicFile> {
-        remove_stale_temps(dest);
-        let dir = parent_dir(dest);
-        let name = dest
+        let target = destination(dest)?;
+        let real = match &target {
+            Destination::Replace(p) => p.clone(),
+            _ => {
+                return Ok(AtomicFile {
+                    asked: dest.to_path_buf(),
+                    target,
+                    tmp: PathBuf::new(),
+                    file: Some(Sink::Memory(Vec::new())),
+                })
+            }
+        };
+        remove_stale_temps(&real);
+        let dir = parent_dir(&real);
+        let name = real
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
@@ -118,6 +272,8 @@ impl AtomicFile {
                 // Name the file the user asked for, not our temporary one.
                 let source = if dir.is_dir() {
                     source
+                } else if dir.exists() {
+                    std::io::Error::new(source.kind(), format!("{} is not a folder", dir.display()))
                 } else {
                     std::io::Error::new(
                         source.kind(),
@@ -130,19 +286,40 @@ impl AtomicFile {
                 }
             })?;
         Ok(AtomicFile {
-            dest: dest.to_path_buf(),
+            asked: dest.to_path_buf(),
+            target,
             tmp,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            file: Some(Sink::Temp(BufWriter::with_capacity(1 << 20, file))),
         })
     }
 
-    /// Flushes, fsyncs and renames the temp file over the destination, then fsyncs the folder.
+    /// Flushes, fsyncs and renames the temp file over the destination, then fsyncs the folder;
+    /// for a stream destination, writes the buffered bytes to it.
     pub fn commit(mut self) -> Result<()> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ExportError::Io { path, source }
         };
-        let Some(w) = self.file.take() else {
+        let w = match self.file.take() {
+            None => return Ok(()),
+            Some(Sink::Memory(bytes)) => {
+                return match &self.target {
+                    Destination::Through { path, .. } => std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.flush()))
+                        .map_err(io(&self.asked)),
+                    _ => {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes)
+                            .and_then(|()| out.flush())
+                            .map_err(io(&self.asked))
+                    }
+                };
+            }
+            Some(Sink::Temp(w)) => w,
+        };
+        let Destination::Replace(real) = self.target.clone() else {
             return Ok(());
         };
         let f = w.into_inner().map_err(|e| ExportError::Io {
@@ -151,9 +328,9 @@ impl AtomicFile {
         })?;
         f.sync_all().map_err(io(&self.tmp))?;
         drop(f);
-        std::fs::rename(&self.tmp, &self.dest).map_err(io(&self.dest))?;
+        std::fs::rename(&self.tmp, &real).map_err(io(&self.asked))?;
         // Make the rename itself durable; not every filesystem lets a folder be fsynced.
-        if let Ok(d) = File::open(parent_dir(&self.dest)) {
+        if let Ok(d) = File::open(parent_dir(&real)) {
             let _ = d.sync_all();
         }
         self.tmp = PathBuf::new();
@@ -164,21 +341,21 @@ impl AtomicFile {
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match &mut self.file {
-            Some(f) => f.write(buf),
+            Some(f) => f.writer().write(buf),
             None => Err(std::io::Error::other("file already committed")),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         match &mut self.file {
-            Some(f) => f.write_all(buf),
+            Some(f) => f.writer().write_all(buf),
             None => Err(std::io::Error::other("file already committed")),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.file {
-            Some(f) => f.flush(),
+            Some(f) => f.writer().flush(),
             None => Ok(()),
         }
     }
@@ -200,9 +377,33 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     }
 }
 
+/// The folder a folder output `out` really is: `out`, or the final target of the symbolic
+/// links at `out` (the links stay and point at the new folder). `-` is refused.
+pub fn folder_target(out: &Path) -> Result<PathBuf> {
+    if is_stdout(out) {
+        return Err(refuse(
+            out,
+            std::io::ErrorKind::InvalidInput,
+            "a folder output cannot go to standard output; give a folder path".into(),
+        ));
+    }
+    let mut cur = out.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&cur).map_err(io_at(out))?;
+                cur = parent_dir(&cur).join(link);
+            }
+            _ => return Ok(cur),
+        }
+    }
+    Ok(out.to_path_buf())
+}
+
 /// A fresh scratch folder `.NAME.partial-PID` beside `out` (its parent is created), for a
 /// folder output that [`commit_dir`] moves into place when it is complete.
 pub fn scratch_dir(out: &Path) -> Result<PathBuf> {
+    let out = &folder_target(out)?;
     let parent = parent_dir(out);
     std::fs::create_dir_all(&parent).map_err(io_at(&parent))?;
     remove_stale_temps(out);
@@ -247,6 +448,7 @@ pub fn commit_dir(
     kind: &str,
     is_ours: impl Fn(&Path) -> bool,
 ) -> Result<()> {
+    let out = &folder_target(out)?;
     sync_tree(scratch)?;
     let refuse = |why: String| ExportError::Io {
         path: out.to_path_buf(),
@@ -287,15 +489,36 @@ pub fn commit_dir(
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename), or to standard output or
+/// through a FIFO/character device ([`destination`]).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let path = path.as_ref();
-    let mut f = AtomicFile::create(path)?;
-    f.write_all(bytes).map_err(|source| ExportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    f.commit()
+    write_all_atomic(&[(path.as_ref(), bytes)])
+}
+
+/// Writes several outputs as one: every temporary file is written in full (and every stream's
+/// bytes buffered) before the first rename, so a failure while writing any of them leaves
+/// none. Only a rename failing after others succeeded (the folder vanished, say) can leave
+/// part of the set; its error names the file.
+pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut staged = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let mut f = AtomicFile::create(path)?;
+        f.write_all(bytes).map_err(|source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        f.flush().map_err(|source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        staged.push(f);
+    }
+    // Files before streams: a stream cannot be taken back, a rename can fail.
+    staged.sort_by_key(|f| !matches!(f.target, Destination::Replace(_)));
+    for f in staged {
+        f.commit()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -373,6 +596,34 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn several_outputs_are_written_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.txt"), dir.path().join("no/b.txt"));
+        let e = write_all_atomic(&[(&a, b"a"), (&b, b"b")]).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_all_atomic(&[(&a, b"a")]).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"a");
+    }
+
+    #[test]
+    fn links_are_followed_and_folders_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("real"), b"old").unwrap();
+        std::os::unix::fs::symlink("real", d.join("link")).unwrap();
+        write_atomic(d.join("link"), b"new").unwrap();
+        assert!(std::fs::symlink_metadata(d.join("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(d.join("real")).unwrap(), b"new");
+        let e = write_atomic(d, b"x").unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+        assert_eq!(destination(Path::new("-")).unwrap(), Destination::Stdout);
     }
 
     #[test]

@@ -25,6 +25,18 @@ pub enum ExportError {
         "{path}: model is {bytes} bytes, over protobuf's 2 GiB limit; save it with external data (SaveOptions::external)"
     )]
     TooLarge { path: PathBuf, bytes: u64 },
+    #[error("{label} {}: {reason}", path.display())]
+    Output {
+        label: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{label} {} is {what}", path.display())]
+    SameFile {
+        label: String,
+        path: PathBuf,
+        what: String,
+    },
     #[error("{path}: invalid save options ({reason})")]
     SaveOptions { path: PathBuf, reason: String },
     #[error("node '{node}': {reason}")]

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod inspect;
 pub mod model;
 pub mod onnx;
+pub mod outputs;
 pub mod passes;
 pub mod pipeline;
 pub mod policy;

@@ -1,5 +1,6 @@
 //! `voxq bench embed|engines|llm`: speaker-embedding, engine and generation benchmarks.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +11,7 @@ use runtime::fsutil::write_atomic;
 use runtime::speaker::config::SpeakerModel;
 
 use crate::args::{int, max_new_tokens, real_gt, session_options, threads, threads_help, Device};
+use crate::outputs::{self, Input, Output};
 
 /// Largest batch x frames of `bench engines` (e.g. 32 x 3000): one input of 100000 frames of 80
 /// features is 32 MB, and a model's activations are many times that.
@@ -125,6 +127,13 @@ pub(crate) fn run(b: &BenchCmd) -> Result<()> {
 }
 
 fn embed(a: &BenchEmbedArgs) -> Result<()> {
+    let mut inputs = Vec::new();
+    for m in &a.model {
+        inputs.extend(outputs::speaker_model(m));
+    }
+    inputs.extend(outputs::audio([&a.audio]));
+    let json: Vec<Output> = outputs::stream("--json", &a.json).into_iter().collect();
+    outputs::check(&inputs, &json)?;
     let models = a
         .model
         .iter()
@@ -144,7 +153,7 @@ fn embed(a: &BenchEmbedArgs) -> Result<()> {
         a.warmup,
     )
     .context("bench embed")?;
-    print!("{}", r.markdown());
+    write!(outputs::summary(&json), "{}", r.markdown())?;
     if let Some(p) = &a.json {
         write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
     }
@@ -158,6 +167,16 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
     if a.seconds.iter().any(|s| !(*s > 0.0 && *s <= 30.0)) {
         bail!("--seconds: each length must be more than 0 and at most 30 (one window)");
     }
+    let mut inputs = Vec::new();
+    for m in &a.model {
+        inputs.push(Input::new("an input model", m));
+        if m.is_dir() {
+            inputs.extend(outputs::whisper_model(m));
+        }
+    }
+    inputs.extend(outputs::audio([&a.audio]));
+    let json: Vec<Output> = outputs::stream("--json", &a.json).into_iter().collect();
+    outputs::check(&inputs, &json)?;
     let opts = session_options(a.threads, a.device);
     let mut models = Vec::new();
     for m in &a.model {
@@ -180,7 +199,11 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
     }
     let audio = read_audio(&a.audio)?;
     let rows = runtime::bench::bench_llm(&models, &audio, &a.seconds, a.max_new_tokens, a.runs)?;
-    print!("{}", runtime::bench::llm_markdown(&rows));
+    write!(
+        outputs::summary(&json),
+        "{}",
+        runtime::bench::llm_markdown(&rows)
+    )?;
     if let Some(p) = &a.json {
         write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
     }
@@ -200,8 +223,18 @@ fn engines(a: &BenchEnginesArgs) -> Result<()> {
             a.seconds
         );
     }
+    let mut inputs = Vec::new();
+    for e in &a.engines {
+        inputs.extend(outputs::model_folder("an input engine folder", e));
+    }
+    let json: Vec<Output> = outputs::stream("--json", &a.json).into_iter().collect();
+    outputs::check(&inputs, &json)?;
     let rows = runtime::bench::bench_engines(&a.engines, &a.batches, a.frames, a.seconds)?;
-    print!("{}", runtime::bench::engines_markdown(&rows));
+    write!(
+        outputs::summary(&json),
+        "{}",
+        runtime::bench::engines_markdown(&rows)
+    )?;
     if let Some(p) = &a.json {
         write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
     }

@@ -8,6 +8,7 @@ use clap::Args;
 use engines::ort::CpuOptions;
 
 use crate::args::{int, threads, threads_help, EngineTarget, Precision};
+use crate::outputs::{self, Output};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq build campplus.int8.onnx --target cpu --out engines/cpu-int8\n  voxq build campplus.int8.onnx --target tensorrt --profile feats:1x100x80:8x300x80:32x3000x80 --out engines/trt-int8";
@@ -45,6 +46,10 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
     if a.opt_level > 3 {
         bail!("--opt-level {}: expected 0-3", a.opt_level);
     }
+    outputs::check(
+        &outputs::model_with_config(&a.model),
+        &[Output::new("--out", a.out.clone(), outputs::ENGINE_FOLDER)],
+    )?;
     let cfg = a.model.with_extension("json");
     let cfg = cfg.is_file().then_some(cfg.as_path());
     let trt = || -> Result<engines::tensorrt::TrtBuildOptions> {

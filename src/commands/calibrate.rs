@@ -1,7 +1,7 @@
 //! `voxq calibrate`: activation ranges from real audio into calibration table(s), one per
 //! method, and optionally a TensorRT calibration cache.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use calibration::Method;
@@ -10,11 +10,11 @@ use engines::ort::CpuOptions;
 use exporter::calib_tensors::calibration_tensors;
 use exporter::model::load;
 use runtime::calibrate::{calibrate_speaker, read_list};
-use runtime::fsutil::write_atomic;
 use runtime::speaker::config::SpeakerModel;
 
 use super::mib;
 use crate::args::{bins, min_channels, ModelArgs};
+use crate::outputs::{self, Form, Input, Output};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq calibrate --model fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --method entropy --out out/demo/entropy.json\n  voxq calibrate --model fixtures/models/campplus.json --calib fixtures/trials/calib.txt --audio-root .cache/speech --method entropy,percentile:99.999,mse,max --out tables/ --trt-cache c.cache";
@@ -54,13 +54,52 @@ pub(crate) struct CalibrateArgs {
     quiet: bool,
 }
 
+/// Whether `--out` is a folder of `<method>.json` tables: several methods, or a path ending in
+/// `/` (README: `--out tables/`). Otherwise it is the one table file (an existing folder there
+/// is refused, never written into by surprise).
+fn out_is_folder(a: &CalibrateArgs) -> bool {
+    a.method.len() > 1 || a.out.to_string_lossy().ends_with('/')
+}
+
+/// The table file of method `m` under `--out`.
+fn table_path(a: &CalibrateArgs, m: &Method) -> PathBuf {
+    if out_is_folder(a) {
+        a.out
+            .join(format!("{}.json", m.to_string().replace(':', "-")))
+    } else {
+        a.out.clone()
+    }
+}
+
 pub(crate) fn run(a: &CalibrateArgs) -> Result<()> {
     let methods = &a.method;
     if methods.is_empty() {
         bail!("--method: give at least one calibration method");
     }
-    let model = SpeakerModel::locate(&a.model.model)?;
     let list = read_list(&a.calib, &a.audio_root)?;
+    let mut inputs = outputs::speaker_model(&a.model.model);
+    inputs.push(Input::new("the calibration list", &a.calib));
+    inputs.extend(
+        list.iter()
+            .map(|(_, p)| Input::new("an audio file of the calibration list", p)),
+    );
+    let mut outs = Vec::new();
+    if out_is_folder(a) {
+        outs.push(Output::new("--out", a.out.clone(), Form::Into));
+    }
+    for m in methods {
+        let label = if out_is_folder(a) {
+            format!("the {m} table in --out")
+        } else {
+            "--out".into()
+        };
+        outs.push(Output::new(label, table_path(a, m), Form::File));
+    }
+    if let Some(p) = &a.trt_cache {
+        outs.push(Output::new("--trt-cache", p.clone(), Form::File));
+    }
+    outputs::check(&inputs, &outs)?;
+    let model = SpeakerModel::locate(&a.model.model)?;
     let proto = load(&model.onnx_path)?;
     // Ranges for every tensor either placement may quantize, so one table serves both.
     let tensors = calibration_tensors(&proto, a.min_channels)?;
@@ -78,28 +117,39 @@ pub(crate) fn run(a: &CalibrateArgs) -> Result<()> {
         &opts,
         !a.quiet,
     )?;
+    // Every table computed first, then all written as one: a failure leaves none of them.
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut done = Vec::new();
     for (i, m) in methods.iter().enumerate() {
         let table = cal.compute(*m)?;
-        let path = if methods.len() == 1 {
-            a.out.clone()
-        } else {
-            std::fs::create_dir_all(&a.out)
-                .with_context(|| format!("{}: cannot create folder", a.out.display()))?;
-            a.out
-                .join(format!("{}.json", m.to_string().replace(':', "-")))
-        };
-        write_atomic(&path, table.to_json().as_bytes())?;
-        println!(
+        let path = table_path(a, m);
+        done.push(format!(
             "wrote {} ({m}, {} tensors)",
             path.display(),
             table.tensors.len()
-        );
+        ));
+        files.push((path, table.to_json().into_bytes()));
         if i == 0 {
             if let Some(p) = &a.trt_cache {
-                write_atomic(p, table.to_trt_cache().as_bytes())?;
-                println!("wrote {} (TensorRT calibration cache, {m})", p.display());
+                files.push((p.clone(), table.to_trt_cache().into_bytes()));
+                done.push(format!(
+                    "wrote {} (TensorRT calibration cache, {m})",
+                    p.display()
+                ));
             }
         }
+    }
+    if out_is_folder(a) {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("{}: cannot create folder", a.out.display()))?;
+    }
+    let refs: Vec<(&Path, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_path(), b.as_slice()))
+        .collect();
+    outputs::write_all(&refs)?;
+    for line in done {
+        println!("{line}");
     }
     println!(
         "calibration: {} utterances ({:.0} s of audio) x {} pass(es), {} tensors, {:.1} s wall, peak RSS {:.0} MiB, observers {:.1} MiB",

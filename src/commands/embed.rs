@@ -8,6 +8,7 @@ use clap::Args;
 use runtime::speaker::eval::{embedding_line, write_embeddings};
 
 use crate::args::ModelArgs;
+use crate::outputs;
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq embed --model fixtures/models/campplus.json a.wav b.wav\n  voxq embed --model out/demo/engines/autoquant --out emb.tsv a.wav b.wav";
@@ -25,6 +26,14 @@ pub(crate) struct EmbedArgs {
 }
 
 pub(crate) fn run(a: &EmbedArgs) -> Result<()> {
+    let mut inputs = outputs::speaker_model(&a.model.model);
+    inputs.extend(outputs::audio(&a.audio));
+    outputs::check(
+        &inputs,
+        &outputs::stream("--out", &a.out)
+            .into_iter()
+            .collect::<Vec<_>>(),
+    )?;
     let emb = a.model.open()?;
     let mut all = std::collections::BTreeMap::new();
     let mut order = Vec::new();

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::args::{store_model, SpeechArgs, StoreArgs};
+use crate::outputs;
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq enroll --model fixtures/models/campplus.json --store speakers.db --speaker alice a1.wav a2.wav";
@@ -25,6 +26,10 @@ pub(crate) struct EnrollArgs {
 }
 
 pub(crate) fn run(a: &EnrollArgs) -> Result<()> {
+    let mut inputs = outputs::speaker_model(&a.at.model.model);
+    inputs.extend(outputs::audio(&a.audio));
+    let store = outputs::Output::new("--store", a.at.store.clone(), outputs::Form::File);
+    outputs::check(&inputs, &[store])?;
     let emb = a.at.model.open()?;
     // Embed everything first: a bad file (or one without speech) leaves the store untouched.
     let check = a.speech.check();

@@ -1,18 +1,19 @@
 //! `voxq eval`: EER and minDCF of a model on a trial list, with score file, metrics JSON,
 //! embeddings and DET curve on request.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use runtime::fsutil::write_atomic;
 use runtime::speaker::det::split_scores;
-use runtime::speaker::eval::{evaluate, write_embeddings, write_scores};
+use runtime::speaker::eval::{embeddings_text, evaluate, scores_text};
 use runtime::speaker::metrics::{operating_points, DcfParams};
-use runtime::speaker::plot::{det_png, DetCurve};
+use runtime::speaker::plot::{det_png_bytes, DetCurve};
 use runtime::speaker::trials::read_trials;
 
 use crate::args::{real_open, ModelArgs};
+use crate::outputs::{self, Input, Output};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq eval --model fixtures/models/campplus.json --trials fixtures/trials/trials.txt --audio-root .cache/speech\n  voxq eval --model out/demo/engines/autoquant --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --scores s.txt --det det.png --json metrics.json";
@@ -48,8 +49,32 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn run(a: &EvalArgs) -> Result<()> {
-    let emb = a.model.open()?;
     let trials = read_trials(&a.trials)?;
+    let mut inputs = outputs::speaker_model(&a.model.model);
+    inputs.push(Input::new("the trial list", &a.trials));
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &trials {
+        for u in [&t.enroll, &t.test] {
+            if seen.insert(u) {
+                inputs.push(Input::new(
+                    "an audio file of the trial list",
+                    a.audio_root.join(u),
+                ));
+            }
+        }
+    }
+    let outs: Vec<Output> = [
+        ("--scores", &a.scores),
+        ("--json", &a.json),
+        ("--embeddings", &a.embeddings),
+        ("--det", &a.det),
+    ]
+    .into_iter()
+    .filter_map(|(label, p)| outputs::stream(label, p))
+    .collect();
+    outputs::check(&inputs, &outs)?;
+    let emb = a.model.open()?;
+    let mut say = outputs::summary(&outs);
     if !a.audio_root.is_dir() {
         bail!("{}: audio root is not a folder", a.audio_root.display());
     }
@@ -58,38 +83,43 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         ..DcfParams::default()
     };
     let ev = evaluate(&emb, &trials, &a.audio_root, dcf, !a.quiet)?;
-    println!(
+    writeln!(
+        say,
         "model {}: {} trials ({} target, {} non-target) over {} utterances",
         ev.model, ev.trials, ev.all.targets, ev.all.nontargets, ev.utterances
-    );
-    println!(
+    )?;
+    writeln!(
+        say,
         "EER = {:.3}%  minDCF(p={}) = {:.4}  EER threshold = {:.4}",
         ev.all.eer * 100.0,
         a.p_target,
         ev.all.min_dcf,
         ev.all.eer_threshold
-    );
+    )?;
     if let Some(x) = &ev.cross_language {
-        println!(
+        writeln!(
+            say,
             "cross-language targets ({}): EER = {:.3}%  minDCF = {:.4}",
             x.targets,
             x.eer * 100.0,
             x.min_dcf
-        );
+        )?;
     }
+    // Every output rendered first, then all written as one: a failure leaves none of them.
+    let mut files: Vec<(&Path, Vec<u8>)> = Vec::new();
     if let Some(p) = &a.scores {
-        write_scores(p, &trials, &ev.scores)?;
+        files.push((p, scores_text(&trials, &ev.scores)));
     }
     if let Some(p) = &a.json {
-        write_atomic(p, serde_json::to_string_pretty(&ev)?.as_bytes())?;
+        files.push((p, serde_json::to_string_pretty(&ev)?.into_bytes()));
     }
     if let Some(p) = &a.embeddings {
-        write_embeddings(p, &ev.embeddings)?;
+        files.push((p, embeddings_text(&ev.embeddings)));
     }
     if let Some(p) = &a.det {
         let (tar, non) = split_scores(&trials, &ev.scores);
         let pts = operating_points(&tar, &non)?;
-        det_png(
+        let png = det_png_bytes(
             p,
             &format!("DET: {}", ev.model),
             &[DetCurve {
@@ -98,6 +128,8 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
                 eer: ev.all.eer,
             }],
         )?;
+        files.push((p, png));
     }
-    Ok(())
+    let files: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    outputs::write_all(&files)
 }

@@ -1,11 +1,13 @@
 //! `voxq export-triton`: a Triton Inference Server model repository from engine folders.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::args::int;
+use crate::outputs::{self, Form, Output};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq export-triton out/engines/campplus/cpu-fp32 out/engines/campplus/cpu-int8 --repo triton/ --max-batch-size 32";
@@ -42,6 +44,31 @@ pub(crate) fn run(a: &ExportTritonArgs) -> Result<()> {
         gpu: a.gpu,
         max_queue_delay_us: a.max_queue_delay_us,
     };
+    // Two engine folders under one entry name would overwrite each other: refuse first.
+    let mut names: BTreeMap<String, &PathBuf> = BTreeMap::new();
+    for dir in &a.engines {
+        let name = engines::triton::entry_name(dir);
+        if let Some(first) = names.insert(name.clone(), dir) {
+            bail!(
+                "engine folders {} and {} both map to the Triton model name '{name}'; export them in separate runs or rename a folder",
+                first.display(),
+                dir.display()
+            );
+        }
+    }
+    let mut inputs = Vec::new();
+    for dir in &a.engines {
+        inputs.extend(outputs::model_folder("an input engine folder", dir));
+    }
+    let mut outs = vec![Output::new("--repo", a.repo.clone(), Form::Into)];
+    for name in names.keys() {
+        outs.push(Output::new(
+            format!("the entry '{name}' in --repo"),
+            a.repo.join(name),
+            outputs::TRITON_ENTRY,
+        ));
+    }
+    outputs::check(&inputs, &outs)?;
     for dir in &a.engines {
         let name = engines::triton::entry_name(dir);
         let entry = engines::triton::export(dir, &name, &a.repo, &o)?;

@@ -2,19 +2,20 @@
 //! size comparison, an optional JSON report and (for TensorRT) the Q/DQ placement check.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use exporter::groups::{select, LayerGroups};
 use exporter::inspect::check_qdq;
-use exporter::model::{load, save, SaveOptions};
+use exporter::model::{load, to_bytes};
 use exporter::pipeline::{check_quantizable, compare_sizes, quantize, read_table};
 use exporter::policy::{QuantPolicy, Target};
-use runtime::fsutil::write_atomic;
 
 use super::mib;
 use crate::args::{min_channels, selectors, QuantTarget, SelectArgs};
+use crate::outputs::{self, Form, Input, Output};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --out campplus.int8.onnx\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --target ort-cpu --groups preset:campplus --report report.json --out campplus.ort-int8.onnx";
@@ -45,11 +46,12 @@ pub(crate) struct QuantizeArgs {
     report: Option<PathBuf>,
 }
 
-/// Copies the model's JSON config (if any) beside the output, pointing at the new ONNX file.
-pub(crate) fn copy_config(model: &Path, out: &Path, suffix: &str) -> Result<()> {
+/// The model's JSON config (if any) for the output beside `out`: pointing at the new ONNX file,
+/// named `<name>-<suffix>`, without the fp32 threshold. `None` when the model has no config.
+pub(crate) fn config_for(model: &Path, out: &Path, suffix: &str) -> Result<Option<Vec<u8>>> {
     let cfg = model.with_extension("json");
     if !cfg.is_file() {
-        return Ok(());
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&cfg).with_context(|| cfg.display().to_string())?;
     let mut v: serde_json::Value =
@@ -66,14 +68,30 @@ pub(crate) fn copy_config(model: &Path, out: &Path, suffix: &str) -> Result<()> 
     if let Some(o) = v.as_object_mut() {
         o.remove("threshold");
     }
-    write_atomic(
-        &out.with_extension("json"),
-        serde_json::to_string_pretty(&v)?.as_bytes(),
-    )?;
-    Ok(())
+    Ok(Some(serde_json::to_string_pretty(&v)?.into_bytes()))
+}
+
+/// The outputs a quantized model `out` comes with: the model and, when the input model has a
+/// JSON config, that config rewritten beside it (`X.onnx` + `X.json`).
+pub(crate) fn model_outputs(label: &str, model: &Path, out: &Path) -> Vec<Output> {
+    let mut v = vec![Output::new(label, out.to_path_buf(), Form::File)];
+    if model.with_extension("json").is_file() {
+        v.push(Output::new(
+            format!("the config written beside {label}"),
+            out.with_extension("json"),
+            Form::File,
+        ));
+    }
+    v
 }
 
 pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
+    let mut inputs = outputs::model_with_config(&a.model);
+    inputs.push(Input::new("the calibration table", &a.table));
+    let mut outs = model_outputs("--out", &a.model, &a.out);
+    outs.extend(outputs::stream("--report", &a.report));
+    outputs::check(&inputs, &outs)?;
+    let mut say = outputs::summary(&outs);
     let proto = load(&a.model)?;
     let table = read_table(&a.table)?;
     let target: Target = a.target.into();
@@ -97,29 +115,36 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         exporter::ExportError::Table { .. } => anyhow::anyhow!("{}: {e}", a.table.display()),
         e => e.into(),
     })?;
-    save(&q.model, &a.out, &SaveOptions::inline())?;
-    copy_config(&a.model, &a.out, &format!("int8-{}", a.target))?;
+    // The model, its config and the report rendered first, then written as one.
+    let mut files: Vec<(&Path, Vec<u8>)> = vec![(a.out.as_path(), to_bytes(&q.model)?)];
+    let cfg_out = a.out.with_extension("json");
+    if let Some(cfg) = config_for(&a.model, &a.out, &format!("int8-{}", a.target))? {
+        files.push((&cfg_out, cfg));
+    }
     let sizes = compare_sizes(&proto, &q.model);
-    println!(
+    writeln!(
+        say,
         "quantized {} weighted node(s), {} left in float; {} Q and {} DQ nodes; wrote {}",
         q.plan.quantized.len(),
         q.plan.skipped.len(),
         q.report.q_nodes,
         q.report.dq_nodes,
         a.out.display()
-    );
+    )?;
     for s in &q.plan.skipped {
         log::info!("left in float: {} ({}): {}", s.node, s.op, s.reason);
     }
     if !q.unknown_ops.is_empty() {
         let ops: BTreeSet<&str> = q.unknown_ops.iter().map(|(_, op)| op.as_str()).collect();
-        println!(
+        writeln!(
+            say,
             "passed through untouched: {} node(s) of ops voxq does not know: {}",
             q.unknown_ops.len(),
             ops.into_iter().collect::<Vec<_>>().join(", ")
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        say,
         "deployable size: fp32 {:.2} MiB -> int8 {:.2} MiB ({:.1}% smaller)",
         mib(sizes.fp32.deployable_bytes),
         mib(sizes.quantized.deployable_bytes),
@@ -127,7 +152,7 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
             * (1.0
                 - sizes.quantized.deployable_bytes as f64
                     / sizes.fp32.deployable_bytes.max(1) as f64)
-    );
+    )?;
     if let Some(p) = &a.report {
         let r = serde_json::json!({
             "model": a.model.display().to_string(),
@@ -140,13 +165,15 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
             "report": q.report,
             "sizes": sizes,
         });
-        write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        files.push((p, serde_json::to_string_pretty(&r)?.into_bytes()));
     }
+    let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    outputs::write_all(&refs)?;
     if target == Target::Tensorrt {
         let v = check_qdq(&q.model);
-        println!("TensorRT QDQ rules: {} violation(s)", v.len());
+        writeln!(say, "TensorRT QDQ rules: {} violation(s)", v.len())?;
         for x in &v {
-            println!("  {x}");
+            writeln!(say, "  {x}")?;
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use exporter::policy::{QuantPolicy, Target};
 use runtime::calibrate::read_list;
 
 use crate::args::{bins, selectors, threads, threads_help, QuantTarget};
+use crate::outputs;
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize-whisper --model WHISPER_DIR --calib fixtures/whisper/calib.txt --out INT8_DIR";
@@ -59,6 +60,20 @@ pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
     let method: Method = a.method;
     let target: Target = a.target.into();
     let list = read_list(&a.calib, &a.audio_root)?;
+    let mut inputs = outputs::whisper_model(&a.model);
+    inputs.push(outputs::Input::new("the calibration list", &a.calib));
+    inputs.extend(
+        list.iter()
+            .map(|(_, p)| outputs::Input::new("an audio file of the calibration list", p)),
+    );
+    outputs::check(
+        &inputs,
+        &[outputs::Output::new(
+            "--out",
+            a.out.clone(),
+            outputs::WHISPER_FOLDER,
+        )],
+    )?;
     let (dir, cfg) = runtime::whisper::read_config(&a.model)?;
     let enc = load(dir.join(&cfg.encoder_file))?;
     let dec = load(dir.join(&cfg.decoder_file))?;

@@ -17,7 +17,7 @@ use exporter::sensitivity::{
     default_cache_dir, sha256_hex, table_sha256, Evaluate, Progress, SensitivityReport, Study,
 };
 use runtime::calibrate::{calibrate_speaker, read_list};
-use runtime::evaluate::{sensitivity_png, OutputEvaluator, TrialsEvaluator};
+use runtime::evaluate::{sensitivity_png_bytes, OutputEvaluator, TrialsEvaluator};
 use runtime::fsutil::{sha256_file, write_atomic};
 use runtime::progress::Progress as ProgressBar;
 use runtime::speaker::config::SpeakerModel;
@@ -25,6 +25,7 @@ use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;
 
 use crate::args::{min_channels, threads, threads_help, Metric, QuantTarget};
+use crate::outputs::{self, Form, Input, Output};
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --groups preset:campplus --out report/\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --metric sqnr --target ort-cpu --out report/";
@@ -262,16 +263,78 @@ pub(crate) fn progress_bar(quiet: bool) -> (ProgressBar, impl FnMut(Progress)) {
     (bar, f)
 }
 
-pub(crate) fn write_sensitivity(dir: &Path, r: &SensitivityReport) -> Result<()> {
+/// The report files of a sensitivity run in `dir`, rendered: sensitivity.{md,json,png}.
+pub(crate) fn sensitivity_files(
+    dir: &Path,
+    r: &SensitivityReport,
+) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let png = dir.join("sensitivity.png");
+    Ok(vec![
+        (dir.join("sensitivity.md"), r.markdown().into_bytes()),
+        (
+            dir.join("sensitivity.json"),
+            serde_json::to_string_pretty(r)?.into_bytes(),
+        ),
+        (png.clone(), sensitivity_png_bytes(&png, r)?),
+    ])
+}
+
+/// Creates the report folder `dir` and writes `files` into it as one (a failure leaves none).
+pub(crate) fn write_report(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    write_atomic(&dir.join("sensitivity.md"), r.markdown().as_bytes())?;
-    write_atomic(
-        &dir.join("sensitivity.json"),
-        serde_json::to_string_pretty(r)?.as_bytes(),
-    )?;
-    sensitivity_png(&dir.join("sensitivity.png"), r)?;
-    Ok(())
+    let refs: Vec<(&Path, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_path(), b.as_slice()))
+        .collect();
+    outputs::write_all(&refs)
+}
+
+/// What a sensitivity or autoquant run reads: the model and its config, the calibration list
+/// and its audio, the trial list and its audio, the table. A list that cannot be read adds no
+/// audio here; the run's own error names it where the list is used.
+pub(crate) fn inputs(a: &SensitivityArgs) -> Vec<Input> {
+    let mut v = outputs::speaker_model(&a.model);
+    v.push(Input::new("the calibration list", &a.calib));
+    for (_, p) in read_list(&a.calib, &a.audio_root).unwrap_or_default() {
+        v.push(Input::new("an audio file of the calibration list", p));
+    }
+    if let Some(t) = &a.trials {
+        v.push(Input::new("the trial list", t));
+        let mut seen = std::collections::BTreeSet::new();
+        for t in read_trials(t).unwrap_or_default() {
+            for u in [t.enroll, t.test] {
+                if seen.insert(u.clone()) {
+                    v.push(Input::new(
+                        "an audio file of the trial list",
+                        a.audio_root.join(u),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(t) = &a.table {
+        v.push(Input::new("the calibration table (--table)", t));
+    }
+    v
+}
+
+/// The ONNX file of the model argument (its config read, the model not loaded).
+pub(crate) fn model_onnx(a: &SensitivityArgs) -> Result<PathBuf> {
+    Ok(SpeakerModel::locate(&a.model)?.onnx_path)
+}
+
+/// The report folder `--out` and the sensitivity files in it.
+pub(crate) fn report_outputs(a: &SensitivityArgs) -> Vec<Output> {
+    let mut v = vec![Output::new("--out", a.out.clone(), Form::Into)];
+    for f in ["sensitivity.md", "sensitivity.json", "sensitivity.png"] {
+        v.push(Output::new(
+            format!("--out's {f}"),
+            a.out.join(f),
+            Form::File,
+        ));
+    }
+    v
 }
 
 pub(crate) fn cached_summary(r: &SensitivityReport) -> String {
@@ -283,6 +346,7 @@ pub(crate) fn cached_summary(r: &SensitivityReport) -> String {
 }
 
 pub(crate) fn run(a: &SensitivityArgs) -> Result<()> {
+    outputs::check(&inputs(a), &report_outputs(a))?;
     let (s, mut evaluator) = setup(a)?;
     let st = study(&s, a);
     let (bar, mut cb) = progress_bar(a.quiet);
@@ -290,7 +354,7 @@ pub(crate) fn run(a: &SensitivityArgs) -> Result<()> {
     bar.finish_and_clear();
     print!("{}", r.markdown());
     println!("\n{}", cached_summary(&r));
-    write_sensitivity(&a.out, &r)?;
+    write_report(&a.out, &sensitivity_files(&a.out, &r)?)?;
     println!("wrote {}/sensitivity.{{md,json,png}}", a.out.display());
     Ok(())
 }

@@ -7,6 +7,7 @@ use clap::Args;
 use runtime::fsutil::write_atomic;
 
 use crate::args::{beams, max_new_tokens, session_options, threads, threads_help, Device};
+use crate::outputs;
 
 /// Shown after `--help`.
 pub(crate) const EXAMPLES: &str = "Examples:\n  voxq transcribe --model fixtures/whisper-tiny-test a.wav b.wav\n  voxq transcribe --model WHISPER_DIR --beams 5 --out transcripts.tsv a.wav";
@@ -43,6 +44,14 @@ pub(crate) fn run(a: &TranscribeArgs) -> Result<()> {
             max_new_tokens: a.max_new_tokens,
             ..Default::default()
         },
+    )?;
+    let mut inputs = outputs::whisper_model(&a.model);
+    inputs.extend(outputs::audio(&a.audio));
+    outputs::check(
+        &inputs,
+        &outputs::stream("--out", &a.out)
+            .into_iter()
+            .collect::<Vec<_>>(),
     )?;
     let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, a.device))?;
     let mut lines = String::new();

@@ -16,6 +16,7 @@ mod edges_misc;
 mod engines_cpu;
 mod engines_trt;
 mod numeric_ranges;
+mod outputs;
 mod quantize_bad_input;
 mod quantize_campplus;
 mod reference_parity;

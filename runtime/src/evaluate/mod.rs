@@ -20,7 +20,7 @@ use crate::speaker::config::SpeakerModel;
 use crate::speaker::embed::{Embedder, FrontEnd};
 
 pub use output::{sqnr_and_cosine, OutputEvaluator, SQNR_CAP_DB};
-pub use plot::sensitivity_png;
+pub use plot::{sensitivity_png, sensitivity_png_bytes};
 pub use trials::TrialsEvaluator;
 
 /// Features of each named audio file through the model's front end, and a hash of them all.

@@ -15,6 +15,11 @@ pub fn sensitivity_png(path: &Path, report: &SensitivityReport) -> Result<()> {
     crate::speaker::plot::png_atomic(path, |tmp| draw_sensitivity(tmp, report))
 }
 
+/// The PNG bytes of [`sensitivity_png`]'s chart, for writing with other outputs at once.
+pub fn sensitivity_png_bytes(dest: &Path, report: &SensitivityReport) -> Result<Vec<u8>> {
+    crate::speaker::plot::render_png(dest, |tmp| draw_sensitivity(tmp, report))
+}
+
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
 /// One bar panel: a bar per label, the first one grey, and an optional horizontal line.

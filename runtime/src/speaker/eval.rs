@@ -129,17 +129,22 @@ pub fn embedding_line(name: &str, v: &[f32]) -> String {
     format!("{name}\t{}", vals.join(" "))
 }
 
-/// Writes embeddings as [`embedding_line`]s (atomically).
-pub fn write_embeddings(path: &Path, emb: &BTreeMap<String, Vec<f32>>) -> Result<()> {
+/// Embeddings as [`embedding_line`]s, one a line.
+pub fn embeddings_text(emb: &BTreeMap<String, Vec<f32>>) -> Vec<u8> {
     let mut buf = Vec::new();
     for (name, v) in emb {
         let _ = writeln!(buf, "{}", embedding_line(name, v));
     }
-    crate::fsutil::write_atomic(path, &buf)
+    buf
 }
 
-/// Writes a score file: `score label enroll test` per trial, in trial order (atomically).
-pub fn write_scores(path: &Path, trials: &[Trial], scores: &[f64]) -> Result<()> {
+/// Writes embeddings as [`embedding_line`]s (atomically).
+pub fn write_embeddings(path: &Path, emb: &BTreeMap<String, Vec<f32>>) -> Result<()> {
+    crate::fsutil::write_atomic(path, &embeddings_text(emb))
+}
+
+/// A score file: `score label enroll test` per trial, in trial order.
+pub fn scores_text(trials: &[Trial], scores: &[f64]) -> Vec<u8> {
     let mut buf = Vec::new();
     for (t, s) in trials.iter().zip(scores) {
         let _ = writeln!(
@@ -150,5 +155,10 @@ pub fn write_scores(path: &Path, trials: &[Trial], scores: &[f64]) -> Result<()>
             t.test
         );
     }
-    crate::fsutil::write_atomic(path, &buf)
+    buf
+}
+
+/// Writes a score file ([`scores_text`]) atomically.
+pub fn write_scores(path: &Path, trials: &[Trial], scores: &[f64]) -> Result<()> {
+    crate::fsutil::write_atomic(path, &scores_text(trials, scores))
 }

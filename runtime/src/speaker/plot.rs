@@ -45,19 +45,33 @@ pub fn det_png(path: &Path, title: &str, curves: &[DetCurve<'_>]) -> Result<()> 
     png_atomic(path, |tmp| draw(tmp, title, curves))
 }
 
-/// Renders a PNG with `draw` (given a scratch path beside `path`, since plotters' bitmap
-/// backend writes files itself) and moves it to `path` atomically.
-pub(crate) fn png_atomic(
-    path: &Path,
+/// The PNG bytes of a DET plot that will be written to `dest` (see [`render_png`]).
+pub fn det_png_bytes(dest: &Path, title: &str, curves: &[DetCurve<'_>]) -> Result<Vec<u8>> {
+    render_png(dest, |tmp| draw(tmp, title, curves))
+}
+
+/// Renders a PNG with `draw` and returns its bytes. plotters' bitmap backend writes files
+/// itself, so it draws to a scratch name beside `dest`'s final target (`.NAME.PID.tmp.png`,
+/// removed afterwards), or in the temporary folder when `dest` is a stream (`-`, a FIFO) or
+/// its folder does not exist yet.
+pub(crate) fn render_png(
+    dest: &Path,
     draw: impl FnOnce(&Path) -> std::result::Result<(), String>,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     register_font();
-    exporter::atomic::remove_stale_temps(path);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
+    let real = match exporter::atomic::destination(dest)? {
+        exporter::atomic::Destination::Replace(real)
+            if exporter::atomic::parent_dir(&real).is_dir() =>
+        {
+            real
+        }
+        // a stream, or a report folder not created yet
+        _ => std::env::temp_dir().join("voxq.png"),
+    };
+    exporter::atomic::remove_stale_temps(&real);
+    let tmp = exporter::atomic::parent_dir(&real).join(format!(
         ".{}.{}.tmp.png",
-        path.file_name()
+        real.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
         std::process::id()
@@ -66,21 +80,30 @@ pub(crate) fn png_atomic(
     // (`ImageError(IoError(Os { .. }))`): a file made here first gives the system's message,
     // with the user's path rather than the scratch one.
     std::fs::File::create(&tmp).map_err(|e| RuntimeError::Io {
-        path: path.to_path_buf(),
+        path: dest.to_path_buf(),
         source: e,
     })?;
     if let Err(reason) = draw(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(RuntimeError::Plot {
-            path: path.to_path_buf(),
+            path: dest.to_path_buf(),
             reason: plot_reason(&reason),
         });
     }
     let bytes = std::fs::read(&tmp).map_err(|e| RuntimeError::Io {
         path: tmp.clone(),
         source: e,
-    })?;
+    });
     let _ = std::fs::remove_file(&tmp);
+    bytes
+}
+
+/// Renders a PNG with `draw` ([`render_png`]) and writes it to `path` atomically.
+pub(crate) fn png_atomic(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let bytes = render_png(path, draw)?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 
