@@ -78,6 +78,22 @@ pub(crate) struct ServeArgs {
     device: Device,
     #[command(flatten)]
     speech: SpeechArgs,
+    /// Let /v1/verify take a client `threshold`, within 0.2 of the server's (refused otherwise).
+    #[arg(long)]
+    allow_client_threshold: bool,
+    /// With --api-key: every /v1 endpoint needs the key (not only enroll and delete).
+    #[arg(long)]
+    api_key_all: bool,
+    /// No access-log line per request on stderr (500s are still logged).
+    #[arg(long)]
+    no_access_log: bool,
+    /// Longest wait for a request's headers, in seconds; the connection is then closed
+    /// [range: (0, 3600]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 10.0, value_parser = real_gt(0.0, 3600.0))]
+    header_timeout_s: f64,
+    /// Longest wait for a request's body, in seconds; then 408 [range: (0, 3600]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 30.0, value_parser = real_gt(0.0, 3600.0))]
+    body_timeout_s: f64,
 }
 
 pub(crate) fn run(a: &ServeArgs) -> Result<()> {
@@ -87,6 +103,9 @@ pub(crate) fn run(a: &ServeArgs) -> Result<()> {
         } else {
             bail!("{flag} must be a positive number, got {v}")
         }
+    };
+    let seconds = |v: f64, flag: &str| -> Result<Duration> {
+        Ok(Duration::from_secs_f64(positive(v, flag)?.min(86400.0)))
     };
     let cfg = ServeConfig {
         speaker_model: a.speaker_model.clone(),
@@ -107,6 +126,11 @@ pub(crate) fn run(a: &ServeArgs) -> Result<()> {
         },
         batch_bucket_frames: a.batch_bucket_frames,
         threshold: a.threshold,
+        allow_client_threshold: a.allow_client_threshold,
+        api_key_all: a.api_key_all,
+        access_log: !a.no_access_log,
+        header_timeout: seconds(a.header_timeout_s, "--header-timeout-s")?,
+        body_timeout: seconds(a.body_timeout_s, "--body-timeout-s")?,
         top: a.top,
         session: session_options(a.threads, a.device),
         speech: a.speech.check(),

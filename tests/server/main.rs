@@ -6,16 +6,23 @@
 //!
 //! Modules: `process` (the server guard), `support` (HTTP, multipart, metrics and audio
 //! helpers), and the tests by area: `speaker`, `silence`, `bad_input`, `asr_chat`, `limits`,
-//! `durability`.
+//! `durability`, and issue 18's `client_threshold`, `chat_context`, `slow_clients`,
+//! `access_log`, `names`, `api_key_all`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access_log;
+mod api_key_all;
 mod asr_chat;
 mod bad_input;
+mod chat_context;
+mod client_threshold;
 mod durability;
 mod limits;
+mod names;
 mod process;
 mod silence;
+mod slow_clients;
 mod speaker;
 mod support;

@@ -10,4 +10,6 @@ mod session;
 pub use build::{build_cpu, session_options, warm_up, CPU_ENGINE_FILE, WARMUP_FRAMES};
 pub use env::{dylib_candidates, environment, find_dylib, first_line, ort_version, ORT_VERSION};
 pub use providers::{available_devices, ep_name, resolve_device, Device};
-pub use session::{cpu_session, cpu_session_from_bytes, trt_session, CpuOptions};
+pub use session::{
+    cpu_session, cpu_session_from_bytes, cpu_session_variable_shapes, trt_session, CpuOptions,
+};

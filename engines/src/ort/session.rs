@@ -63,6 +63,20 @@ fn cpu_builder(
 
 /// Opens a model file in an ONNX Runtime CPU session.
 pub fn cpu_session(model: &Path, opts: &CpuOptions) -> Result<Session, EngineError> {
+    open_file(model, opts, true)
+}
+
+/// Opens a model file for runs whose shapes vary from call to call (an LLM decoder fed prompts
+/// of any length): no CPU memory arena and no memory pattern, so the memory a long input takes
+/// goes back to the system when its run ends instead of staying in ONNX Runtime's arena.
+pub fn cpu_session_variable_shapes(
+    model: &Path,
+    opts: &CpuOptions,
+) -> Result<Session, EngineError> {
+    open_file(model, opts, false)
+}
+
+fn open_file(model: &Path, opts: &CpuOptions, arena: bool) -> Result<Session, EngineError> {
     let env = environment()?;
     let open_err = |reason: String| EngineError::Open {
         path: model.to_path_buf(),
@@ -72,6 +86,13 @@ pub fn cpu_session(model: &Path, opts: &CpuOptions) -> Result<Session, EngineErr
         return Err(open_err("file not found".into()));
     }
     let mut b = cpu_builder(env, opts, &open_err)?;
+    if !arena {
+        b = b
+            .with_memory_pattern(false)
+            .map_err(|e| open_err(e.to_string()))?
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .map_err(|e| open_err(e.to_string()))?;
+    }
     if let Some(p) = &opts.optimized_model_path {
         b = b
             .with_optimized_model_path(p)

@@ -30,6 +30,9 @@ pub struct LlmConfig {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub vocab_size: usize,
+    /// The context: the most positions (prompt and generated tokens) the model was trained on.
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
     pub stop_token_ids: Vec<u32>,
     pub chat: ChatTemplate,
     pub files: LlmFiles,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use engines::ort::{cpu_session, first_line, CpuOptions};
+use engines::ort::{cpu_session_variable_shapes, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -79,7 +79,8 @@ impl Llm {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let session = cpu_session(&dir.join(&config.files.decoder), opts)?;
+        // Prompts of any length: no arena, so a long prompt's memory is returned after its run.
+        let session = cpu_session_variable_shapes(&dir.join(&config.files.decoder), opts)?;
         let names: Vec<String> = session
             .inputs()
             .iter()

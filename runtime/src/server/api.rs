@@ -1,5 +1,6 @@
-//! The server's error responses (JSON `{"error": {"code", "message"}}` with the right status)
-//! and the reading of multipart forms with their uploads.
+//! The server's error responses (JSON `{"error": {"code", "message"}}` with the right status;
+//! a 500 keeps its details for the log) and the reading of multipart forms with their uploads
+//! (a text field given twice is refused).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -77,14 +78,41 @@ impl ApiError {
     }
 }
 
+/// The message a 500 answers with: what failed inside the server (a library's message, a
+/// source file and line of ONNX Runtime) is for its log, not for the client.
+pub const INTERNAL_MESSAGE: &str = "internal error; the server logged the details";
+
+/// What an error response was about (its code and full message), kept on the response for the
+/// access log; the body of a 500 says only [`INTERNAL_MESSAGE`].
+#[derive(Debug, Clone)]
+pub struct ErrorNote {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// The message the client sees.
+    pub fn public_message(&self) -> &str {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            INTERNAL_MESSAGE
+        } else {
+            &self.message
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = json!({"error": {"code": self.code, "message": self.public_message()}});
         let mut r = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        r.extensions_mut().insert(ErrorNote {
+            code: self.code,
+            message: self.message,
+        });
         r
     }
 }
@@ -170,6 +198,11 @@ pub async fn read_form(
             let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                 ApiError::bad_request(format!("form field '{name}' is not UTF-8 text"))
             })?;
+            if form.fields.contains_key(&name) {
+                return Err(ApiError::bad_request(format!(
+                    "form field '{name}' is given more than once"
+                )));
+            }
             form.fields.insert(name, text);
         }
     }
@@ -213,5 +246,27 @@ impl Form {
                 ApiError::bad_request(format!("form field '{name}': bad value '{s}'"))
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_500_keeps_its_details_for_the_log() {
+        let r = ApiError::internal("bfc_arena.cc:360 Available memory of 0 is smaller than needed")
+            .into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let note = r.extensions().get::<ErrorNote>().cloned().unwrap();
+        assert!(note.message.contains("bfc_arena.cc"));
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("bfc_arena"), "{text}");
+        assert!(text.contains(INTERNAL_MESSAGE), "{text}");
+        // other errors say what is wrong
+        let r = ApiError::bad_request("form field 'top' must be 1..1000").into_response();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("'top'"));
     }
 }

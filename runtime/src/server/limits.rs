@@ -1,13 +1,14 @@
-//! Admission control and request guards: readiness, upload size, a concurrency limit with a
-//! bounded queue (503 + Retry-After when full), the per-request timeout, bearer-token auth for
-//! mutating endpoints, request metrics, and cancellation of abandoned generation.
+//! Admission control and request guards: readiness, upload size, the body read in full (within
+//! `--body-timeout-s`, 408 for a slow client) before a concurrency limit with a bounded queue
+//! (503 + Retry-After when full), the per-request timeout, and cancellation of abandoned
+//! generation.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,8 @@ use super::Shared;
 /// At most `max_concurrent` requests run; at most `max_queue` wait for a slot.
 pub struct Admission {
     slots: Arc<Semaphore>,
+    /// Requests whose body is being received (before admission).
+    reading: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_queue: usize,
 }
@@ -29,6 +32,11 @@ impl Admission {
     pub fn new(max_concurrent: usize, max_queue: usize) -> Admission {
         Admission {
             slots: Arc::new(Semaphore::new(max_concurrent)),
+            reading: Arc::new(Semaphore::new(
+                max_concurrent
+                    .saturating_add(max_queue)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             waiting: AtomicUsize::new(0),
             max_queue,
         }
@@ -108,8 +116,9 @@ impl Cancel {
     }
 }
 
-/// Guard of the `/v1` endpoints: ready, upload size, admission, timeout. The processing slot
-/// is held until the response body is sent (streams included).
+/// Guard of the `/v1` endpoints: ready, upload size, the whole body read (within
+/// `--body-timeout-s`, holding only a reading slot), then admission and the timeout. The
+/// processing slot is held until the response body is sent (streams included).
 pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
     if st.engines.get().is_none() {
         return ApiError::unavailable("loading", "engines are loading; retry shortly")
@@ -124,6 +133,10 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
     if declared.is_some_and(|n| n > limit as u64) {
         return reject(req, ApiError::upload_too_large(limit), 2 * limit).await;
     }
+    let req = match read_body(&st, req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     let deadline = tokio::time::Instant::now() + st.cfg.timeout;
     let timed_out = || {
         st.metrics.rejected.with_label_values(&["timeout"]).inc();
@@ -138,8 +151,8 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
     };
     let permit = match tokio::time::timeout_at(deadline, st.admission.admit(&st.metrics)).await {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return reject(req, e, limit).await,
-        Err(_) => return reject(req, timed_out(), limit).await,
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => return timed_out().into_response(),
     };
     match tokio::time::timeout_at(deadline, next.run(req)).await {
         Ok(resp) => {
@@ -154,8 +167,63 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
     }
 }
 
+/// Reads the whole request body into memory before the request may take a processing slot: a
+/// client that sends slowly holds one of the reading slots (as many as `--max-concurrent` +
+/// `--max-queue`) until `--body-timeout-s`, then gets 408 and the connection is closed.
+async fn read_body(st: &Shared, req: Request) -> Result<Request, Response> {
+    let limit = st.cfg.max_upload_bytes;
+    let Ok(_reading) = st.admission.reading.clone().try_acquire_owned() else {
+        st.metrics.rejected.with_label_values(&["overloaded"]).inc();
+        let e = ApiError::unavailable(
+            "overloaded",
+            "server busy: too many request bodies being received; retry later",
+        );
+        return Err(reject(req, e, limit).await);
+    };
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let read = async {
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            if buf.len() + chunk.len() > limit {
+                return Err(ApiError::upload_too_large(limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    };
+    let close = |e: ApiError| {
+        let mut r = e.into_response();
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        r
+    };
+    match tokio::time::timeout(st.cfg.body_timeout, read).await {
+        Ok(Ok(buf)) => Ok(Request::from_parts(parts, Body::from(buf))),
+        Ok(Err(e)) => Err(close(e)),
+        Err(_) => {
+            st.metrics
+                .rejected
+                .with_label_values(&["slow_client"])
+                .inc();
+            Err(close(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "request body not received within {:.3} s (--body-timeout-s)",
+                    st.cfg.body_timeout.as_secs_f64()
+                ),
+            )))
+        }
+    }
+}
+
 /// Answers `e` after draining the request body.
-async fn reject(req: Request, e: ApiError, cap: usize) -> Response {
+pub(super) async fn reject(req: Request, e: ApiError, cap: usize) -> Response {
     drain(req, cap).await;
     e.into_response()
 }
@@ -173,69 +241,6 @@ async fn drain(req: Request, cap: usize) {
             _ => break,
         }
     }
-}
-
-/// Bearer-token check of the mutating endpoints (when an API key is set).
-pub async fn auth(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    if let Some(key) = &st.cfg.api_key {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()));
-        if !ok {
-            let r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                if given.is_some() {
-                    "wrong API key"
-                } else {
-                    "this endpoint needs 'Authorization: Bearer <api key>'"
-                },
-            )
-            .into_response();
-            let (mut parts, body) = r.into_parts();
-            parts.headers.insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            let r = Response::from_parts(parts, body);
-            drain(req, st.cfg.max_upload_bytes).await;
-            return r;
-        }
-    }
-    next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Counts every request by route and status and times it.
-pub async fn track(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| format!("{} {}", req.method(), p.as_str()))
-        .unwrap_or_else(|| "unmatched".to_string());
-    let start = Instant::now();
-    st.metrics.in_flight.inc();
-    let resp = next.run(req).await;
-    st.metrics.in_flight.dec();
-    st.metrics
-        .requests
-        .with_label_values(&[endpoint.as_str(), resp.status().as_str()])
-        .inc();
-    st.metrics
-        .duration
-        .with_label_values(&[endpoint.as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    resp
 }
 
 #[cfg(test)]
@@ -261,12 +266,5 @@ mod tests {
         drop(first);
         waiter.await.unwrap().unwrap();
         assert_eq!(a.waiting.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn keys_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
     }
 }

@@ -50,7 +50,7 @@ impl Metrics {
         let rejected = IntCounterVec::new(
             Opts::new(
                 "voxq_rejected_total",
-                "Requests refused by back-pressure (overloaded) or cut by --timeout-s (timeout)",
+                "Requests refused by back-pressure (overloaded), cut by --timeout-s (timeout) or by --body-timeout-s (slow_client)",
             ),
             &["reason"],
         )

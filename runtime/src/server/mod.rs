@@ -1,14 +1,17 @@
 //! HTTP server (`voxq serve`, axum on tokio): speaker verification with a durable SQLite
 //! enrollment store, Whisper transcription and audio-LLM chat, behind readiness, upload and
-//! duration limits, a concurrency limit with a bounded queue, timeouts, bearer-token auth of
-//! mutating endpoints, dynamic batching of embeddings and Prometheus metrics. The API is
-//! described in docs/server.md.
+//! duration limits, header and body read timeouts, a concurrency limit with a bounded queue,
+//! timeouts, bearer-token auth of mutating (or all) endpoints, dynamic batching of embeddings,
+//! Prometheus metrics and an access log. The API is described in docs/server.md.
 
+mod access;
 mod api;
 mod asr;
+mod auth;
 mod batcher;
 mod chat;
 mod limits;
+mod listen;
 mod metrics;
 mod speaker;
 
@@ -53,6 +56,17 @@ pub struct ServeConfig {
     pub batch: BatchPolicy,
     pub batch_bucket_frames: usize,
     pub threshold: Option<f64>,
+    /// Let `/v1/verify` take a client `threshold` (within `speaker::CLIENT_THRESHOLD_RANGE`
+    /// of the server's); refused otherwise.
+    pub allow_client_threshold: bool,
+    /// With `api_key`: every `/v1` endpoint needs the key, not only enroll and delete.
+    pub api_key_all: bool,
+    /// One stderr line per request (method, path, status, duration).
+    pub access_log: bool,
+    /// Longest wait for a request's head (request line and headers).
+    pub header_timeout: Duration,
+    /// Longest wait for a request's whole body.
+    pub body_timeout: Duration,
     pub top: usize,
     pub session: CpuOptions,
     /// What enroll, verify and identify uploads must hold (400 `no_speech` otherwise).
@@ -122,8 +136,14 @@ impl ServeConfig {
         if let Err(m) = self.speech.validate() {
             return Err(ServeError::Config(m));
         }
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            return bad("--header-timeout-s and --body-timeout-s must be above 0");
+        }
         if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return bad("--api-key (or VOXQ_API_KEY) is empty");
+        }
+        if self.api_key_all && self.api_key.is_none() {
+            return bad("--api-key-all needs --api-key (or VOXQ_API_KEY)");
         }
         Ok(())
     }
@@ -142,26 +162,20 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
 
 fn router(st: Shared) -> Router {
     let limit = st.cfg.max_upload_bytes;
-    let auth = from_fn_with_state(st.clone(), limits::auth);
+    // The last route layer runs first: auth (headers only), then the guard (body, admission).
     let v1 = Router::new()
         .route("/v1/embeddings", post(speaker::embeddings))
-        .route(
-            "/v1/speakers",
-            post(speaker::enroll)
-                .route_layer(auth.clone())
-                .get(speaker::list),
-        )
+        .route("/v1/speakers", post(speaker::enroll).get(speaker::list))
         .route(
             "/v1/speakers/{id}",
-            axum::routing::delete(speaker::delete)
-                .route_layer(auth)
-                .get(speaker::get),
+            axum::routing::delete(speaker::delete).get(speaker::get),
         )
         .route("/v1/verify", post(speaker::verify))
         .route("/v1/identify", post(speaker::identify))
         .route("/v1/audio/transcriptions", post(asr::transcriptions))
         .route("/v1/chat/completions", post(chat::completions))
-        .route_layer(from_fn_with_state(st.clone(), limits::guard));
+        .route_layer(from_fn_with_state(st.clone(), limits::guard))
+        .route_layer(from_fn_with_state(st.clone(), auth::auth));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -175,7 +189,7 @@ fn router(st: Shared) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn_with_state(st.clone(), limits::track))
+        .layer(from_fn_with_state(st.clone(), access::track))
         .with_state(st)
 }
 
@@ -237,11 +251,13 @@ async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         metrics: metrics::Metrics::new(),
     });
     let app = router(st.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    let header_timeout = st.cfg.header_timeout;
+    let server = tokio::spawn(listen::serve(
+        listener,
+        app,
+        header_timeout,
+        shutdown_signal(),
+    ));
     eprintln!("voxq: listening on http://{local}");
     let loader = st.clone();
     let t0 = Instant::now();
@@ -278,10 +294,9 @@ async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         "voxq: ready ({what}; loaded and warmed up in {:.1} s)",
         t0.elapsed().as_secs_f64()
     );
-    match server.await {
-        Ok(r) => r.map_err(ServeError::Io),
-        Err(e) => Err(ServeError::Config(format!("server task failed: {e}"))),
-    }
+    server
+        .await
+        .map_err(|e| ServeError::Config(format!("server task failed: {e}")))
 }
 
 /// One second of a quiet tone: the warm-up input (runs every engine once before `/health`

@@ -1,5 +1,7 @@
-//! Speaker endpoints: embeddings, enrollment (SQLite store), listing, deletion, verification
-//! and identification; every embedding goes through the dynamic batcher.
+//! Speaker endpoints: embeddings, enrollment (SQLite store; names in one normal form),
+//! listing, deletion, verification (at the server's threshold; a client's only with
+//! `--allow-client-threshold`, near the server's) and identification; every embedding goes
+//! through the dynamic batcher.
 
 use std::sync::Arc;
 
@@ -17,6 +19,11 @@ use crate::audio::decode::decode_upload;
 use crate::speaker::db::{SpeakerDb, SpeakerRecord};
 use crate::speaker::embed::{cosine, Embedder};
 use crate::speaker::speech::check_speech;
+use crate::speaker::name::{lookup_form, normalize_name};
+
+/// How far a client threshold may be from the server's (with `--allow-client-threshold`); it
+/// must also lie in [-1, 1].
+pub const CLIENT_THRESHOLD_RANGE: f64 = 0.2;
 
 /// The speaker model, its store and its batcher.
 pub struct SpeakerEngine {
@@ -70,15 +77,19 @@ fn record_json(r: &SpeakerRecord) -> serde_json::Value {
     serde_json::to_value(r).unwrap_or_default()
 }
 
-/// Finds a speaker by numeric id or by name.
+/// Finds a speaker by numeric id or by name (in its normal form; as given for a name stored
+/// before names were normalised).
 fn lookup(db: &SpeakerDb, key: &str) -> Result<Option<SpeakerRecord>, ApiError> {
-    let by_id = match key.parse::<i64>() {
-        Ok(id) => db.get_id(id)?,
-        Err(_) => None,
-    };
-    match by_id {
+    if let Ok(id) = key.trim().parse::<i64>() {
+        if let Some(r) = db.get_id(id)? {
+            return Ok(Some(r));
+        }
+    }
+    let name = lookup_form(key);
+    match db.get(&name)? {
         Some(r) => Ok(Some(r)),
-        None => Ok(db.get(key)?),
+        None if name != key => Ok(db.get(key)?),
+        None => Ok(None),
     }
 }
 
@@ -129,12 +140,11 @@ pub async fn enroll(
 ) -> Result<Response, ApiError> {
     let se = engine(&st)?;
     let form = read_form(mp, st.cfg.max_upload_bytes).await?;
-    let name = form.text("name")?.to_string();
-    if name.chars().any(char::is_control) || name.len() > 200 || name.parse::<i64>().is_ok() {
-        return Err(ApiError::bad_request(format!(
-            "invalid speaker name {name:?} (1-200 characters, no control characters, not a number)"
-        )));
-    }
+    let raw = form
+        .fields
+        .get("name")
+        .ok_or_else(|| ApiError::bad_request("missing form field 'name'"))?;
+    let name = normalize_name(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if form.files.is_empty() {
         return Err(ApiError::bad_request(
             "missing form field 'file' (one or more audio uploads)",
@@ -227,15 +237,11 @@ pub async fn verify(
     let se = engine(&st)?;
     let form = read_form(mp, st.cfg.max_upload_bytes).await?;
     let key = form.text("speaker")?.to_string();
-    let threshold = match form.parse::<f64>("threshold")?.or(se.threshold) {
-        Some(t) if t.is_finite() => t,
-        Some(t) => return Err(ApiError::bad_request(format!("threshold {t} is not finite"))),
-        None => {
-            return Err(ApiError::bad_request(
-                "the model config has no calibrated threshold: pass form field 'threshold' (or start the server with --threshold)",
-            ))
-        }
-    };
+    let threshold = decision_threshold(
+        se.threshold,
+        form.parse::<f64>("threshold")?,
+        st.cfg.allow_client_threshold,
+    )?;
     let up = form.one_file()?;
     let db = se.db.clone();
     let k = key.clone();
@@ -282,4 +288,69 @@ pub async fn identify(
         .map(|c| json!({"speaker": c.speaker, "score": c.score}))
         .collect();
     Ok(Json(json!({ "candidates": c })).into_response())
+}
+
+/// The threshold a verification decides at: the server's (`--threshold`, else the model
+/// config's). A client's `threshold` is refused unless the server allows it, and then only
+/// within [`CLIENT_THRESHOLD_RANGE`] of the server's and in [-1, 1].
+fn decision_threshold(
+    server: Option<f64>,
+    client: Option<f64>,
+    allow_client: bool,
+) -> Result<f64, ApiError> {
+    let Some(server) = server else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_threshold",
+            "this server cannot decide: the model config has no calibrated threshold and the server was started without --threshold",
+        ));
+    };
+    let Some(t) = client else {
+        return Ok(server);
+    };
+    if !allow_client {
+        return Err(ApiError::bad_request(format!(
+            "form field 'threshold' is not accepted: the decision threshold is the server's ({server}); \
+             a server started with --allow-client-threshold takes one within {CLIENT_THRESHOLD_RANGE} of it"
+        )));
+    }
+    let lo = (server - CLIENT_THRESHOLD_RANGE).max(-1.0);
+    let hi = (server + CLIENT_THRESHOLD_RANGE).min(1.0);
+    if t.is_finite() && (lo..=hi).contains(&t) {
+        Ok(t)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "form field 'threshold' must be in [{lo:.4}, {hi:.4}] (the server's {server} ± {CLIENT_THRESHOLD_RANGE}), got {t}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_thresholds() {
+        assert_eq!(decision_threshold(Some(0.4), None, false).unwrap(), 0.4);
+        let e = decision_threshold(Some(0.4), Some(0.5), false).unwrap_err();
+        assert!(
+            e.message.contains("--allow-client-threshold"),
+            "{}",
+            e.message
+        );
+        assert_eq!(decision_threshold(Some(0.4), Some(0.5), true).unwrap(), 0.5);
+        for bad in [-1.0, 0.61, 0.19, f64::NAN, f64::NEG_INFINITY, 2.0] {
+            let e = decision_threshold(Some(0.4), Some(bad), true).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        // the range stays inside [-1, 1]
+        assert!(decision_threshold(Some(0.9), Some(1.05), true).is_err());
+        assert_eq!(decision_threshold(Some(0.9), Some(1.0), true).unwrap(), 1.0);
+        assert_eq!(
+            decision_threshold(None, Some(0.5), true)
+                .unwrap_err()
+                .status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

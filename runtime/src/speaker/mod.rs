@@ -8,6 +8,7 @@ pub mod embed;
 pub mod enrollment;
 pub mod eval;
 pub mod metrics;
+pub mod name;
 pub mod plot;
 pub mod speech;
 pub mod store;

@@ -1,6 +1,6 @@
 //! `POST /v1/chat/completions`: OpenAI-style chat with one `input_audio` part, answered by the
 //! audio LLM (Whisper encoder → projector → LLM with KV cache), whole or streamed as
-//! server-sent events.
+//! server-sent events. The prompt and `max_tokens` must fit the LLM's context.
 
 use std::convert::Infallible;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -67,6 +67,42 @@ fn delta(llm: &AudioLlm, ids: &[u32], sent: &mut String) -> Result<Option<String
     Ok((!d.is_empty()).then_some(d))
 }
 
+/// Context length assumed for an LLM whose `llm.json` does not give `max_position_embeddings`.
+const DEFAULT_CONTEXT: usize = 2048;
+
+/// Checks that the prompt and the tokens to generate fit the LLM's context (400
+/// `context_length_exceeded` naming the limit); a default `max_tokens` is cut to fit.
+fn fit_context(
+    llm: &AudioLlm,
+    prompt_tokens: usize,
+    req: &mut request::ChatRequest,
+) -> Result<(), ApiError> {
+    let ctx = llm
+        .llm
+        .config
+        .max_position_embeddings
+        .unwrap_or(DEFAULT_CONTEXT);
+    let over = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "context_length_exceeded", m);
+    if prompt_tokens >= ctx {
+        return Err(over(format!(
+            "the prompt is {prompt_tokens} tokens (audio included); the model's context is {ctx} tokens, \
+             which must hold the prompt and at least one generated token"
+        )));
+    }
+    let room = ctx - prompt_tokens;
+    let max = &mut req.opts.max_new_tokens;
+    if *max > room {
+        if req.max_tokens_given {
+            return Err(over(format!(
+                "the prompt ({prompt_tokens} tokens) + max_tokens ({max}) is over the model's context of {ctx} tokens; \
+                 ask for at most {room}"
+            )));
+        }
+        *max = room;
+    }
+    Ok(())
+}
+
 pub async fn completions(
     State(st): State<Shared>,
     headers: HeaderMap,
@@ -97,11 +133,13 @@ pub async fn completions(
             ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
         }
     })?;
-    let req = parse(&body, &llm)?;
+    let mut req = parse(&body, &llm)?;
     let max_s = st.cfg.max_audio_s;
     let (cancel, cancel_on_drop) = Cancel::new(Instant::now() + st.cfg.timeout);
     let (id, created) = (completion_id(), unix_now());
-    let prompt_tokens = llm.prompt_tokens(&req.user)?;
+    let (llm2, user) = (llm.clone(), req.user.clone());
+    let prompt_tokens = blocking(move || Ok(llm2.prompt_tokens(&user)?)).await?;
+    fit_context(&llm, prompt_tokens, &mut req)?;
     if !req.stream {
         let (llm2, user, opts, up) = (llm.clone(), req.user.clone(), req.opts.clone(), req.audio);
         let c = cancel.clone();
@@ -215,7 +253,16 @@ pub async fn completions(
                 let _ = tx.blocking_send(chunk(json!({}), Some(finish)));
             }
             Err(e) => {
-                let _ = tx.blocking_send(json!({"error": {"code": e.code, "message": e.message}}));
+                if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+                    eprintln!(
+                        "voxq: POST /v1/chat/completions stream failed: {}: {}",
+                        e.code,
+                        exporter::onnx::one_line(&e.message)
+                    );
+                }
+                let _ = tx.blocking_send(
+                    json!({"error": {"code": e.code, "message": e.public_message()}}),
+                );
             }
         }
     });

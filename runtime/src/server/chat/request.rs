@@ -30,6 +30,8 @@ pub(super) struct ChatRequest {
     /// The user turn with `<SpeechHere>` in it.
     pub user: String,
     pub opts: GenerateOptions,
+    /// True when the client set `max_tokens` (else it is the default, cut to fit the context).
+    pub max_tokens_given: bool,
     pub stream: bool,
 }
 
@@ -190,9 +192,9 @@ pub(super) fn parse(body: &[u8], llm: &AudioLlm) -> Result<ChatRequest, ApiError
         Field::Absent => body.max_tokens,
         given => given,
     };
-    let max_new_tokens = match max {
-        Field::Absent | Field::Null => DEFAULT_MAX_TOKENS,
-        Field::Given(n) if (1..=MAX_TOKENS as u64).contains(&n) => n as usize,
+    let (max_new_tokens, max_tokens_given) = match max {
+        Field::Absent | Field::Null => (DEFAULT_MAX_TOKENS, false),
+        Field::Given(n) if (1..=MAX_TOKENS as u64).contains(&n) => (n as usize, true),
         Field::Given(n) => return Err(max_tokens_error(n)),
         Field::Wrong(x) => return Err(max_tokens_error(x)),
     };
@@ -233,6 +235,7 @@ pub(super) fn parse(body: &[u8], llm: &AudioLlm) -> Result<ChatRequest, ApiError
             max_new_tokens,
             ..Default::default()
         },
+        max_tokens_given,
         stream: body.stream.given().unwrap_or(false),
     })
 }
