@@ -275,8 +275,10 @@ impl StoreArgs {
 pub(crate) struct SpeechArgs {
     /// Least speech an utterance must hold, in seconds: audio shorter than this, or with less
     /// speech-level audio (25 ms frames above -50 dBFS and 6 dB over the clip's noise floor),
-    /// is refused. Range 0-60; 0 turns the check off.
-    #[arg(long, value_name = "SECONDS", default_value_t = runtime::speaker::speech::DEFAULT_MIN_SPEECH_S, value_parser = min_speech_s)]
+    /// is refused; 0 turns the check off [range: [0, 60]].
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true,
+        default_value_t = runtime::speaker::speech::DEFAULT_MIN_SPEECH_S,
+        value_parser = real(0.0, runtime::speaker::speech::MAX_MIN_SPEECH_S))]
     pub(crate) min_speech_s: f64,
 }
 
@@ -286,14 +288,14 @@ impl SpeechArgs {
     }
 }
 
-/// `--min-speech-s`: a number of seconds the speech check accepts.
-fn min_speech_s(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    runtime::speaker::speech::SpeechCheck::with_min_speech_s(v).validate()?;
-    Ok(v)
+/// `--speaker` of enroll: the stored form of a name (the server's rules, one line when refused).
+pub(crate) fn speaker_name(s: &str) -> std::result::Result<String, String> {
+    runtime::speaker::name::normalize_name(s).map_err(|e| e.to_string())
+}
+
+/// `--speaker` of verify: the form a name is looked up by.
+pub(crate) fn speaker_lookup(s: &str) -> std::result::Result<String, String> {
+    Ok(runtime::speaker::name::lookup_form(s))
 }
 
 /// The identity enrollments made with `emb` are recorded under.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::args::{store_model, SpeechArgs, StoreArgs};
+use crate::args::{speaker_name, store_model, SpeechArgs, StoreArgs};
 use crate::outputs;
 
 /// Shown after `--help`.
@@ -17,8 +17,9 @@ pub(crate) struct EnrollArgs {
     at: StoreArgs,
     #[command(flatten)]
     speech: SpeechArgs,
-    /// Speaker name.
-    #[arg(long)]
+    /// Speaker name (stored trimmed and in Unicode NFC; control, format and separator
+    /// characters are refused, as by the server).
+    #[arg(long, value_parser = speaker_name)]
     speaker: String,
     /// The speaker's audio files (WAV), one embedding each.
     #[arg(required = true)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::args::{threshold, SpeechArgs, StoreArgs};
+use crate::args::{speaker_lookup, threshold, SpeechArgs, StoreArgs};
 
 /// Exit status of a reject under `--exit-code`.
 pub(crate) const REJECT_EXIT: i32 = 3;
@@ -20,8 +20,8 @@ pub(crate) struct VerifyArgs {
     at: StoreArgs,
     #[command(flatten)]
     speech: SpeechArgs,
-    /// The enrolled speaker to verify against.
-    #[arg(long)]
+    /// The enrolled speaker to verify against (looked up trimmed and in Unicode NFC).
+    #[arg(long, value_parser = speaker_lookup)]
     speaker: String,
     /// Decision threshold on the cosine score (default: the model config's `threshold`)
     /// [range: [-1, 1]].

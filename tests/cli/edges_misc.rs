@@ -404,3 +404,38 @@ fn progress_is_printed_as_lines_when_stderr_is_not_a_terminal() {
     assert!(e.contains("voxq: embedding 1/2 utterances"), "{e}");
     assert!(e.contains("voxq: embedding 2/2 utterances"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Speaker names on the command line follow the server's rules
+
+#[test]
+fn cli_speaker_names_are_normalized_like_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let wav = root().join("fixtures/audio/speech_16k.wav");
+    let run = |cmd: &str, name: &str| {
+        voxq(&[
+            cmd,
+            "--model",
+            s(&campplus()),
+            "--store",
+            s(&store),
+            "--speaker",
+            name,
+            s(&wav),
+        ])
+    };
+    // a zero-width space makes a look-alike name: refused in one line, nothing created
+    let o = run("enroll", "ali\u{200B}ce");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("--speaker") && e.contains("U+200B"), "{e}");
+    assert!(!store.exists(), "a refused name created the store");
+    // enrolled precomposed with surrounding spaces, verified decomposed: the same speaker
+    let o = run("enroll", "  Jos\u{e9} ");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run("verify", "Jose\u{301}");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("speaker=Jos\u{e9} "), "{}", stdout(&o));
+}

@@ -128,6 +128,9 @@ fn cases(tmp: &Path) -> Vec<Case> {
     let identify = v(&["identify", "--model", &model, "--store", &t("s.db"), &wav]);
     add(&identify, "--threads", true, &threads);
     add(&identify, "--top", true, "[1, 1000]");
+    add(&store("enroll"), "--min-speech-s", false, "[0, 60]");
+    add(&store("verify"), "--min-speech-s", false, "[0, 60]");
+    add(&identify, "--min-speech-s", false, "[0, 60]");
     let eval = v(&[
         "eval",
         "--model",
@@ -227,6 +230,9 @@ fn cases(tmp: &Path) -> Vec<Case> {
         ("--batch-bucket-frames", true, "[0, 3000]"),
         ("--threshold", false, "[-1, 1]"),
         ("--top", true, "[1, 1000]"),
+        ("--min-speech-s", false, "[0, 60]"),
+        ("--header-timeout-s", false, "(0, 3600]"),
+        ("--body-timeout-s", false, "(0, 3600]"),
     ] {
         add(&serve, o, int, r);
     }

@@ -18,8 +18,8 @@ use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
 use crate::speaker::db::{SpeakerDb, SpeakerRecord};
 use crate::speaker::embed::{cosine, Embedder};
-use crate::speaker::speech::check_speech;
 use crate::speaker::name::{lookup_form, normalize_name};
+use crate::speaker::speech::check_speech;
 
 /// How far a client threshold may be from the server's (with `--allow-client-threshold`); it
 /// must also lie in [-1, 1].
