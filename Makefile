@@ -10,7 +10,7 @@ TRIALS := fixtures/trials/trials.txt
 OUT := out
 export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so
 
-.PHONY: engines sensitivity all setup setup-ort setup-speech setup-onnx-tests setup-pyref check-tools build demo test bench lint clean
+.PHONY: engines sensitivity all setup setup-ort setup-openvino setup-speech setup-onnx-tests setup-pyref check-tools build demo test bench lint clean
 
 all: build
 
@@ -21,6 +21,9 @@ check-tools:
 setup-ort: check-tools
 	@bash tools/setup_ort.sh
 
+setup-openvino: check-tools
+	@bash tools/setup_openvino.sh
+
 setup-speech: check-tools
 	@bash tools/setup_speech.sh
 
@@ -30,7 +33,7 @@ setup-onnx-tests: check-tools
 setup-pyref: check-tools
 	@bash tools/setup_pyref.sh
 
-setup: setup-ort setup-speech setup-onnx-tests setup-pyref
+setup: setup-ort setup-openvino setup-speech setup-onnx-tests setup-pyref
 
 build: check-tools
 	$(CARGO) build --release --bin voxq
@@ -63,12 +66,12 @@ test-real-models: setup-ort
 	  set -e; $(LLM_PY) tools/llm_export.py convert; $(LLM_PY) tools/llm_export.py export; fi
 	$(CARGO) test --release --test cli -- --ignored audio_llm::smollm2_greedy_ids_match_transformers
 
-bench: setup-ort setup-speech build
+bench: setup-ort setup-openvino setup-speech build
 	bash tools/bench_quant.sh
 
-# Engine folders with manifests (issue 5): CPU engines for every float model under
-# fixtures/models; TensorRT when found (TRT=1: required).
-engines: setup-ort setup-speech build
+# Engine folders with manifests (issue 5): ONNX Runtime CPU and OpenVINO engines (fp32, bf16,
+# int8) for every float model under fixtures/models; TensorRT when found (TRT=1: required).
+engines: setup-ort setup-openvino setup-speech build
 	bash tools/build_engines.sh
 
 # Per-group sensitivity and automatic mixed precision (issue 4): CAM++ and the distilled

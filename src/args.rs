@@ -40,26 +40,39 @@ impl From<Device> for engines::ort::Device {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum EngineTarget {
     Cpu,
+    Openvino,
     Tensorrt,
     TensorrtOrt,
 }
 
-/// `--precision` of `voxq build` (TensorRT targets).
+/// `--precision` of `voxq build` (TensorRT and OpenVINO targets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Precision {
     Auto,
     Fp16,
     Fp32,
+    Bf16,
 }
 
 impl Precision {
     /// The TensorRT precision asked for; `None` for auto (int8 for QDQ, else fp16).
-    pub(crate) fn tensorrt(self) -> Option<engines::tensorrt::TrtPrecision> {
-        match self {
+    pub(crate) fn tensorrt(self) -> anyhow::Result<Option<engines::tensorrt::TrtPrecision>> {
+        Ok(match self {
             Precision::Auto => None,
             Precision::Fp16 => Some(engines::tensorrt::TrtPrecision::Fp16),
             Precision::Fp32 => Some(engines::tensorrt::TrtPrecision::Fp32),
-        }
+            Precision::Bf16 => anyhow::bail!("--precision bf16 is an OpenVINO precision (--target openvino); TensorRT builds take auto, fp16 or fp32"),
+        })
+    }
+
+    /// The OpenVINO inference precision: auto and fp32 are true f32 (OpenVINO would pick bf16
+    /// on a CPU that has it: here that is only done when asked), bf16 is bf16.
+    pub(crate) fn openvino(self) -> anyhow::Result<engines::openvino::OvPrecision> {
+        Ok(match self {
+            Precision::Auto | Precision::Fp32 => engines::openvino::OvPrecision::F32,
+            Precision::Bf16 => engines::openvino::OvPrecision::Bf16,
+            Precision::Fp16 => anyhow::bail!("--precision fp16 is not an OpenVINO CPU precision; --target openvino takes auto (= fp32), fp32 or bf16"),
+        })
     }
 }
 

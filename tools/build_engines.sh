@@ -3,6 +3,8 @@
 # a float model), build out/engines/<name>/cpu-fp32 and cpu-int8 (entropy calibration on
 # fixtures/trials/calib.txt, tables kept in out/engines/<name>/). cpu-int8 uses the ORT-CPU
 # QDQ placement (Q/DQ also on weighted-op outputs, so ONNX Runtime runs QLinearConv).
+# OpenVINO (CPU): openvino-fp32 (true f32), openvino-bf16 where the CPU has bf16 arithmetic, and
+# openvino-int8 from the QDQ model quantized with the OpenVINO placement.
 # TensorRT: looked for as `trtexec` on PATH or under $TENSORRT_ROOT/bin, with a GPU from
 # nvidia-smi. Where both are present, trt-int8 (from a QDQ model with the TensorRT placement,
 # strongly typed build) and trt-fp16 (from the float model, for comparison) are built too, each
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 VOXQ=target/release/voxq
 OUT=${OUT:-out/engines}
 SPEECH=.cache/speech
+OV_PLACEMENT=${OV_PLACEMENT:-ort-cpu}
 
 trtexec=$(command -v trtexec || true)
 if [ -z "$trtexec" ] && [ -n "${TENSORRT_ROOT:-}" ] && [ -x "$TENSORRT_ROOT/bin/trtexec" ]; then
@@ -53,6 +56,12 @@ for cfg in fixtures/models/*.json; do
     --audio-root "$SPEECH" --method entropy --out "$dir/entropy.json" --quiet
   "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target ort-cpu --out "$dir/$name.int8.onnx" >/dev/null
   "$VOXQ" build "$dir/$name.int8.onnx" --target cpu --out "$dir/cpu-int8"
+  "$VOXQ" build "$model" --target openvino --precision fp32 --out "$dir/openvino-fp32"
+  if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
+    "$VOXQ" build "$model" --target openvino --precision bf16 --out "$dir/openvino-bf16"
+  fi
+  "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target $OV_PLACEMENT --out "$dir/$name.ov.onnx" >/dev/null
+  "$VOXQ" build "$dir/$name.ov.onnx" --target openvino --out "$dir/openvino-int8"
   if [ "$with_trt" = 1 ]; then
     "$VOXQ" quantize "$model" --table "$dir/entropy.json" --target tensorrt --out "$dir/$name.qdq.onnx" >/dev/null
     "$VOXQ" build "$dir/$name.qdq.onnx" --target tensorrt --out "$dir/trt-int8"
@@ -60,7 +69,7 @@ for cfg in fixtures/models/*.json; do
   fi
 done
 if [ "$with_trt" = 1 ]; then
-  echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8,trt-int8,trt-fp16}/manifest.json (layer reports: trt-*/layers.md)" >&2
+  echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8,openvino-*,trt-int8,trt-fp16}/manifest.json (layer reports: trt-*/layers.md)" >&2
 else
-  echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8}/manifest.json" >&2
+  echo "engines: $OUT/<model>/{cpu-fp32,cpu-int8,openvino-fp32,openvino-bf16,openvino-int8}/manifest.json" >&2
 fi

@@ -130,6 +130,7 @@ pub(crate) fn new_manifest(
         outputs,
         session: None,
         config_file: None,
+        openvino: None,
     }
 }
 

@@ -41,6 +41,9 @@ pub enum EngineError {
     Triton { path: PathBuf, reason: String },
     #[error("tensor '{name}': {reason}")]
     Tensor { name: String, reason: String },
+    /// OpenVINO: the library missing or failing, or a model it cannot read, compile or run.
+    #[error("{0}")]
+    Openvino(String),
 }
 
 impl EngineError {
@@ -102,6 +105,7 @@ impl EngineError {
                 name,
                 reason: f(&reason),
             },
+            EngineError::Openvino(m) => EngineError::Openvino(f(&m)),
         }
     }
 }

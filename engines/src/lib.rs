@@ -1,7 +1,11 @@
 //! Engines: turning an ONNX model into something that runs, on each backend, and describing it.
 //!
+//! - `engine.rs` — the [`engine::Engine`] trait every host backend implements (inputs and
+//!   outputs, named f32 runs, which backend/device/precision serves it) and `open_folder`.
 //! - `ort/` — ONNX Runtime: the library and its environment, devices and execution providers,
 //!   sessions, and the CPU engine build (`--target cpu`).
+//! - `openvino/` — OpenVINO on the CPU: the library, the CPU's instruction sets, the engine
+//!   build (`--target openvino`, f32 or bf16) and the engine.
 //! - `tensorrt/` — TensorRT on NVIDIA GPUs: GPU and library detection, shape profiles,
 //!   `trtexec`, layer reports, EPContext models, and the `tensorrt` / `tensorrt-ort` builds.
 //! - `build.rs` — the steps every backend's build shares: read the model, write the manifest
@@ -11,12 +15,14 @@
 //! - `tensor/` — host tensors and values, float formats, ONNX Runtime conversion, comparison.
 //! - `error.rs` — [`EngineError`].
 //!
-//! A new backend is a new folder beside `ort/` and `tensorrt/` with its own `build`, using
+//! A new backend is a new folder beside `ort/`, `openvino/` and `tensorrt/` with its own `build`, using
 //! `build.rs`'s shared steps, and a `--target` name in its manifests.
 
 pub mod build;
+pub mod engine;
 pub mod error;
 pub mod manifest;
+pub mod openvino;
 pub mod ort;
 pub mod tensor;
 pub mod tensorrt;

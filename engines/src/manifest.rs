@@ -80,6 +80,22 @@ pub struct SessionSettings {
     pub intra_threads: usize,
 }
 
+/// How an OpenVINO engine runs: the precision OpenVINO computes in (`f32` or `bf16`: its
+/// `INFERENCE_PRECISION_HINT`, for the parts of an int8 model that stay float too), threads,
+/// the CPU it was built on and the instruction-set features it relied on, and its compiled-model
+/// cache folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenvinoSettings {
+    pub inference_precision: String,
+    /// `INFERENCE_NUM_THREADS` (0 = OpenVINO's choice).
+    pub threads: usize,
+    pub cpu: String,
+    /// `/proc/cpuinfo` flags the engine relies on (vector width, VNNI for int8, bf16).
+    pub isa: Vec<String>,
+    /// Compiled-model cache, relative to the folder.
+    pub cache_dir: String,
+}
+
 /// Everything `manifest.json` says about an engine folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -87,7 +103,7 @@ pub struct Manifest {
     pub voxq_version: String,
     /// Creation time, seconds since the Unix epoch (UTC).
     pub created_unix: u64,
-    /// `cpu`, `tensorrt` or `tensorrt-ort`.
+    /// `cpu`, `openvino`, `tensorrt` or `tensorrt-ort`.
     pub target: String,
     /// `fp32`, `fp16` or `int8`.
     pub precision: String,
@@ -104,6 +120,9 @@ pub struct Manifest {
     /// The model's JSON config (front end, I/O names), copied into the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_file: Option<String>,
+    /// OpenVINO engines: precision, threads, CPU and its features, cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openvino: Option<OpenvinoSettings>,
 }
 
 /// What the loading machine offers, to check a manifest against.
@@ -112,6 +131,8 @@ pub struct Host {
     /// Version of the builder that would run this engine (ONNX Runtime or TensorRT), if present.
     pub builder_version: Option<String>,
     pub gpu: Option<Gpu>,
+    /// The CPU's instruction-set features (OpenVINO engines).
+    pub isa: Vec<String>,
 }
 
 impl Host {
@@ -121,12 +142,20 @@ impl Host {
         if m.target == "cpu" {
             return Ok(Host {
                 builder_version: Some(crate::ort::ort_version()?),
+                ..Host::default()
+            });
+        }
+        if m.target == "openvino" {
+            return Ok(Host {
+                builder_version: Some(crate::openvino::openvino_version()?),
                 gpu: None,
+                isa: crate::openvino::cpu_isa(),
             });
         }
         Ok(Host {
             builder_version: crate::tensorrt::gpu::tensorrt_version(),
             gpu: crate::tensorrt::gpu::gpus().into_iter().next(),
+            isa: Vec::new(),
         })
     }
 }
@@ -228,6 +257,21 @@ impl Manifest {
             )),
             _ => {}
         }
+        if let Some(ov) = &self.openvino {
+            let missing: Vec<&str> = ov
+                .isa
+                .iter()
+                .filter(|f| !host.isa.contains(f))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                diffs.push(format!(
+                    "built on a CPU with {} ({}), this CPU lacks them",
+                    missing.join(", "),
+                    ov.cpu
+                ));
+            }
+        }
         if let Some(g) = &self.gpu {
             match &host.gpu {
                 Some(h) if h != g => diffs.push(format!(
@@ -298,6 +342,7 @@ mod tests {
             outputs: vec![],
             session: None,
             config_file: None,
+            openvino: None,
         }
     }
 
@@ -311,6 +356,7 @@ mod tests {
         let host = Host {
             builder_version: Some("10.13.0".into()),
             gpu: m.gpu.clone(),
+            ..Host::default()
         };
         r.check(dir.path(), Some(&"ab".repeat(32)), &host).unwrap();
 
@@ -362,6 +408,59 @@ mod tests {
     /// Found while writing the `manifest` fuzz target: a hash with multi-byte characters made
     /// `check` slice inside a character and panic.
     #[test]
+    fn openvino_engines_are_refused_on_another_version_or_a_cpu_without_their_isa() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            target: "openvino".into(),
+            gpu: None,
+            builder: Builder {
+                name: "openvino".into(),
+                version: "2026.4.1-22982".into(),
+            },
+            openvino: Some(OpenvinoSettings {
+                inference_precision: "f32".into(),
+                threads: 1,
+                cpu: "AMD EPYC".into(),
+                isa: vec!["avx512f".into(), "avx512_vnni".into()],
+                cache_dir: "cache".into(),
+            }),
+            ..sample()
+        };
+        let host = |version: &str, isa: &[&str]| Host {
+            builder_version: Some(version.into()),
+            gpu: None,
+            isa: isa.iter().map(|s| s.to_string()).collect(),
+        };
+        m.check(
+            dir.path(),
+            None,
+            &host("2026.4.1-22982", &["avx2", "avx512f", "avx512_vnni"]),
+        )
+        .unwrap();
+        let e = m
+            .check(
+                dir.path(),
+                None,
+                &host("2026.3.0-1", &["avx512f", "avx512_vnni"]),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("built with openvino 2026.4.1-22982, this machine has 2026.3.0-1"),
+            "{e}"
+        );
+        let e = m
+            .check(
+                dir.path(),
+                None,
+                &host("2026.4.1-22982", &["avx2", "avx512f"]),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("avx512_vnni") && e.contains("lacks"), "{e}");
+    }
+
+    #[test]
     fn check_with_non_ascii_hash_does_not_panic() {
         let text = serde_json::to_string(&sample())
             .unwrap()
@@ -370,6 +469,7 @@ mod tests {
         let host = Host {
             builder_version: Some("10.13.0".into()),
             gpu: m.gpu.clone(),
+            ..Host::default()
         };
         let e = m
             .check(Path::new("d"), Some("0123456789abcdef"), &host)

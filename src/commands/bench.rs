@@ -81,10 +81,16 @@ pub(crate) struct BenchEnginesArgs {
     #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [1i64, 8, 32],
         value_parser = int(1i64, 1024))]
     batches: Vec<i64>,
-    /// Length of the other dynamic axes (frames at 10 ms: 300 = 3 s) [range: [1, 30000]].
-    #[arg(long, allow_hyphen_values = true, default_value_t = 300, value_parser = int(1i64, 30000))]
-    frames: i64,
-    /// Seconds of timing per engine and batch size [range: (0, 600]].
+    /// Lengths of the other dynamic axes, comma-separated (frames at 10 ms: 300 = 3 s)
+    /// [range: [1, 30000]].
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [300i64],
+        value_parser = int(1i64, 30000))]
+    frames: Vec<i64>,
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', default_values_t = [0usize],
+        value_parser = threads(),
+        help = threads_help("Threads per engine, comma-separated (0 = the engine's own setting)"))]
+    threads: Vec<usize>,
+    /// Seconds of timing per engine and setting; engines run in turns [range: (0, 600]].
     #[arg(long, allow_hyphen_values = true, default_value_t = 3.0, value_parser = real_gt(0.0, 600.0))]
     seconds: f64,
     /// Write the results as JSON here.
@@ -211,11 +217,9 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
 }
 
 fn engines(a: &BenchEnginesArgs) -> Result<()> {
-    if let Some(b) = a.batches.iter().find(|&&b| b * a.frames > MAX_BATCH_FRAMES) {
-        bail!(
-            "--batches {b} with --frames {}: batch x frames must be at most {MAX_BATCH_FRAMES}",
-            a.frames
-        );
+    let frames = a.frames.iter().max().copied().unwrap_or(1);
+    if let Some(b) = a.batches.iter().find(|&&b| b * frames > MAX_BATCH_FRAMES) {
+        bail!("--batches {b} with --frames {frames}: batch x frames must be at most {MAX_BATCH_FRAMES}");
     }
     if !(a.seconds > 0.0 && a.seconds <= 600.0) {
         bail!(
@@ -229,7 +233,13 @@ fn engines(a: &BenchEnginesArgs) -> Result<()> {
     }
     let json: Vec<Output> = outputs::stream("--json", &a.json).into_iter().collect();
     outputs::check(&inputs, &json)?;
-    let rows = runtime::bench::bench_engines(&a.engines, &a.batches, a.frames, a.seconds)?;
+    let cfg = runtime::bench::EnginesBench {
+        batches: a.batches.clone(),
+        frames: a.frames.clone(),
+        threads: a.threads.clone(),
+        seconds: a.seconds,
+    };
+    let rows = runtime::bench::bench_engines(&a.engines, &cfg)?;
     write!(
         outputs::summary(&json),
         "{}",

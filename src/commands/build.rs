@@ -11,23 +11,26 @@ use crate::args::{int, threads, threads_help, EngineTarget, Precision};
 use crate::outputs::{self, Output};
 
 /// Shown after `--help`.
-pub(crate) const EXAMPLES: &str = "Examples:\n  voxq build campplus.int8.onnx --target cpu --out engines/cpu-int8\n  voxq build campplus.int8.onnx --target tensorrt --profile feats:1x100x80:8x300x80:32x3000x80 --out engines/trt-int8";
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq build campplus.int8.onnx --target cpu --out engines/cpu-int8\n  voxq build campplus.int8.onnx --target openvino --out engines/openvino-int8\n  voxq build campplus.int8.onnx --target tensorrt --profile feats:1x100x80:8x300x80:32x3000x80 --out engines/trt-int8";
 
 #[derive(Args)]
 pub(crate) struct BuildArgs {
     /// fp32 or int8 QDQ ONNX model (a JSON config beside it is copied into the engine).
     model: PathBuf,
     /// Engine kind. cpu: ONNX Runtime CPU (optimised model, manifest, warm-up run);
-    /// tensorrt: a trtexec plan (strongly typed for QDQ models), its layer report and an
-    /// EPContext model; tensorrt-ort: ONNX Runtime's TensorRT execution provider (engine cache
-    /// and EPContext model).
+    /// openvino: OpenVINO on the CPU (the model, its compiled-model cache, manifest with the
+    /// OpenVINO version, CPU and instruction sets); tensorrt: a trtexec plan (strongly typed
+    /// for QDQ models), its layer report and an EPContext model; tensorrt-ort: ONNX Runtime's
+    /// TensorRT execution provider (engine cache and EPContext model).
     #[arg(long, value_enum, default_value_t = EngineTarget::Cpu)]
     target: EngineTarget,
     /// TensorRT shape profile name:MIN:OPT:MAX, e.g. feats:1x100x80:8x300x80:32x3000x80
     /// (repeatable; dynamic inputs not named get batch 1/8/32 and frames 100/300/3000).
     #[arg(long)]
     profile: Vec<String>,
-    /// TensorRT precision: auto (int8 for a QDQ model, fp16 for a float one), fp16, fp32.
+    /// Precision. TensorRT: auto (int8 for a QDQ model, fp16 for a float one), fp16, fp32.
+    /// OpenVINO: auto or fp32 (true f32), bf16 (faster where the CPU has bf16, less exact);
+    /// for an int8 model it is the precision of the parts that stay float.
     #[arg(long, value_enum, default_value_t = Precision::Auto)]
     precision: Precision,
     /// Engine folder to create (replaced only when the build succeeds).
@@ -38,7 +41,7 @@ pub(crate) struct BuildArgs {
     #[arg(long, allow_hyphen_values = true, default_value_t = 3, value_parser = int(0u8, 3))]
     opt_level: u8,
     #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
-        help = threads_help("Intra-op threads recorded for the engine (0 = ONNX Runtime's default)"))]
+        help = threads_help("Threads recorded for the engine (0 = the runtime's default)"))]
     threads: usize,
 }
 
@@ -54,7 +57,7 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
     let cfg = cfg.is_file().then_some(cfg.as_path());
     let trt = || -> Result<engines::tensorrt::TrtBuildOptions> {
         Ok(engines::tensorrt::TrtBuildOptions {
-            precision: a.precision.tensorrt(),
+            precision: a.precision.tensorrt()?,
             profiles: a
                 .profile
                 .iter()
@@ -74,6 +77,16 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
         EngineTarget::TensorrtOrt => {
             engines::tensorrt::build_tensorrt_ort(&a.model, cfg, &a.out, &trt()?)?
         }
+        EngineTarget::Openvino => {
+            if !a.profile.is_empty() || a.opt_level != 3 {
+                bail!("--profile and --opt-level do not apply to --target openvino");
+            }
+            let opts = engines::openvino::OvBuildOptions {
+                precision: a.precision.openvino()?,
+                threads: a.threads,
+            };
+            engines::openvino::build_openvino(&a.model, cfg, &a.out, &opts)?
+        }
         EngineTarget::Cpu => {
             if !a.profile.is_empty() || a.precision != Precision::Auto {
                 bail!("--profile and --precision apply to TensorRT targets, not --target cpu");
@@ -88,7 +101,7 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
         }
     };
     println!(
-        "built {} engine ({}, {} {}{}) at {}: source sha256 {}…, inputs {}",
+        "built {} engine ({}, {} {}{}{}) at {}: source sha256 {}…, inputs {}",
         m.target,
         m.precision,
         m.builder.name,
@@ -96,6 +109,15 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
         m.gpu
             .as_ref()
             .map(|g| format!(", {} sm {}", g.name, g.compute_capability))
+            .unwrap_or_default(),
+        m.openvino
+            .as_ref()
+            .map(|o| format!(
+                ", computes in {}, on {} relying on {}",
+                o.inference_precision,
+                o.cpu,
+                o.isa.join(" ")
+            ))
             .unwrap_or_default(),
         a.out.display(),
         &m.source_model.sha256[..12],

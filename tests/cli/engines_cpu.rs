@@ -9,16 +9,16 @@ use std::path::Path;
 use common::{assert_one_line_error, cosine, list, root, s, stderr, stdout, voxq};
 use serde_json::Value;
 
-const ECAPA: &str = "fixtures/models/ecapa_distil.onnx";
+pub(crate) const ECAPA: &str = "fixtures/models/ecapa_distil.onnx";
 
-fn build(model: &Path, out: &Path) -> Value {
+pub(crate) fn build(model: &Path, out: &Path) -> Value {
     let o = voxq(&["build", s(model), "--target", "cpu", "--out", s(out)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("built cpu engine"), "{}", stdout(&o));
     serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
 }
 
-fn embed(model: &Path, wavs: &[std::path::PathBuf], out: &Path) -> Vec<Vec<f64>> {
+pub(crate) fn embed(model: &Path, wavs: &[std::path::PathBuf], out: &Path) -> Vec<Vec<f64>> {
     let mut args = vec!["embed", "--model", s(model), "--out", s(out)];
     args.extend(wavs.iter().map(|w| s(w)));
     let o = voxq(&args);
@@ -27,7 +27,7 @@ fn embed(model: &Path, wavs: &[std::path::PathBuf], out: &Path) -> Vec<Vec<f64>>
 }
 
 /// The ECAPA fixture calibrated on 4 utterances and quantized for `target` into `dir`.
-fn ecapa_qdq(dir: &Path, target: &str) -> std::path::PathBuf {
+pub(crate) fn ecapa_qdq(dir: &Path, target: &str) -> std::path::PathBuf {
     let calib = common::calib_list(dir, 4);
     let table = dir.join("table.json");
     let o = voxq(&[

@@ -14,6 +14,7 @@ mod bad_input;
 mod ecapa_distil;
 mod edges_misc;
 mod engines_cpu;
+mod engines_openvino;
 mod engines_trt;
 mod numeric_ranges;
 mod outputs;

@@ -182,7 +182,6 @@ fn cases(tmp: &Path) -> Vec<Case> {
     add(&bench_embed, "--iterations", true, "[1, 10000]");
     add(&bench_embed, "--warmup", true, "[0, 1000]");
     let bench_engines = v(&["bench", "engines", &t("engine")]);
-    add(&bench_engines, "--frames", true, "[1, 30000]");
     add(&bench_engines, "--seconds", false, "(0, 600]");
     let bench_llm = v(&["bench", "llm", "--model", &whisper, "--audio", &wav]);
     add(&bench_llm, "--max-new-tokens", true, "[1, 4096]");
@@ -246,7 +245,19 @@ fn cases(tmp: &Path) -> Vec<Case> {
             "(0, 300]".to_string(),
         ),
         (bench_embed, "--threads", true, threads.clone()),
-        (bench_engines, "--batches", true, "[1, 1024]".to_string()),
+        (
+            bench_engines.clone(),
+            "--batches",
+            true,
+            "[1, 1024]".to_string(),
+        ),
+        (
+            bench_engines.clone(),
+            "--frames",
+            true,
+            "[1, 30000]".to_string(),
+        ),
+        (bench_engines, "--threads", true, threads.clone()),
         (bench_llm, "--seconds", false, "(0, 30]".to_string()),
     ] {
         c.push(Case {

@@ -122,7 +122,9 @@ fn min_speech_s_is_the_setting_and_zero_turns_the_check_off() {
         let opt = format!("--min-speech-s={bad}");
         args.extend(["--speaker", "x", &opt, s(blip)]);
         let o = voxq(&args);
-        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        // a value outside the range is a usage error: one line, exit 1 (README)
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
         assert!(stderr(&o).contains("--min-speech-s"), "{}", stderr(&o));
     }
 }

@@ -11,7 +11,7 @@ pub mod llm;
 
 use crate::audio::wav::Audio;
 
-pub use self::engines::{bench_engines, engines_markdown, EngineLatency};
+pub use self::engines::{bench_engines, engines_markdown, EngineLatency, EnginesBench};
 pub use embed::{bench_embed, EmbedBench, EmbedBenchRow};
 pub use llm::{bench_llm, llm_markdown, GenModel, LlmBenchRow};
 

@@ -58,7 +58,11 @@ pub fn calibrate_speaker(
         opts,
     )?;
     // The model must match its config (input, bins, output and embedding size), as for embed.
-    crate::speaker::embed::check_io(model, &session)?;
+    crate::speaker::embed::check_io(
+        model,
+        &engines::engine::ort_specs(session.inputs()),
+        &engines::engine::ort_specs(session.outputs()),
+    )?;
     let front = FrontEnd::new(model)?;
     let cfg = &model.config;
     let bad = |reason: String| RuntimeError::Model {

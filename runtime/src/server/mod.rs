@@ -317,7 +317,6 @@ fn load(st: &AppState) -> Result<Engines, ServeError> {
         None => None,
         Some(p) => {
             let model = SpeakerModel::locate(p)?;
-            let device = model.required_device.unwrap_or(cfg.session.device);
             let emb = Arc::new(Embedder::open(model, &cfg.session)?);
             let sha256 = emb.model_sha256()?.to_string();
             let db = Arc::new(SpeakerDb::open(&cfg.store)?);
@@ -328,8 +327,10 @@ fn load(st: &AppState) -> Result<Engines, ServeError> {
             };
             emb.embed_audio(std::path::Path::new("warm-up"), &audio)?;
             let model_name = emb.model().config.name.clone();
+            let served = emb.served().to_string();
+            log::info!("speaker model {model_name}: served by {served}");
             m.engine_info
-                .with_label_values(&[model_name.as_str(), "speaker", provider(device)?])
+                .with_label_values(&[model_name.as_str(), "speaker", served.as_str()])
                 .set(1);
             m.enrolled.set(db.list()?.len() as i64);
             Some(speaker::SpeakerEngine {

@@ -46,6 +46,8 @@ pub struct SpeakerModel {
     pub onnx_path: PathBuf,
     /// The execution provider the model needs (TensorRT for a TensorRT engine folder).
     pub required_device: Option<engines::ort::Device>,
+    /// An OpenVINO engine folder: the model runs through OpenVINO, not ONNX Runtime.
+    pub openvino_engine: Option<PathBuf>,
 }
 
 impl SpeakerModel {
@@ -113,6 +115,7 @@ impl SpeakerModel {
             config_path,
             onnx_path,
             required_device: None,
+            openvino_engine: None,
         })
     }
 
@@ -122,7 +125,7 @@ impl SpeakerModel {
     fn from_engine(dir: &Path) -> Result<SpeakerModel> {
         let m = engines::manifest::Manifest::read(dir)?;
         let required_device = match m.target.as_str() {
-            "cpu" => None,
+            "cpu" | "openvino" => None,
             "tensorrt" | "tensorrt-ort" => Some(engines::ort::Device::Tensorrt),
             other => {
                 return Err(RuntimeError::Config {
@@ -142,6 +145,7 @@ impl SpeakerModel {
         };
         let model = SpeakerModel {
             required_device,
+            openvino_engine: (m.target == "openvino").then(|| dir.to_path_buf()),
             ..Self::locate(&dir.join(cfg))?
         };
         log::info!(

@@ -3,9 +3,8 @@
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use engines::ort::{cpu_session, cpu_session_from_bytes, first_line, CpuOptions};
-use ort::session::Session;
-use ort::value::Tensor;
+use engines::engine::{Engine, F32Tensor, IoSpec, OrtEngine, Served};
+use engines::ort::{cpu_session, cpu_session_from_bytes, ep_name, resolve_device, CpuOptions};
 
 use crate::audio::decode::read_audio;
 use crate::audio::fbank::{Fbank, Features};
@@ -59,13 +58,38 @@ fn device_for(model: &SpeakerModel, opts: &CpuOptions) -> Result<CpuOptions> {
     }
 }
 
-/// A speaker-embedding model opened in an ONNX Runtime session.
+/// A speaker-embedding model opened on an engine backend (ONNX Runtime, or OpenVINO for an
+/// `openvino` engine folder).
 pub struct Embedder {
     model: SpeakerModel,
     front: FrontEnd,
-    session: Mutex<Session>,
+    session: Mutex<Box<dyn Engine>>,
+    served: Served,
     sha256: OnceLock<String>,
     threads: usize,
+}
+
+/// An ONNX Runtime session as an [`Engine`], labelled with the provider `opts` resolve to.
+fn ort_engine(
+    label: &str,
+    session: ort::session::Session,
+    opts: &CpuOptions,
+    precision: &str,
+) -> Result<Box<dyn Engine>> {
+    let provider = ep_name(resolve_device(opts.device)?);
+    Ok(Box::new(OrtEngine::new(
+        label, session, provider, precision,
+    )))
+}
+
+/// `int8` when the model file holds Q/DQ nodes, else `fp32` (what [`Served`] reports).
+fn precision_label(onnx: &[u8]) -> &'static str {
+    let needle = b"QuantizeLinear";
+    if onnx.windows(needle.len()).any(|w| w == needle) {
+        "int8"
+    } else {
+        "fp32"
+    }
 }
 
 impl Embedder {
@@ -73,15 +97,69 @@ impl Embedder {
     pub fn open(model: SpeakerModel, opts: &CpuOptions) -> Result<Embedder> {
         let front = FrontEnd::new(&model)?;
         let opts = &device_for(&model, opts)?;
-        let session = cpu_session(&model.onnx_path, opts)?;
-        check_io(&model, &session)?;
+        let engine: Box<dyn Engine> = match &model.openvino_engine {
+            Some(dir) => engines::engine::open_folder(dir, opts)?,
+            None => {
+                let session = cpu_session(&model.onnx_path, opts)?;
+                let bytes = std::fs::read(&model.onnx_path).unwrap_or_default();
+                ort_engine(
+                    &model.onnx_path.display().to_string(),
+                    session,
+                    opts,
+                    precision_label(&bytes),
+                )?
+            }
+        };
+        Embedder::with_engine(model, front, engine, OnceLock::new(), opts.intra_threads)
+    }
+
+    /// An embedder over any opened engine of `model`.
+    fn with_engine(
+        model: SpeakerModel,
+        front: FrontEnd,
+        engine: Box<dyn Engine>,
+        sha256: OnceLock<String>,
+        threads: usize,
+    ) -> Result<Embedder> {
+        check_io(&model, engine.inputs(), engine.outputs())?;
+        let served = engine.served().clone();
+        log::info!("{}: served by {served}", model.onnx_path.display());
         Ok(Embedder {
             model,
             front,
-            session: Mutex::new(session),
-            sha256: OnceLock::new(),
-            threads: opts.intra_threads,
+            session: Mutex::new(engine),
+            served,
+            sha256,
+            threads,
         })
+    }
+
+    /// Opens a variant of `model` held in memory on OpenVINO (an autoquant candidate judged on
+    /// the engine it will be deployed on); `name` labels it in error messages.
+    pub fn from_bytes_openvino(
+        model: SpeakerModel,
+        name: &str,
+        bytes: &[u8],
+        settings: &engines::manifest::OpenvinoSettings,
+    ) -> Result<Embedder> {
+        let front = FrontEnd::new(&model)?;
+        let engine = engines::openvino::OvEngine::from_onnx_bytes(
+            name,
+            bytes,
+            settings,
+            precision_label(bytes),
+        )?;
+        let model = SpeakerModel {
+            onnx_path: std::path::PathBuf::from(name),
+            ..model
+        };
+        let sha = OnceLock::from(exporter::sensitivity::sha256_hex(bytes));
+        Embedder::with_engine(model, front, Box::new(engine), sha, settings.threads)
+    }
+
+    /// Which backend, device and precision serve the model.
+    pub fn served(&self) -> &Served {
+        &self.served
     }
 
     /// Opens a variant of `model` held in memory (a quantized copy, say) with the same
@@ -94,18 +172,13 @@ impl Embedder {
     ) -> Result<Embedder> {
         let front = FrontEnd::new(&model)?;
         let session = cpu_session_from_bytes(name, bytes, opts)?;
+        let engine = ort_engine(name, session, opts, precision_label(bytes))?;
         let model = SpeakerModel {
             onnx_path: std::path::PathBuf::from(name),
             ..model
         };
-        check_io(&model, &session)?;
-        Ok(Embedder {
-            model,
-            front,
-            session: Mutex::new(session),
-            sha256: OnceLock::from(exporter::sensitivity::sha256_hex(bytes)),
-            threads: opts.intra_threads,
-        })
+        let sha = OnceLock::from(exporter::sensitivity::sha256_hex(bytes));
+        Embedder::with_engine(model, front, engine, sha, opts.intra_threads)
     }
 
     pub fn model(&self) -> &SpeakerModel {
@@ -156,25 +229,21 @@ impl Embedder {
         for f in feats {
             data.extend_from_slice(&f.data);
         }
-        let shape = [feats.len(), first.frames, first.dim];
         let run_err = |reason: String| RuntimeError::Model {
             model: model.clone(),
             reason,
         };
-        let input = Tensor::<f32>::from_array((shape, data))
-            .map_err(|e| run_err(format!("input tensor: {e}")))?;
         let cfg = &self.model.config;
-        let mut session = crate::sync::lock(&self.session);
-        let outputs = session
-            .run(ort::inputs![cfg.input.as_str() => input])
-            .map_err(|e| run_err(format!("inference failed: {}", first_line(&e.to_string()))))?;
-        let out = outputs
-            .get(cfg.output.as_str())
-            .ok_or_else(|| run_err(format!("no output named '{}'", cfg.output)))?;
-        let (shape, values) = out
-            .try_extract_tensor::<f32>()
-            .map_err(|e| run_err(format!("output '{}': {e}", cfg.output)))?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
+        let input = F32Tensor {
+            name: cfg.input.clone(),
+            dims: vec![feats.len() as i64, first.frames as i64, first.dim as i64],
+            data,
+        };
+        let mut out = crate::sync::lock(&self.session).run_f32(&[input], &[cfg.output.as_str()])?;
+        let Some(out) = out.pop() else {
+            return Err(run_err(format!("no output named '{}'", cfg.output)));
+        };
+        let (dims, values) = (out.dims, out.data);
         if dims.len() != 2
             || dims[0] as usize != feats.len()
             || dims[1] as usize != cfg.embedding_dim
@@ -216,8 +285,8 @@ impl Embedder {
     }
 }
 
-/// Checks the session's input and output against the model config; errors name both files.
-pub(crate) fn check_io(model: &SpeakerModel, session: &Session) -> Result<()> {
+/// Checks the engine's input and output against the model config; errors name both files.
+pub(crate) fn check_io(model: &SpeakerModel, inputs: &[IoSpec], outputs: &[IoSpec]) -> Result<()> {
     let cfg = &model.config;
     let bad = |reason: String| RuntimeError::Model {
         model: model.onnx_path.clone(),
@@ -226,62 +295,58 @@ pub(crate) fn check_io(model: &SpeakerModel, session: &Session) -> Result<()> {
             model.config_path.display()
         ),
     };
-    let names = |v: &[ort::value::Outlet]| {
+    let names = |v: &[IoSpec]| {
         v.iter()
-            .map(|o| o.name().to_string())
+            .map(|o| o.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let input = session
-        .inputs()
-        .iter()
-        .find(|i| i.name() == cfg.input)
-        .ok_or_else(|| {
-            bad(format!(
-                "has no input '{}' (inputs: {})",
-                cfg.input,
-                names(session.inputs())
-            ))
-        })?;
-    if session.inputs().len() != 1 {
+    let input = inputs.iter().find(|i| i.name == cfg.input).ok_or_else(|| {
+        bad(format!(
+            "has no input '{}' (inputs: {})",
+            cfg.input,
+            names(inputs)
+        ))
+    })?;
+    if inputs.len() != 1 {
         return Err(bad(format!(
             "expected one input, found {} ({})",
-            session.inputs().len(),
-            names(session.inputs())
+            inputs.len(),
+            names(inputs)
         )));
     }
     let bins = cfg.fbank.num_mel_bins as i64;
-    match input.dtype().tensor_shape() {
-        Some(s) if s.len() == 3 && (s[2] == bins || s[2] < 0) => {}
-        Some(s) => {
-            return Err(bad(format!(
-                "input '{}' has shape {:?}, expected rank 3 [batch, frames, {bins}]",
-                cfg.input,
-                s.iter().collect::<Vec<_>>()
-            )))
-        }
-        None => return Err(bad(format!("input '{}' is not a tensor", cfg.input))),
+    let s = &input.shape;
+    if input.dtype != "float32" {
+        return Err(bad(format!(
+            "input '{}' is {}, not float32",
+            cfg.input, input.dtype
+        )));
     }
-    let output = session
-        .outputs()
+    if !(s.len() == 3 && (s[2] == bins || s[2] < 0)) {
+        return Err(bad(format!(
+            "input '{}' has shape {s:?}, expected rank 3 [batch, frames, {bins}]",
+            cfg.input
+        )));
+    }
+    let output = outputs
         .iter()
-        .find(|o| o.name() == cfg.output)
+        .find(|o| o.name == cfg.output)
         .ok_or_else(|| {
             bad(format!(
                 "has no output '{}' (outputs: {})",
                 cfg.output,
-                names(session.outputs())
+                names(outputs)
             ))
         })?;
-    match output.dtype().tensor_shape() {
-        Some(s) if s.len() == 2 && (s[1] == cfg.embedding_dim as i64 || s[1] < 0) => Ok(()),
-        Some(s) => Err(bad(format!(
-            "output '{}' has shape {:?}, expected [batch, {}]",
-            cfg.output,
-            s.iter().collect::<Vec<_>>(),
-            cfg.embedding_dim
-        ))),
-        None => Err(bad(format!("output '{}' is not a tensor", cfg.output))),
+    let s = &output.shape;
+    if s.len() == 2 && (s[1] == cfg.embedding_dim as i64 || s[1] < 0) {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "output '{}' has shape {s:?}, expected [batch, {}]",
+            cfg.output, cfg.embedding_dim
+        )))
     }
 }
 

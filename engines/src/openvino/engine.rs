@@ -1,0 +1,275 @@
+//! An OpenVINO engine: the folder's ONNX model compiled for the CPU with the manifest's
+//! precision and threads (from the compiled-model cache when it matches), one infer request,
+//! and named f32 tensors in and out.
+
+use std::path::Path;
+
+use openvino::{Core, DeviceType, ElementType, InferRequest, RwPropertyKey, Shape, Tensor};
+
+use super::library::load;
+use crate::engine::{manifest_specs, Engine, F32Tensor, Folder, IoSpec, Served};
+use crate::manifest::OpenvinoSettings;
+use crate::EngineError;
+
+/// An OpenVINO compiled model and its infer request.
+pub struct OvEngine {
+    label: String,
+    request: InferRequest,
+    inputs: Vec<IoSpec>,
+    outputs: Vec<IoSpec>,
+    served: Served,
+}
+
+/// OpenVINO's messages span lines (file and line of the C++ exception first): one line here.
+pub(crate) fn ov_text(e: impl std::fmt::Display) -> String {
+    exporter::onnx::one_line(&e.to_string())
+}
+
+fn ov_err(label: &str, what: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Openvino(format!("{label}: OpenVINO {what}: {}", ov_text(e)))
+}
+
+/// A core configured for `settings` on the CPU: threads, one stream, latency hint, the
+/// inference precision, and the compiled-model cache folder when one is given.
+pub(crate) fn configured_core(
+    label: &str,
+    settings: &OpenvinoSettings,
+    cache: Option<&Path>,
+) -> Result<Core, EngineError> {
+    load()?;
+    let mut core = Core::new().map_err(|e| ov_err(label, "core", e))?;
+    let threads = settings.threads.to_string();
+    let mut props: Vec<(RwPropertyKey, &str)> = vec![
+        (RwPropertyKey::HintPerformanceMode, "LATENCY"),
+        (RwPropertyKey::NumStreams, "1"),
+        (
+            RwPropertyKey::HintInferencePrecision,
+            settings.inference_precision.as_str(),
+        ),
+    ];
+    if settings.threads > 0 {
+        props.push((RwPropertyKey::InferenceNumThreads, threads.as_str()));
+    }
+    core.set_properties(&DeviceType::CPU, props)
+        .map_err(|e| ov_err(label, "CPU settings", e))?;
+    if let Some(c) = cache {
+        let c = c.to_string_lossy();
+        core.set_property(&DeviceType::CPU, &RwPropertyKey::CacheDir, &c)
+            .map_err(|e| ov_err(label, "cache folder", e))?;
+    }
+    Ok(core)
+}
+
+impl OvEngine {
+    /// Opens an `openvino` engine folder; `threads` > 0 overrides the manifest's threads.
+    pub fn open(folder: &Folder, threads: usize) -> Result<OvEngine, EngineError> {
+        let m = &folder.manifest;
+        let Some(settings) = &m.openvino else {
+            return Err(EngineError::Manifest {
+                path: folder.dir.join(crate::manifest::MANIFEST_FILE),
+                reason: "an openvino engine without its 'openvino' settings".into(),
+            });
+        };
+        let mut settings = settings.clone();
+        if threads > 0 {
+            settings.threads = threads;
+        }
+        let path = folder.engine_path();
+        let cache = folder.dir.join(&settings.cache_dir);
+        let e = OvEngine::compile(&path, &settings, Some(&cache), &m.precision)?;
+        Ok(OvEngine {
+            inputs: manifest_specs(&m.inputs),
+            outputs: manifest_specs(&m.outputs),
+            ..e
+        })
+    }
+
+    /// Compiles an ONNX model file for the CPU with `settings`; `precision` is what the model
+    /// holds (`fp32`, `int8`), for [`Engine::served`].
+    pub fn compile(
+        model: &Path,
+        settings: &OpenvinoSettings,
+        cache: Option<&Path>,
+        precision: &str,
+    ) -> Result<OvEngine, EngineError> {
+        let label = model.display().to_string();
+        let mut core = configured_core(&label, settings, cache)?;
+        let path = model.to_string_lossy();
+        let ov_model = core
+            .read_model_from_file(&path, "")
+            .map_err(|e| ov_err(&label, "cannot read the model", e))?;
+        OvEngine::from_model(&label, &mut core, &ov_model, settings, precision)
+    }
+
+    /// Compiles an ONNX model held in memory (a quantized candidate, say); `name` labels it.
+    pub fn from_onnx_bytes(
+        name: &str,
+        bytes: &[u8],
+        settings: &OpenvinoSettings,
+        precision: &str,
+    ) -> Result<OvEngine, EngineError> {
+        let mut core = configured_core(name, settings, None)?;
+        let ov_model = core
+            .read_model_from_buffer(bytes, None)
+            .map_err(|e| ov_err(name, "cannot read the model", e))?;
+        OvEngine::from_model(name, &mut core, &ov_model, settings, precision)
+    }
+
+    fn from_model(
+        label: &str,
+        core: &mut Core,
+        ov_model: &openvino::Model,
+        settings: &OpenvinoSettings,
+        precision: &str,
+    ) -> Result<OvEngine, EngineError> {
+        let specs =
+            |n: usize, get: &dyn Fn(usize) -> Result<openvino::Node, openvino::InferenceError>| {
+                (0..n)
+                    .map(|i| {
+                        let node = get(i).map_err(|e| ov_err(label, "model I/O", e))?;
+                        let name = node.get_name().map_err(|e| ov_err(label, "model I/O", e))?;
+                        let dtype = node
+                            .get_element_type()
+                            .map(|t| elem_name(t).to_string())
+                            .map_err(|e| ov_err(label, "model I/O", e))?;
+                        let shape = node
+                            .get_partial_shape()
+                            .map(|s| {
+                                s.get_dimensions()
+                                    .iter()
+                                    .map(|d| if d.is_dynamic() { -1 } else { d.get_min() })
+                                    .collect()
+                            })
+                            .map_err(|e| ov_err(label, "model I/O", e))?;
+                        Ok(IoSpec { name, dtype, shape })
+                    })
+                    .collect::<Result<Vec<_>, EngineError>>()
+            };
+        let n_in = ov_model
+            .get_inputs_len()
+            .map_err(|e| ov_err(label, "model I/O", e))?;
+        let n_out = ov_model
+            .get_outputs_len()
+            .map_err(|e| ov_err(label, "model I/O", e))?;
+        let inputs = specs(n_in, &|i| ov_model.get_input_by_index(i))?;
+        let outputs = specs(n_out, &|i| ov_model.get_output_by_index(i))?;
+        let mut compiled = core
+            .compile_model(ov_model, DeviceType::CPU)
+            .map_err(|e| ov_err(label, "cannot compile the model for the CPU", e))?;
+        let request = compiled
+            .create_infer_request()
+            .map_err(|e| ov_err(label, "infer request", e))?;
+        let computes = match settings.inference_precision.as_str() {
+            "bf16" => "bf16",
+            _ => "fp32",
+        };
+        Ok(OvEngine {
+            label: label.to_string(),
+            request,
+            inputs,
+            outputs,
+            served: Served {
+                backend: "openvino".into(),
+                device: "CPU".into(),
+                precision: if precision == "int8" {
+                    format!("int8 (float parts {computes})")
+                } else {
+                    computes.to_string()
+                },
+            },
+        })
+    }
+}
+
+fn elem_name(t: ElementType) -> &'static str {
+    match t {
+        ElementType::F32 => "float32",
+        ElementType::F16 => "float16",
+        ElementType::Bf16 => "bfloat16",
+        ElementType::F64 => "float64",
+        ElementType::I64 => "int64",
+        ElementType::I32 => "int32",
+        ElementType::I8 => "int8",
+        ElementType::U8 => "uint8",
+        ElementType::Boolean => "bool",
+        _ => "other",
+    }
+}
+
+impl Engine for OvEngine {
+    fn inputs(&self) -> &[IoSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[IoSpec] {
+        &self.outputs
+    }
+
+    fn served(&self) -> &Served {
+        &self.served
+    }
+
+    fn run_f32(
+        &mut self,
+        inputs: &[F32Tensor],
+        outputs: &[&str],
+    ) -> Result<Vec<F32Tensor>, EngineError> {
+        for t in inputs {
+            let bad = |reason: String| EngineError::Input {
+                model: self.label.clone(),
+                input: t.name.clone(),
+                reason,
+            };
+            let n: i64 = t.dims.iter().product();
+            if t.dims.iter().any(|&d| d < 0) || n as usize != t.data.len() {
+                return Err(bad(format!(
+                    "shape {:?} does not hold {} values",
+                    t.dims,
+                    t.data.len()
+                )));
+            }
+            let shape = Shape::new(&t.dims).map_err(|e| bad(ov_text(e)))?;
+            let mut tensor = Tensor::new(ElementType::F32, &shape).map_err(|e| bad(ov_text(e)))?;
+            let raw = tensor.get_raw_data_mut().map_err(|e| bad(ov_text(e)))?;
+            for (dst, v) in raw.chunks_exact_mut(4).zip(&t.data) {
+                dst.copy_from_slice(&v.to_ne_bytes());
+            }
+            self.request
+                .set_tensor(&t.name, &tensor)
+                .map_err(|e| bad(ov_text(e)))?;
+        }
+        self.request.infer().map_err(|e| EngineError::Run {
+            model: self.label.clone(),
+            reason: format!("OpenVINO: {}", ov_text(e)),
+        })?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for name in outputs {
+            let bad = |reason: String| EngineError::Output {
+                model: self.label.clone(),
+                output: name.to_string(),
+                reason,
+            };
+            let t = self.request.get_tensor(name).map_err(|e| bad(ov_text(e)))?;
+            let ty = t.get_element_type().map_err(|e| bad(ov_text(e)))?;
+            if ty != ElementType::F32 {
+                return Err(bad(format!("is {}, not float32", elem_name(ty))));
+            }
+            let dims = t
+                .get_shape()
+                .map_err(|e| bad(ov_text(e)))?
+                .get_dimensions()
+                .to_vec();
+            let raw = t.get_raw_data().map_err(|e| bad(ov_text(e)))?;
+            let data = raw
+                .chunks_exact(4)
+                .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            out.push(F32Tensor {
+                name: name.to_string(),
+                dims,
+                data,
+            });
+        }
+        Ok(out)
+    }
+}
