@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::Args;
 use exporter::model::to_bytes;
-use exporter::sensitivity::{autoquant, Budget};
+use exporter::sensitivity::{autoquant, AutoquantReport, Budget, Objective};
+use runtime::evaluate::{LatencySpec, LATENCY_KEY};
 
 use super::quantize::{config_for, model_outputs};
 use super::sensitivity::{
     cached_summary, inputs, metric_of, model_onnx, progress_bar, report_outputs, sensitivity_files,
     setup, study, write_report, SensitivityArgs,
 };
-use crate::args::{real, Metric};
+use crate::args::{int, real, Metric};
 use crate::outputs::{self, Form, Output};
 
 /// Shown after `--help`.
@@ -30,6 +31,46 @@ pub(crate) struct AutoquantArgs {
     /// Smallest allowed output SQNR in dB (with --metric sqnr) [range: [0, 200]].
     #[arg(long, allow_hyphen_values = true, value_parser = real(0.0, 200.0))]
     min_sqnr: Option<f64>,
+    /// What to make smallest within the budget: size (deployable bytes) or latency (median
+    /// of measured runs on --engine with --threads, batch 1, --latency-frames long).
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Size)]
+    objective: ObjectiveArg,
+    /// Input length the latency objective times, in 10 ms frames [range: [1, 30000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 300, value_parser = int(1usize, 30000))]
+    latency_frames: usize,
+    /// Timed runs per variant for the latency objective (the median counts) [range: [1, 1000]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 30, value_parser = int(1usize, 1000))]
+    latency_runs: usize,
+}
+
+/// `--objective` of autoquant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ObjectiveArg {
+    Size,
+    Latency,
+}
+
+/// Markdown: the choice per calibration method, the kept one marked.
+fn methods_table(
+    rs: &[(String, AutoquantReport, f64)],
+    best: usize,
+    objective: &Objective,
+) -> String {
+    let mut s = String::from(
+        "\nCalibration methods compared (the search ran once per method):\n\n| method | chosen groups | metric | objective | kept |\n|---|---:|---:|---:|---|\n",
+    );
+    for (k, (m, r, c)) in rs.iter().enumerate() {
+        let (v, unit) = objective.shown(*c);
+        s.push_str(&format!(
+            "| {m} | {} of {} | {:.4} {} | {v:.2} {unit} | {} |\n",
+            r.chosen.len(),
+            r.chosen.len() + r.kept_float.len(),
+            r.chosen_row.metric,
+            r.sensitivity.metric.unit,
+            if k == best { "yes" } else { "" }
+        ));
+    }
+    s
 }
 
 /// The model autoquant writes into `--out`: `<stem>-autoquant-<target>.onnx`.
@@ -62,11 +103,46 @@ pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
         ));
     }
     outputs::check(&inputs(a), &outs)?;
-    let (s, mut evaluator) = setup(a)?;
-    let st = study(&s, a);
-    let (bar, mut cb) = progress_bar(a.quiet);
-    let r = autoquant(&st, evaluator.as_mut(), budget, &mut cb)?;
-    bar.finish_and_clear();
+    let (objective, latency) = match q.objective {
+        ObjectiveArg::Size => (Objective::Size, None),
+        ObjectiveArg::Latency => (
+            Objective::Latency {
+                key: LATENCY_KEY.into(),
+            },
+            Some(LatencySpec {
+                frames: q.latency_frames,
+                runs: q.latency_runs,
+            }),
+        ),
+    };
+    let (s, mut evaluator) = setup(a, latency)?;
+    // one search per calibration method; the cheapest choice wins (then the better metric)
+    let mut results = Vec::new();
+    for k in 0..s.tables.len() {
+        let st = study(&s, a, k);
+        let (bar, mut cb) = progress_bar(a.quiet);
+        let r = autoquant(&st, evaluator.as_mut(), budget, &objective, &mut cb)?;
+        bar.finish_and_clear();
+        let c = objective.cost(&r.chosen_row)?;
+        results.push((s.tables[k].1.clone(), r, c));
+    }
+    let lower = |r: &AutoquantReport| {
+        if r.sensitivity.metric.lower_is_better {
+            r.chosen_row.metric
+        } else {
+            -r.chosen_row.metric
+        }
+    };
+    let best = (0..results.len())
+        .min_by(|&i, &j| {
+            let (a, b) = (&results[i], &results[j]);
+            a.2.total_cmp(&b.2)
+                .then(lower(&a.1).total_cmp(&lower(&b.1)))
+        })
+        .unwrap_or(0);
+    let comparison = (results.len() > 1).then(|| methods_table(&results, best, &objective));
+    let st = study(&s, a, best);
+    let r = results.swap_remove(best).1;
     // Every report file and the model rendered first, then written as one.
     let mut files = sensitivity_files(&a.out, &r.sensitivity)?;
     let chosen = st.quantized_model(&r.chosen)?;
@@ -79,13 +155,17 @@ pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
     )? {
         files.push((model_path.with_extension("json"), cfg));
     }
-    files.push((a.out.join("autoquant.md"), r.markdown().into_bytes()));
+    let mut md = r.markdown();
+    if let Some(c) = &comparison {
+        md.push_str(c);
+    }
+    files.push((a.out.join("autoquant.md"), md.clone().into_bytes()));
     files.push((
         a.out.join("autoquant.json"),
         serde_json::to_string_pretty(&r)?.into_bytes(),
     ));
     write_report(&a.out, &files)?;
-    print!("{}", r.markdown());
+    print!("{md}");
     println!("\n{}", cached_summary(&r.sensitivity));
     println!(
         "wrote {} and {}/autoquant.{{md,json}}, sensitivity.{{md,json,png}}",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use calibration::Method;
 use clap::Args;
+use engines::manifest::OpenvinoSettings;
 use engines::ort::CpuOptions;
 use exporter::calib_tensors::calibration_tensors;
 use exporter::groups::LayerGroups;
@@ -17,7 +18,9 @@ use exporter::sensitivity::{
     default_cache_dir, sha256_hex, table_sha256, Evaluate, Progress, SensitivityReport, Study,
 };
 use runtime::calibrate::{calibrate_speaker, read_list};
-use runtime::evaluate::{sensitivity_png_bytes, OutputEvaluator, TrialsEvaluator};
+use runtime::evaluate::{
+    sensitivity_png_bytes, EvalEngine, LatencySpec, OutputEvaluator, TrialsEvaluator, VariantRunner,
+};
 use runtime::fsutil::{sha256_file, write_atomic};
 use runtime::progress::Progress as ProgressBar;
 use runtime::speaker::config::SpeakerModel;
@@ -52,8 +55,9 @@ pub(crate) struct SensitivityArgs {
     #[arg(long, default_value = "depth=2")]
     groups: String,
     /// Calibration method when the table is computed here: max, percentile[:P], entropy, mse.
-    #[arg(long, default_value = "entropy")]
-    method: Method,
+    /// autoquant takes several, comma-separated, and keeps the method whose choice is best.
+    #[arg(long, value_delimiter = ',', default_value = "entropy")]
+    method: Vec<Method>,
     /// Use this calibration table instead of calibrating.
     #[arg(long)]
     table: Option<PathBuf>,
@@ -76,11 +80,22 @@ pub(crate) struct SensitivityArgs {
     #[arg(long)]
     pub(crate) out: PathBuf,
     #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
-        help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
+        help = threads_help("Threads of the engine that evaluates the variants (0 = its default)"))]
     threads: usize,
+    /// Engine that evaluates (and, for autoquant's latency objective, times) every variant:
+    /// ort (ONNX Runtime) or openvino (OpenVINO on the CPU, f32).
+    #[arg(long, value_enum, default_value_t = EvalBackend::Ort)]
+    pub(crate) engine: EvalBackend,
     /// Hide progress bars.
     #[arg(long)]
     pub(crate) quiet: bool,
+}
+
+/// `--engine` of sensitivity and autoquant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum EvalBackend {
+    Ort,
+    Openvino,
 }
 
 /// Everything a sensitivity run needs, built from the command line.
@@ -88,10 +103,25 @@ pub(crate) struct Setup {
     pub(crate) model: SpeakerModel,
     proto: onnx_protobuf::ModelProto,
     model_sha256: String,
-    table: calibration::CalibrationTable,
-    method: String,
+    /// One calibration table per method (or the one `--table`), with its method's name.
+    pub(crate) tables: Vec<(calibration::CalibrationTable, String)>,
     groups: LayerGroups,
     policy: QuantPolicy,
+}
+
+/// The engine and timing every variant is evaluated with.
+pub(crate) fn runner(a: &SensitivityArgs, latency: Option<LatencySpec>) -> VariantRunner {
+    let engine = match a.engine {
+        EvalBackend::Ort => EvalEngine::Ort(opts(a.threads)),
+        EvalBackend::Openvino => EvalEngine::Openvino(OpenvinoSettings {
+            inference_precision: "f32".into(),
+            threads: a.threads,
+            cpu: engines::openvino::cpu_model(),
+            isa: engines::openvino::cpu_isa(),
+            cache_dir: String::new(),
+        }),
+    };
+    VariantRunner { engine, latency }
 }
 
 fn opts(threads: usize) -> CpuOptions {
@@ -101,9 +131,10 @@ fn opts(threads: usize) -> CpuOptions {
     }
 }
 
-/// The calibration table: the one given, else computed on --calib with --method and cached.
+/// The calibration table: the one given, else computed on --calib with `method` and cached.
 fn table_for(
     a: &SensitivityArgs,
+    method: Method,
     model: &SpeakerModel,
     proto: &onnx_protobuf::ModelProto,
     sha: &str,
@@ -112,7 +143,6 @@ fn table_for(
     if let Some(t) = &a.table {
         return Ok((read_table(t)?, format!("table {}", t.display())));
     }
-    let method: Method = a.method;
     let list = read_list(&a.calib, &a.audio_root)?;
     let list_text: String = list.iter().map(|(n, _)| format!("{n}\n")).collect();
     let key = sha256_hex(
@@ -165,7 +195,16 @@ pub(crate) fn metric_of(a: &SensitivityArgs) -> Result<Metric> {
     })
 }
 
-pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
+pub(crate) fn setup(
+    a: &SensitivityArgs,
+    latency: Option<LatencySpec>,
+) -> Result<(Setup, Box<dyn Evaluate>)> {
+    if a.table.is_some() && a.method.len() > 1 {
+        bail!("--table and several --method values: the table's method is fixed; give one or the other");
+    }
+    if a.engine == EvalBackend::Openvino {
+        engines::openvino::load()?;
+    }
     let model = SpeakerModel::locate(&a.model)?;
     let proto = load(&model.onnx_path)?;
     let model_sha256 = sha256_file(&model.onnx_path)?;
@@ -188,7 +227,10 @@ pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     let metric = metric_of(a)?;
     // every argument is checked above, before the (slow) calibration
     let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
-    let (table, method) = table_for(a, &model, &proto, &model_sha256, &cache)?;
+    let mut tables = Vec::new();
+    for &m in &a.method {
+        tables.push(table_for(a, m, &model, &proto, &model_sha256, &cache)?);
+    }
     let evaluator: Box<dyn Evaluate> = if let (Metric::Eer, Some(t)) = (metric, &a.trials) {
         let trials = read_trials(t)?;
         Box::new(TrialsEvaluator::new(
@@ -196,7 +238,7 @@ pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
             trials,
             &a.audio_root,
             DcfParams::default(),
-            opts(a.threads),
+            runner(a, latency),
             !a.quiet,
         )?)
     } else {
@@ -205,7 +247,7 @@ pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
             model.clone(),
             &to_bytes(&proto)?,
             &list,
-            opts(a.threads),
+            runner(a, latency),
             !a.quiet,
         )?)
     };
@@ -214,8 +256,7 @@ pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
             model,
             proto,
             model_sha256,
-            table,
-            method,
+            tables,
             groups,
             policy,
         },
@@ -223,14 +264,16 @@ pub(crate) fn setup(a: &SensitivityArgs) -> Result<(Setup, Box<dyn Evaluate>)> {
     ))
 }
 
-pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs) -> Study<'a> {
+/// The study over calibration table `k` of the setup.
+pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs, k: usize) -> Study<'a> {
+    let (table, method) = &s.tables[k];
     Study {
         model: &s.proto,
         model_name: s.model.config.name.clone(),
         model_sha256: s.model_sha256.clone(),
-        table: &s.table,
-        table_sha256: table_sha256(&s.table),
-        method: s.method.clone(),
+        table,
+        table_sha256: table_sha256(table),
+        method: method.clone(),
         groups: &s.groups,
         policy: s.policy.clone(),
         float16: a.float16,
@@ -346,9 +389,12 @@ pub(crate) fn cached_summary(r: &SensitivityReport) -> String {
 }
 
 pub(crate) fn run(a: &SensitivityArgs) -> Result<()> {
+    if a.method.len() > 1 {
+        bail!("--method: sensitivity takes one calibration method (autoquant compares several)");
+    }
     outputs::check(&inputs(a), &report_outputs(a))?;
-    let (s, mut evaluator) = setup(a)?;
-    let st = study(&s, a);
+    let (s, mut evaluator) = setup(a, None)?;
+    let st = study(&s, a, 0);
     let (bar, mut cb) = progress_bar(a.quiet);
     let r = st.sensitivity(evaluator.as_mut(), &mut cb)?;
     bar.finish_and_clear();

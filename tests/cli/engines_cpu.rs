@@ -345,13 +345,14 @@ fn bench_engines_times_each_engine_at_each_batch() {
     let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(rows.len(), 4);
     for r in &rows {
-        assert_eq!(r["runner"], "onnxruntime-cpu");
+        assert_eq!(r["runner"], "onnxruntime CPUExecutionProvider fp32");
         assert!(r["runs"].as_u64().unwrap() >= 5, "{r}");
         assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
     assert_eq!(rows[2]["batch"], 2);
     assert!(
-        stdout(&o).contains("| onnxruntime-cpu | fp32 | 2 | 200 |"),
+        stdout(&o)
+            .contains("| onnxruntime CPUExecutionProvider fp32 | fp32 | 2 | 200 | engine's |"),
         "{}",
         stdout(&o)
     );

@@ -349,3 +349,89 @@ fn bad_sensitivity_arguments_are_one_line_errors() {
         "bad arguments are found before calibrating"
     );
 }
+
+/// `--objective latency --engine openvino`: every variant is evaluated and timed on OpenVINO,
+/// the choice is the fastest measured set within the budget, and with two calibration methods
+/// the search runs per method and keeps the better one.
+#[test]
+fn autoquant_latency_objective_on_openvino_picks_the_fastest_verified_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cal = calib_list(d, 4);
+    let g = spec(
+        d,
+        "g.json",
+        &[
+            ("block2", "^/xvector/block2/"),
+            ("block3", "^/xvector/block3/"),
+        ],
+    );
+    let out = d.join("aq");
+    let o = voxq(&[
+        "autoquant",
+        s(&campplus()),
+        "--calib",
+        s(&cal),
+        "--audio-root",
+        s(&speech()),
+        "--groups",
+        s(&g),
+        "--metric",
+        "sqnr",
+        "--min-sqnr",
+        "10",
+        "--method",
+        "entropy,max",
+        "--target",
+        "ort-cpu",
+        "--engine",
+        "openvino",
+        "--objective",
+        "latency",
+        "--latency-frames",
+        "100",
+        "--latency-runs",
+        "5",
+        "--threads",
+        "1",
+        "--cache",
+        s(&d.join("cache")),
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("autoquant.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["objective"], "latency (p50_ms)");
+    let sens = &r["sensitivity"];
+    let p50 = |row: &Value| row["extra"]["p50_ms"].as_f64().unwrap();
+    let mut within = vec![sens["fp32"].clone(), sens["all_int8"].clone()];
+    within.extend(sens["groups"].as_array().unwrap().iter().cloned());
+    let budget = r["budget"].as_f64().unwrap();
+    let fp32_noise = 10f64.powf(-sens["fp32"]["metric"].as_f64().unwrap() / 10.0);
+    let chosen = p50(&r["chosen_row"]);
+    for row in &within {
+        assert!(p50(row) > 0.0, "{row}");
+        let deg = 10f64.powf(-row["metric"].as_f64().unwrap() / 10.0) - fp32_noise;
+        if deg <= budget {
+            assert!(
+                chosen <= p50(row) + 1e-9,
+                "chosen {chosen} ms, but {} measured {} ms within the budget",
+                row["label"],
+                p50(row)
+            );
+        }
+    }
+    for t in r["tried"].as_array().unwrap() {
+        if t["within_budget"].as_bool().unwrap() {
+            assert!(chosen <= t["cost"].as_f64().unwrap() + 1e-9, "{t}");
+        }
+    }
+    let md = std::fs::read_to_string(out.join("autoquant.md")).unwrap();
+    assert!(md.contains("smallest latency (p50_ms)"), "{md}");
+    assert!(md.contains("Calibration methods compared"), "{md}");
+    assert!(md.contains("| entropy |") && md.contains("| max |"), "{md}");
+    assert!(out.join("campplus-autoquant-ort-cpu.onnx").is_file());
+}

@@ -11,5 +11,6 @@ pub use build::{build_cpu, session_options, warm_up, CPU_ENGINE_FILE, WARMUP_FRA
 pub use env::{dylib_candidates, environment, find_dylib, first_line, ort_version, ORT_VERSION};
 pub use providers::{available_devices, ep_name, resolve_device, Device};
 pub use session::{
-    cpu_session, cpu_session_from_bytes, cpu_session_variable_shapes, trt_session, CpuOptions,
+    cpu_session, cpu_session_from_bytes, cpu_session_from_bytes_variable_shapes,
+    cpu_session_variable_shapes, trt_session, CpuOptions,
 };

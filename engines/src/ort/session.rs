@@ -87,11 +87,7 @@ fn open_file(model: &Path, opts: &CpuOptions, arena: bool) -> Result<Session, En
     }
     let mut b = cpu_builder(env, opts, &open_err)?;
     if !arena {
-        b = b
-            .with_memory_pattern(false)
-            .map_err(|e| open_err(e.to_string()))?
-            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-            .map_err(|e| open_err(e.to_string()))?;
+        b = without_arena(b, &open_err)?;
     }
     if let Some(p) = &opts.optimized_model_path {
         b = b
@@ -101,6 +97,18 @@ fn open_file(model: &Path, opts: &CpuOptions, arena: bool) -> Result<Session, En
     let (mut b, _) = with_device(b, opts.device, &model.display().to_string())?;
     b.commit_from_file(model)
         .map_err(|e| open_err(first_line(&e.to_string())))
+}
+
+/// No CPU memory arena and no memory pattern: what a run allocates goes back to the system when
+/// it ends.
+fn without_arena(
+    b: SessionBuilder,
+    open_err: &dyn Fn(String) -> EngineError,
+) -> Result<SessionBuilder, EngineError> {
+    b.with_memory_pattern(false)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+        .map_err(|e| open_err(e.to_string()))
 }
 
 /// Opens `model` with the given TensorRT execution provider (no fallback: a failure of the
@@ -135,12 +143,36 @@ pub fn cpu_session_from_bytes(
     bytes: &[u8],
     opts: &CpuOptions,
 ) -> Result<Session, EngineError> {
+    open_bytes(name, bytes, opts, true)
+}
+
+/// Opens a model held in memory for runs that return many large outputs of varying shapes
+/// (calibration, with every activation exposed): without ONNX Runtime's arena, so each run's
+/// outputs go back to the system once they have been read instead of growing the arena to the
+/// largest utterance's total.
+pub fn cpu_session_from_bytes_variable_shapes(
+    name: &str,
+    bytes: &[u8],
+    opts: &CpuOptions,
+) -> Result<Session, EngineError> {
+    open_bytes(name, bytes, opts, false)
+}
+
+fn open_bytes(
+    name: &str,
+    bytes: &[u8],
+    opts: &CpuOptions,
+    arena: bool,
+) -> Result<Session, EngineError> {
     let env = environment()?;
     let open_err = |reason: String| EngineError::Open {
         path: PathBuf::from(name),
         reason,
     };
-    let b = cpu_builder(env, opts, &open_err)?;
+    let mut b = cpu_builder(env, opts, &open_err)?;
+    if !arena {
+        b = without_arena(b, &open_err)?;
+    }
     let (mut b, _) = with_device(b, opts.device, name)?;
     b.commit_from_memory(bytes)
         .map_err(|e| open_err(first_line(&e.to_string())))

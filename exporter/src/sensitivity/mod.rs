@@ -9,8 +9,9 @@
 //! set of quantized nodes, so a re-run, or a run with a group added, only measures what is new.
 //!
 //! [`autoquant`] then picks the set of groups to quantize that gives the smallest deployable
-//! model whose metric stays within a budget: it predicts a set's degradation as the sum of its
-//! groups' measured degradations and its size from the groups' measured savings, searches all
+//! model (or the fastest, [`Objective::Latency`], from latencies the evaluator measures on the
+//! deployment engine) whose metric stays within a budget: it predicts a set's degradation as
+//! the sum of its groups' measured degradations and its cost from the groups' measured savings, searches all
 //! subsets when there are at most [`EXHAUSTIVE_MAX`] groups (greedy by degradation per saved
 //! byte otherwise), and measures the best predicted sets until one verifies.
 //!
@@ -30,7 +31,7 @@ mod search;
 pub use cache::{default_cache_dir, sha256_hex, table_sha256};
 pub use driver::{group_parameters, Study};
 pub use report::{AutoquantReport, Row, SensitivityReport, Tried};
-pub use search::{autoquant, candidates, Budget, Candidate};
+pub use search::{autoquant, candidates, Budget, Candidate, Objective};
 
 type Result<T> = std::result::Result<T, crate::ExportError>;
 

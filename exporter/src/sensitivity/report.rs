@@ -159,6 +159,9 @@ pub struct AutoquantReport {
     pub budget: f64,
     /// The budget as the user gave it (e.g. `EER +0.1 %`, `SQNR >= 30 dB`).
     pub budget_text: String,
+    /// What was made smallest: `deployable size` or `latency (p50_ms)`.
+    #[serde(default)]
+    pub objective: String,
     /// `exhaustive` or `greedy`.
     pub search: String,
     /// Groups quantized in the chosen model.
@@ -179,8 +182,10 @@ pub struct AutoquantReport {
 pub struct Tried {
     pub groups: Vec<String>,
     pub predicted_degradation: f64,
-    pub predicted_deployable_bytes: u64,
+    /// The objective's predicted and measured cost (bytes or milliseconds).
+    pub predicted_cost: f64,
     pub measured_degradation: f64,
+    pub cost: f64,
     pub deployable_bytes: u64,
     pub within_budget: bool,
 }
@@ -194,10 +199,11 @@ impl AutoquantReport {
         let extras = extra_cols(&rows);
         let mut out =
             format!(
-            "Automatic mixed precision for `{}`: budget {} ({} is better), {} search.\n\n{}\n\n",
+            "Automatic mixed precision for `{}`: budget {} ({} is better), smallest {}, {} search.\n\n{}\n\n",
             s.model,
             self.budget_text,
             if s.metric.lower_is_better { "lower" } else { "higher" },
+            if self.objective.is_empty() { "deployable size" } else { &self.objective },
             self.search,
             self.verdict
         );
@@ -232,18 +238,27 @@ impl AutoquantReport {
             };
             let _ = write!(
                 out,
-                "\nSets measured while searching:\n\n| groups quantized | predicted {n} ({u}) | measured {n} ({u}) | predicted MiB | measured MiB | within budget |\n|---|---:|---:|---:|---:|---|\n",
+                "\nSets measured while searching:\n\n| groups quantized | predicted {n} ({u}) | measured {n} ({u}) | predicted {o} | measured {o} | measured MiB | within budget |\n|---|---:|---:|---:|---:|---:|---|\n",
                 n = m.name,
-                u = m.unit
+                u = m.unit,
+                o = if self.objective.starts_with("latency") { "ms" } else { "MiB" },
             );
+            let cost = |c: f64| {
+                if self.objective.starts_with("latency") {
+                    c
+                } else {
+                    c / (1024.0 * 1024.0)
+                }
+            };
             for t in &self.tried {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.3} | {:.3} | {:.2} | {:.2} | {} |",
+                    "| {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {} |",
                     t.groups.join(", "),
                     shown(t.predicted_degradation),
                     shown(t.measured_degradation),
-                    mib(t.predicted_deployable_bytes),
+                    cost(t.predicted_cost),
+                    cost(t.cost),
                     mib(t.deployable_bytes),
                     if t.within_budget { "yes" } else { "no" }
                 );

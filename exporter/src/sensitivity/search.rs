@@ -7,24 +7,65 @@ use super::{
 };
 use crate::ExportError;
 
-/// A candidate set: group indices, predicted degradation and size.
+/// A candidate set: group indices, predicted degradation and cost (the objective).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub groups: Vec<usize>,
     pub degradation: f64,
-    pub bytes: u64,
+    pub cost: f64,
 }
 
-/// Candidate sets within `budget` by the additive prediction, best (smallest) first.
+/// What autoquant makes smallest within the metric budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Objective {
+    /// The deployable size in bytes.
+    Size,
+    /// A latency the evaluator measures for every variant into its row's `extra[key]`
+    /// (milliseconds, e.g. `p50_ms` on the engine the model will be deployed on).
+    Latency { key: String },
+}
+
+impl Objective {
+    /// The cost of a measured row.
+    pub fn cost(&self, r: &Row) -> Result<f64> {
+        match self {
+            Objective::Size => Ok(r.deployable_bytes as f64),
+            Objective::Latency { key } => r.extra.get(key).copied().ok_or_else(|| {
+                ExportError::Policy(format!(
+                    "the latency objective needs '{key}' in every measurement; '{}' has none (the evaluator does not time models)",
+                    r.label
+                ))
+            }),
+        }
+    }
+
+    /// A cost as shown in reports (MiB or ms) and its unit.
+    pub fn shown(&self, cost: f64) -> (f64, &'static str) {
+        match self {
+            Objective::Size => (cost / (1024.0 * 1024.0), "MiB"),
+            Objective::Latency { .. } => (cost, "ms"),
+        }
+    }
+
+    /// `deployable size` or `latency (p50_ms)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Objective::Size => "deployable size".into(),
+            Objective::Latency { key } => format!("latency ({key})"),
+        }
+    }
+}
+
+/// Candidate sets within `budget` by the additive prediction, best (cheapest) first.
 ///
 /// `deg[i]` is group i's measured degradation alone (negative counts as 0), `saving[i]` the
-/// bytes quantizing it alone saves, `base` the fp32 size. Exhaustive when `deg.len() <=`
-/// [`EXHAUSTIVE_MAX`], else greedy by degradation per saved byte (each prefix of that order
-/// that fits, longest first).
+/// cost (bytes, milliseconds) quantizing it alone saves, `base` the fp32 cost. Exhaustive when
+/// `deg.len() <=` [`EXHAUSTIVE_MAX`], else greedy by degradation per saved unit (each prefix
+/// of that order that fits, longest first).
 pub fn candidates(
     deg: &[f64],
-    saving: &[u64],
-    base: u64,
+    saving: &[f64],
+    base: f64,
     budget: f64,
 ) -> (Vec<Candidate>, &'static str) {
     let n = deg.len();
@@ -35,20 +76,20 @@ pub fn candidates(
             let groups: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
             let dd: f64 = groups.iter().map(|&i| d(i)).sum();
             if dd <= budget + 1e-12 {
-                let saved: u64 = groups.iter().map(|&i| saving[i]).sum();
+                let saved: f64 = groups.iter().map(|&i| saving[i]).sum();
                 out.push(Candidate {
                     groups,
                     degradation: dd,
-                    bytes: base.saturating_sub(saved),
+                    cost: base - saved,
                 });
             }
         }
         "exhaustive"
     } else {
-        let mut order: Vec<usize> = (0..n).filter(|&i| saving[i] > 0).collect();
+        let mut order: Vec<usize> = (0..n).filter(|&i| saving[i] > 0.0).collect();
         order.sort_by(|&a, &b| {
-            let ra = d(a) / saving[a] as f64;
-            let rb = d(b) / saving[b] as f64;
+            let ra = d(a) / saving[a];
+            let rb = d(b) / saving[b];
             ra.total_cmp(&rb).then(a.cmp(&b))
         });
         let mut acc = 0.0;
@@ -61,18 +102,18 @@ pub fn candidates(
             prefix.push(i);
             let mut groups = prefix.clone();
             groups.sort_unstable();
-            let saved: u64 = groups.iter().map(|&j| saving[j]).sum();
+            let saved: f64 = groups.iter().map(|&j| saving[j]).sum();
             out.push(Candidate {
                 groups,
                 degradation: acc,
-                bytes: base.saturating_sub(saved),
+                cost: base - saved,
             });
         }
         "greedy"
     };
     out.sort_by(|a, b| {
-        a.bytes
-            .cmp(&b.bytes)
+        a.cost
+            .total_cmp(&b.cost)
             .then(a.degradation.total_cmp(&b.degradation))
             .then(a.groups.cmp(&b.groups))
     });
@@ -126,11 +167,14 @@ impl Budget {
     }
 }
 
-/// Chooses the smallest verified set of groups within `budget` (metric units, "worse" direction).
+/// Chooses the cheapest verified set of groups within `budget` (metric units, "worse"
+/// direction): the smallest deployable model, or the fastest one as measured
+/// ([`Objective::Latency`]).
 pub fn autoquant(
     study: &Study,
     eval: &mut dyn Evaluate,
     budget: Budget,
+    objective: &Objective,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<AutoquantReport> {
     let sens = study.sensitivity(eval, progress)?;
@@ -140,6 +184,8 @@ pub fn autoquant(
     let params = group_parameters(study.model, study.groups);
     let names: Vec<String> = sens.groups.iter().map(|r| r.label.clone()).collect();
     let worse = |r: &Row| degradation(&metric, r.metric, base);
+    let cost = |r: &Row| objective.cost(r);
+    let base_cost = cost(&sens.fp32)?;
     let mut tried = Vec::new();
     let all_names = names.clone();
     let finish = |chosen_row: Row, tried: Vec<Tried>, search: &str, verdict: String| {
@@ -152,6 +198,7 @@ pub fn autoquant(
         AutoquantReport {
             budget,
             budget_text: budget_text.clone(),
+            objective: objective.describe(),
             search: search.to_string(),
             chosen,
             kept_float,
@@ -161,33 +208,35 @@ pub fn autoquant(
             verdict,
         }
     };
-    if worse(&sens.all_int8) <= budget {
-        let v = format!(
-            "all groups quantized: all-int8 measures {:.4} {} ({budget_text})",
-            sens.all_int8.metric, metric.unit
-        );
-        return Ok(finish(sens.all_int8.clone(), tried, "none needed", v));
+    // The best verified set so far: all-int8 or a single group measured within budget.
+    let mut best: Option<(Row, f64)> = None;
+    let all_ok = worse(&sens.all_int8) <= budget;
+    if all_ok {
+        if *objective == Objective::Size {
+            let v = format!(
+                "all groups quantized: all-int8 measures {:.4} {} ({budget_text})",
+                sens.all_int8.metric, metric.unit
+            );
+            return Ok(finish(sens.all_int8.clone(), tried, "none needed", v));
+        }
+        best = Some((sens.all_int8.clone(), cost(&sens.all_int8)?));
     }
-    // Only groups whose quantization saves bytes are worth a place in a set.
-    let useful: Vec<usize> = (0..names.len())
-        .filter(|&i| sens.groups[i].deployable_bytes < sens.fp32.deployable_bytes)
-        .collect();
+    // Only groups whose quantization lowers the cost are worth a place in a set.
+    let mut useful = Vec::new();
+    let mut saving = Vec::new();
+    for (i, r) in sens.groups.iter().enumerate() {
+        let c = cost(r)?;
+        if c < base_cost {
+            useful.push(i);
+            saving.push(base_cost - c);
+        }
+    }
     let deg: Vec<f64> = useful.iter().map(|&i| worse(&sens.groups[i])).collect();
-    let saving: Vec<u64> = useful
-        .iter()
-        .map(|&i| sens.fp32.deployable_bytes - sens.groups[i].deployable_bytes)
-        .collect();
-    let (cands, search) = candidates(&deg, &saving, sens.fp32.deployable_bytes, budget);
-    // The best verified set so far: a single group measured within budget counts.
-    let mut best: Option<Row> = None;
+    let (cands, search) = candidates(&deg, &saving, base_cost, budget);
     for r in &sens.groups {
-        if worse(r) <= budget
-            && r.deployable_bytes < sens.fp32.deployable_bytes
-            && best
-                .as_ref()
-                .is_none_or(|b| r.deployable_bytes < b.deployable_bytes)
-        {
-            best = Some(r.clone());
+        let c = cost(r)?;
+        if worse(r) <= budget && c < base_cost && best.as_ref().is_none_or(|b| c < b.1) {
+            best = Some((r.clone(), c));
         }
     }
     let mut measured = 0;
@@ -196,12 +245,12 @@ pub fn autoquant(
             break;
         }
         if let Some(b) = &best {
-            if c.bytes >= b.deployable_bytes {
-                break; // nothing predicted smaller than what is already verified
+            if c.cost >= b.1 {
+                break; // nothing predicted cheaper than what is already verified
             }
         }
         let gs: Vec<String> = c.groups.iter().map(|&k| names[useful[k]].clone()).collect();
-        if gs.len() == 1 {
+        if gs.len() == 1 || (all_ok && gs.len() == names.len()) {
             continue; // measured in the sensitivity pass
         }
         let label = format!("set {}", gs.join("+"));
@@ -212,27 +261,29 @@ pub fn autoquant(
         });
         measured += 1;
         let w = worse(&r);
+        let rc = cost(&r)?;
         tried.push(Tried {
             groups: gs,
             predicted_degradation: c.degradation,
-            predicted_deployable_bytes: c.bytes,
+            predicted_cost: c.cost,
             measured_degradation: w,
+            cost: rc,
             deployable_bytes: r.deployable_bytes,
             within_budget: w <= budget,
         });
-        if w <= budget
-            && best
-                .as_ref()
-                .is_none_or(|b| r.deployable_bytes < b.deployable_bytes)
-        {
-            best = Some(r);
-            break;
+        if w <= budget && best.as_ref().is_none_or(|b| rc < b.1) {
+            best = Some((r, rc));
+            if *objective == Objective::Size {
+                break;
+            }
         }
     }
     Ok(match best {
-        Some(r) => {
+        Some((r, c)) => {
+            let (v_cost, unit) = objective.shown(c);
             let v = format!(
-                "smallest set verified within the budget ({budget_text}): measures {:.4} {}, {} of {} groups quantized ({} search, {} set(s) measured beyond single groups)",
+                "cheapest set verified within the budget ({budget_text}) by {}: {v_cost:.2} {unit}, measures {:.4} {}, {} of {} groups quantized ({} search, {} set(s) measured beyond single groups)",
+                objective.describe(),
                 r.metric,
                 metric.unit,
                 r.quantized_groups.len(),
@@ -244,7 +295,8 @@ pub fn autoquant(
         }
         None => {
             let v = format!(
-                "no group can be quantized within the budget ({budget_text}): every group alone is worse (see the sensitivity table); the model stays fp32"
+                "no group can be quantized within the budget ({budget_text}) at a lower {}: every group alone is worse (see the sensitivity table); the model stays fp32",
+                objective.describe()
             );
             finish(sens.fp32.clone(), tried, search, v)
         }
@@ -259,18 +311,18 @@ mod tests {
     fn exhaustive_prefers_smallest_within_budget() {
         // three groups: a is insensitive and big, b sensitive, c cheap
         let deg = [0.02, 0.5, 0.05];
-        let saving = [100, 80, 10];
-        let (c, how) = candidates(&deg, &saving, 1000, 0.1);
+        let saving = [100.0, 80.0, 10.0];
+        let (c, how) = candidates(&deg, &saving, 1000.0, 0.1);
         assert_eq!(how, "exhaustive");
         assert_eq!(c[0].groups, vec![0, 2]);
-        assert_eq!(c[0].bytes, 890);
+        assert_eq!(c[0].cost, 890.0);
         assert!(c.iter().all(|x| x.degradation <= 0.1 + 1e-12));
         assert!(!c.iter().any(|x| x.groups.contains(&1)));
     }
 
     #[test]
     fn negative_degradation_counts_as_zero() {
-        let (c, _) = candidates(&[-0.3, 0.2], &[10, 10], 100, 0.1);
+        let (c, _) = candidates(&[-0.3, 0.2], &[10.0, 10.0], 100.0, 0.1);
         assert_eq!(c[0].groups, vec![0]);
         assert_eq!(c[0].degradation, 0.0);
     }
@@ -279,12 +331,12 @@ mod tests {
     fn greedy_above_the_exhaustive_limit() {
         let n = EXHAUSTIVE_MAX + 2;
         let deg: Vec<f64> = (0..n).map(|i| 0.01 * i as f64).collect();
-        let saving = vec![10u64; n];
-        let (c, how) = candidates(&deg, &saving, 1000, 0.1);
+        let saving = vec![10.0; n];
+        let (c, how) = candidates(&deg, &saving, 1000.0, 0.1);
         assert_eq!(how, "greedy");
         // 0+1+2+3+4 = 0.10 fits, the next does not
         assert_eq!(c[0].groups, vec![0, 1, 2, 3, 4]);
-        assert_eq!(c[0].bytes, 950);
+        assert_eq!(c[0].cost, 950.0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use calibration::Calibrator;
-use engines::ort::{cpu_session_from_bytes, first_line, CpuOptions};
+use engines::ort::{cpu_session_from_bytes_variable_shapes, first_line, CpuOptions};
 use ort::value::Tensor;
 use serde::Serialize;
 
@@ -52,7 +52,10 @@ pub fn calibrate_speaker(
     let onnx = &model.onnx_path;
     let exposed = exporter::passes::expose_activations(proto, tensors)?;
     let bytes = exporter::model::to_bytes(&exposed)?;
-    let mut session = cpu_session_from_bytes(
+    // Every activation is an output: ONNX Runtime cannot reuse their buffers within a run, and
+    // its arena would keep the largest utterance's total for the whole calibration. Without
+    // the arena each run's outputs are freed once observed.
+    let mut session = cpu_session_from_bytes_variable_shapes(
         &format!("{} (activations exposed)", onnx.display()),
         &bytes,
         opts,

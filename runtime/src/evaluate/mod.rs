@@ -1,15 +1,16 @@
 //! Evaluators for the exporter's sensitivity driver (its [`exporter::sensitivity::Evaluate`]
 //! trait): [`trials`] (EER/minDCF on a trial list) and [`output`] (label-free output SQNR and
 //! cosine to fp32 on calibration audio), and [`plot`], the sensitivity bar chart (PNG). The
-//! front end runs once per evaluator; each model variant only embeds the cached features.
+//! front end runs once per evaluator; each model variant only embeds the cached features, on
+//! the engine its [`VariantRunner`] names (ONNX Runtime or OpenVINO), timed when asked.
 
 pub mod output;
 pub mod plot;
+pub mod runner;
 pub mod trials;
 
 use std::path::PathBuf;
 
-use engines::ort::CpuOptions;
 use sha2::{Digest, Sha256};
 
 use crate::audio::decode::read_audio;
@@ -17,10 +18,11 @@ use crate::audio::fbank::Features;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::speaker::config::SpeakerModel;
-use crate::speaker::embed::{Embedder, FrontEnd};
+use crate::speaker::embed::FrontEnd;
 
 pub use output::{sqnr_and_cosine, OutputEvaluator, SQNR_CAP_DB};
 pub use plot::{sensitivity_png, sensitivity_png_bytes};
+pub use runner::{EvalEngine, LatencySpec, VariantRunner, LATENCY_KEY};
 pub use trials::TrialsEvaluator;
 
 /// Features of each named audio file through the model's front end, and a hash of them all.
@@ -46,15 +48,4 @@ pub(super) fn features_of(
     }
     b.finish_and_clear();
     Ok((out, format!("{:x}", h.finalize())))
-}
-
-pub(super) fn embed_all(
-    model: &SpeakerModel,
-    label: &str,
-    bytes: &[u8],
-    feats: &[(String, Features)],
-    opts: &CpuOptions,
-) -> Result<Vec<Vec<f32>>> {
-    let e = Embedder::from_bytes(model.clone(), label, bytes, opts)?;
-    feats.iter().map(|(_, f)| e.embed_features(f)).collect()
 }

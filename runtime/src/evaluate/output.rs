@@ -1,13 +1,11 @@
 //! The label-free evaluator: SQNR (dB) and mean cosine of each variant's outputs against the
 //! fp32 model's outputs on calibration audio.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use engines::ort::CpuOptions;
 use exporter::sensitivity::{EvalError, Evaluate, Measurement, MetricInfo};
 
-use super::{embed_all, features_of};
+use super::{features_of, VariantRunner};
 use crate::audio::fbank::Features;
 use crate::error::Result;
 use crate::speaker::config::SpeakerModel;
@@ -19,7 +17,7 @@ pub struct OutputEvaluator {
     model: SpeakerModel,
     feats: Vec<(String, Features)>,
     reference: Vec<Vec<f32>>,
-    opts: CpuOptions,
+    runner: VariantRunner,
     fingerprint: String,
 }
 
@@ -50,17 +48,17 @@ impl OutputEvaluator {
         model: SpeakerModel,
         fp32: &[u8],
         audio: &[(String, PathBuf)],
-        opts: CpuOptions,
+        runner: VariantRunner,
         progress: bool,
     ) -> Result<OutputEvaluator> {
         let (feats, fh) = features_of(&model, audio, progress)?;
-        let reference = embed_all(&model, "fp32 reference", fp32, &feats, &opts)?;
+        let (reference, _) = runner.run(&model, "fp32 reference", fp32, &feats)?;
         Ok(OutputEvaluator {
             model,
             feats,
             reference,
-            opts,
-            fingerprint: format!("output-sqnr:{fh}"),
+            fingerprint: format!("output-sqnr:{fh}{}", runner.fingerprint()),
+            runner,
         })
     }
 }
@@ -82,9 +80,8 @@ impl Evaluate for OutputEvaluator {
         label: &str,
         model: &[u8],
     ) -> std::result::Result<Measurement, EvalError> {
-        let out = embed_all(&self.model, label, model, &self.feats, &self.opts)?;
+        let (out, mut extra) = self.runner.run(&self.model, label, model, &self.feats)?;
         let (sqnr, cos) = sqnr_and_cosine(&self.reference, &out);
-        let mut extra = BTreeMap::new();
         extra.insert("cosine".to_string(), cos);
         Ok(Measurement { value: sqnr, extra })
     }

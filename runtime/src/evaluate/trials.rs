@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use engines::ort::CpuOptions;
 use exporter::sensitivity::{sha256_hex, EvalError, Evaluate, Measurement, MetricInfo};
 
-use super::{embed_all, features_of};
+use super::{features_of, VariantRunner};
 use crate::audio::fbank::Features;
 use crate::error::Result;
 use crate::speaker::config::SpeakerModel;
@@ -22,7 +21,7 @@ pub struct TrialsEvaluator {
     trials: Vec<Trial>,
     feats: Vec<(String, Features)>,
     dcf: DcfParams,
-    opts: CpuOptions,
+    runner: VariantRunner,
     fingerprint: String,
 }
 
@@ -32,7 +31,7 @@ impl TrialsEvaluator {
         trials: Vec<Trial>,
         root: &Path,
         dcf: DcfParams,
-        opts: CpuOptions,
+        runner: VariantRunner,
         progress: bool,
     ) -> Result<TrialsEvaluator> {
         let files = utterances(&trials, root);
@@ -42,30 +41,30 @@ impl TrialsEvaluator {
             t.push_str(&format!("{} {} {}\n", x.target as u8, x.enroll, x.test));
         }
         let fingerprint = format!(
-            "trials-eer:{}:{}:p{}-m{}-f{}",
+            "trials-eer:{}:{}:p{}-m{}-f{}{}",
             sha256_hex(t.as_bytes()),
             fh,
             dcf.p_target,
             dcf.c_miss,
-            dcf.c_fa
+            dcf.c_fa,
+            runner.fingerprint()
         );
         Ok(TrialsEvaluator {
             model,
             trials,
             feats,
             dcf,
-            opts,
+            runner,
             fingerprint,
         })
     }
 
     fn run(&self, label: &str, bytes: &[u8]) -> Result<Measurement> {
-        let emb = embed_all(&self.model, label, bytes, &self.feats, &self.opts)?;
+        let (emb, mut extra) = self.runner.run(&self.model, label, bytes, &self.feats)?;
         let map: BTreeMap<String, Vec<f32>> =
             self.feats.iter().map(|(n, _)| n.clone()).zip(emb).collect();
         let scores = score_trials(&self.trials, &map)?;
         let (all, _) = metrics_of(&self.trials, &scores, self.dcf)?;
-        let mut extra = BTreeMap::new();
         extra.insert("min_dcf".to_string(), all.min_dcf);
         Ok(Measurement {
             value: 100.0 * all.eer,
