@@ -10,13 +10,19 @@ use std::path::Path;
 use crate::manifest::{Manifest, TensorSpec};
 use crate::EngineError;
 
+/// `max_batch_size` of an engine without a TensorRT shape profile (ONNX Runtime CPU engines).
+pub const DEFAULT_MAX_BATCH_SIZE: u32 = 32;
+
 /// How a repository entry is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TritonOptions {
-    pub max_batch_size: u32,
+    /// `None`: the engine's TensorRT profile max batch ([`profile_max_batch`]), else
+    /// [`DEFAULT_MAX_BATCH_SIZE`]. A value above the profile max batch is refused.
+    pub max_batch_size: Option<u32>,
     /// Instances per device.
     pub instances: u32,
     /// Serve ONNX engines on GPUs (`KIND_GPU`; QDQ models get TensorRT INT8 acceleration).
+    /// TensorRT engines (`tensorrt`, `tensorrt-ort`) are always served on GPUs.
     pub gpu: bool,
     pub max_queue_delay_us: u64,
 }
@@ -24,11 +30,47 @@ pub struct TritonOptions {
 impl Default for TritonOptions {
     fn default() -> Self {
         TritonOptions {
-            max_batch_size: 32,
+            max_batch_size: None,
             instances: 1,
             gpu: false,
             max_queue_delay_us: 1000,
         }
+    }
+}
+
+/// The largest batch a TensorRT engine takes: the smallest first-axis max among the shape
+/// profiles of its inputs with a dynamic first (batch) axis, with the input that sets it;
+/// `None` for an engine without such profiles.
+/// Triton's TensorRT backend refuses a `max_batch_size` above its engine's profile max batch
+/// ("configuration specified max-batch X but TensorRT engine only supports max-batch Y",
+/// triton-inference-server/tensorrt_backend `src/model_state.cc`); an ONNX Runtime engine
+/// built by the TensorRT execution provider fails at run time on a batch past its profile.
+pub fn profile_max_batch(m: &Manifest) -> Option<(u32, &TensorSpec)> {
+    m.inputs
+        .iter()
+        .filter(|t| t.shape.first().is_some_and(|d| *d < 0))
+        .filter_map(|t| {
+            let b = *t.profile.as_ref()?.max.first()?;
+            Some((u32::try_from(b).unwrap_or(u32::MAX), t))
+        })
+        .min_by_key(|(b, _)| *b)
+}
+
+/// The `max_batch_size` an entry gets: the asked one, checked against the engine's profile,
+/// or the profile's max batch, or [`DEFAULT_MAX_BATCH_SIZE`] without a profile.
+pub fn max_batch_size(m: &Manifest, dir: &Path, asked: Option<u32>) -> Result<u32, EngineError> {
+    match (asked, profile_max_batch(m)) {
+        (Some(b), Some((max, t))) if b > max => Err(EngineError::Triton {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "--max-batch-size {b} is above the engine's TensorRT profile max batch {max} (input '{}' max shape {:?}); Triton refuses such a model: give at most {max}, or rebuild the engine with a larger --profile",
+                t.name,
+                t.profile.as_ref().map(|p| p.max.clone()).unwrap_or_default()
+            ),
+        }),
+        (Some(b), _) => Ok(b),
+        (None, Some((max, _))) => Ok(max),
+        (None, None) => Ok(DEFAULT_MAX_BATCH_SIZE),
     }
 }
 
@@ -105,12 +147,17 @@ pub fn config_pbtxt(
             })
         }
     };
-    let batched = o.max_batch_size > 0;
-    let gpu = o.gpu || platform == "tensorrt_plan";
-    let mut s = format!(
-        "name: \"{name}\"\nplatform: \"{platform}\"\nmax_batch_size: {}\n",
-        o.max_batch_size
-    );
+    let max_batch = max_batch_size(m, dir, o.max_batch_size)?;
+    let batched = max_batch > 0;
+    // A `tensorrt-ort` engine is an EPContext model: only ONNX Runtime's TensorRT execution
+    // provider runs its node (the CPU provider refuses it, tests/cli/engines_trt.rs), and the
+    // onnxruntime backend adds that provider only to KIND_GPU instances through the
+    // `gpu_execution_accelerator` "tensorrt" (triton-inference-server/onnxruntime_backend
+    // README.md, "TensorRT optimization"). So it is served on GPUs with the accelerator
+    // whether or not `--gpu` is given, like a TensorRT plan: KIND_CPU could never load it.
+    let gpu = o.gpu || platform == "tensorrt_plan" || m.target == "tensorrt-ort";
+    let mut s =
+        format!("name: \"{name}\"\nplatform: \"{platform}\"\nmax_batch_size: {max_batch}\n");
     tensors(&mut s, "input", &m.inputs, batched, &mpath)?;
     tensors(&mut s, "output", &m.outputs, batched, &mpath)?;
     if batched {

@@ -17,7 +17,10 @@
 //! - Residual `Add`: when an `Add` input is the direct output of a quantized `Conv`, the Q/DQ
 //!   goes on the *other* (skip) input and none on the Conv→Add edge, so TensorRT can fuse the
 //!   Add into the Conv as its residual. When both inputs come from quantized Convs, input 0 is
-//!   the fused one and input 1 the skip (TensorRT fuses one of them).
+//!   the fused one and input 1 the skip (TensorRT fuses one of them). On the `tensorrt`
+//!   target an input that reaches a quantized Conv through a short BatchNormalization /
+//!   activation chain ([`crate::inspect::conv_chain`], the paths NVIDIA's Model Optimizer
+//!   follows) counts as fused too when neither input is a direct Conv output.
 //! - `Target::OrtCpu` adds Q/DQ on the outputs of quantized ops (except graph outputs): ONNX
 //!   Runtime only runs integer kernels for node units it recognises, `DQ → Conv → Q` (becomes
 //!   `QLinearConv`) and `DQ → MatMul → Q` (`QLinearMatMul`); without the output Q it runs a float
@@ -28,12 +31,15 @@
 //! → 0; Gemm `B` → 0 with `transB=1` (`[N, K]`), 1 with `transB=0` (`[K, N]`); MatMul weight
 //! `[…, K, N]` → its last axis. ConvTranspose (`[C, M/g, k…]` in ONNX) depends on the target:
 //!
-//! - `tensorrt` → axis **0** (per *input* channel). TensorRT's deconvolution int8 kernels take
-//!   per-channel weight scales along the K dimension of the equivalent convolution, which for a
-//!   transposed conv is ONNX axis 0; NVIDIA says per-output-channel (axis 1) quantization of
-//!   ConvTranspose is not supported (NVIDIA/TensorRT issues #1694 and #2380), and its own QAT
-//!   toolkit (`pytorch_quantization`, `QUANT_DESC_8BIT_CONVTRANSPOSE*_WEIGHT_PER_CHANNEL`) was
-//!   changed from axis 1 to axis 0 for that reason.
+//! - `tensorrt` → **per tensor** (one scale), whatever `per_channel` says. The sources
+//!   disagree on the axis: NVIDIA/TensorRT issues #1694 and #2380 (TensorRT 8, 2022) say
+//!   per-output-channel (axis 1) ConvTranspose quantization is not supported and
+//!   `pytorch_quantization` moved to axis 0, while NVIDIA's current Model Optimizer quantizes
+//!   ConvTranspose weights along axis 1 (`modelopt/onnx/quantization/ort_utils.py`,
+//!   `QDQOpTypePerChannelSupportToAxis`: `"ConvTranspose": 1`) and voxq's own TensorRT rule
+//!   check expects 1. One scale per weight tensor is valid for every TensorRT version; it
+//!   stays so until a GPU test shows which axis a given TensorRT builds in int8. The planned
+//!   axis is 1 (output channels), used only if per-channel is enabled for it later.
 //! - `ort-cpu` → axis **1** (per output channel), what ONNX Runtime's quantizer emits for
 //!   ConvTranspose (microsoft/onnxruntime PR #19996) and what its QDQ fusions expect.
 //!
@@ -152,12 +158,13 @@ pub struct SkippedNode {
     pub reason: String,
 }
 
-/// A residual `Add` fed directly by a quantized Conv.
+/// A residual `Add` fed by a quantized Conv (directly, or through a short chain).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResidualAdd {
     /// Node id of the Add.
     pub node: String,
-    /// The Conv output it reads: no Q/DQ on this edge (TensorRT fuses the Add into the Conv).
+    /// The Conv output it reads (or the end of a BN/activation chain from a Conv, `tensorrt`):
+    /// no Q/DQ on this edge (TensorRT fuses the Add into the Conv).
     pub fused: String,
     /// The other input: it gets a Q/DQ pair, and this Add is rewired to the DQ.
     pub skip: String,
@@ -320,7 +327,8 @@ impl Planning<'_> {
             }
             match check_node(&self.ix, n, policy, self.ir_version) {
                 Ok((act, weight, axis)) => {
-                    let per_channel = policy.per_channel;
+                    let per_channel =
+                        policy.per_channel && per_channel_weights(&n.op_type, policy.target);
                     if let Some((a, pc, other)) = weights.get(&weight) {
                         if (*a, *pc) != (axis, per_channel) {
                             skipped.push(skip(format!(
@@ -353,6 +361,7 @@ impl Planning<'_> {
         &self,
         quantized: &[PlannedNode],
         pos: &BTreeMap<&str, usize>,
+        target: Target,
     ) -> Vec<ResidualAdd> {
         let graph = self.graph;
         let conv_outputs: BTreeSet<&str> = quantized
@@ -378,9 +387,19 @@ impl Planning<'_> {
                 log::debug!("{id}: not a residual Add: an input is a constant");
                 continue;
             }
+            // tensorrt: an input reaching a quantized Conv through a BN/activation chain
+            let chained = |t: &str| {
+                target == Target::Tensorrt
+                    && crate::inspect::conv_chain::chain(&self.ix, t).is_some_and(|c| {
+                        let conv = graph.node[c.conv].output.first().map(String::as_str);
+                        !c.links.is_empty() && conv.is_some_and(|o| conv_outputs.contains(o))
+                    })
+            };
             let (fused, skip) = match (conv_outputs.contains(a), conv_outputs.contains(b)) {
                 (true, _) => (a, b),
                 (false, true) => (b, a),
+                (false, false) if chained(a) => (a, b),
+                (false, false) if chained(b) => (b, a),
                 (false, false) => {
                     log::debug!(
                         "{id}: not a residual Add: neither input is the output of a quantized Conv"
@@ -452,7 +471,7 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let residual_adds = cx.residual_adds(&quantized, &pos);
+    let residual_adds = cx.residual_adds(&quantized, &pos, policy.target);
     if policy.target == Target::OrtCpu {
         cx.ort_outputs(&mut quantized, &pos);
     }
@@ -470,6 +489,12 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         residual_adds,
         activations,
     })
+}
+
+/// Whether `op`'s weights may get per-channel scales on `target`: not ConvTranspose on
+/// `tensorrt` (quantized per tensor, see the module docs).
+fn per_channel_weights(op: &str, target: Target) -> bool {
+    !(op == "ConvTranspose" && target == Target::Tensorrt)
 }
 
 /// Checks one weighted node: `Ok((activation, weight, axis))` or the reason it stays float.
@@ -523,7 +548,7 @@ fn check_node(
                 (dims[1] * group, dims[0], 0)
             } else {
                 let axis = match policy.target {
-                    Target::Tensorrt => 0,
+                    Target::Tensorrt => 1, // per tensor: see per_channel_weights
                     Target::OrtCpu => 1,
                 };
                 (dims[0], dims[1] * group, axis)

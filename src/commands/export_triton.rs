@@ -21,14 +21,16 @@ pub(crate) struct ExportTritonArgs {
     /// Repository folder to write into.
     #[arg(long)]
     repo: PathBuf,
-    /// Largest batch Triton forms (0: no batching; the model's batch axis is then explicit)
-    /// [range: [0, 1024]].
-    #[arg(long, allow_hyphen_values = true, default_value_t = 32, value_parser = int(0u32, 1024))]
-    max_batch_size: u32,
+    /// Largest batch Triton forms (0: no batching; the model's batch axis is then explicit).
+    /// Default: a TensorRT engine's profile max batch (a larger value is refused: Triton
+    /// would not load it), else 32 [range: [0, 1024]].
+    #[arg(long, allow_hyphen_values = true, value_parser = int(0u32, 1024))]
+    max_batch_size: Option<u32>,
     /// Model instances per device [range: [1, 64]].
     #[arg(long, allow_hyphen_values = true, default_value_t = 1, value_parser = int(1u32, 64))]
     instances: u32,
-    /// Serve ONNX engines on GPUs (QDQ models get TensorRT INT8 acceleration).
+    /// Serve ONNX engines on GPUs (QDQ models get TensorRT INT8 acceleration). TensorRT
+    /// engines (tensorrt, tensorrt-ort) are always served on GPUs with TensorRT.
     #[arg(long)]
     gpu: bool,
     /// Longest wait of dynamic batching for a batch to fill, in microseconds

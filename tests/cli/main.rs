@@ -24,5 +24,6 @@ mod reference_parity;
 mod sensitivity;
 mod silence;
 mod speaker_cli;
+mod trt_fixes;
 mod whisper_asr;
 mod whisper_logmel;

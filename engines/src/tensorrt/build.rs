@@ -74,6 +74,83 @@ pub fn choose_precision(
     }
 }
 
+/// Folder inside a build's scratch folder that holds the float16 cast while trtexec reads it
+/// (removed after the build).
+const CAST_DIR: &str = ".fp16";
+/// File name of the float16 cast trtexec builds when [`BuildPlan::cast_fp16`] is set.
+pub const FP16_MODEL_FILE: &str = "model.fp16.onnx";
+
+/// How a trtexec build gets the precision it is asked for: the model it builds (the source,
+/// or its float16 cast), trtexec's arguments, and what the manifest says was built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildPlan {
+    /// Where to write the float16 cast of the model (`exporter::passes::float16`) that trtexec
+    /// builds instead of the source model; `None`: trtexec reads the source model.
+    pub cast_fp16: Option<PathBuf>,
+    pub args: Vec<String>,
+    /// The precision the manifest records (`int8`, `fp16`, `fp32`).
+    pub precision: &'static str,
+    /// How that precision is obtained, for the build log.
+    pub how: &'static str,
+}
+
+/// The plan of a trtexec build of `model` (whose own precision is `model_precision`, as
+/// [`crate::build::precision_of`] says) into `dir` with TensorRT `trt_major`.
+///
+/// An fp16 build on TensorRT 11 or later casts an fp32 model to float16 first: TensorRT 11
+/// removed weak typing and trtexec's `--fp16` (NVIDIA, "Migrating from TensorRT 10.x to
+/// 11.x": <https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x.html>,
+/// "Strongly Typed Networks Are Now Required"; trtexec 11.1's `--stronglyTyped` is a no-op,
+/// NVIDIA/TensorRT `samples/common/sampleOptions.cpp`), so the network runs in its model's
+/// types and an fp32 model builds in fp32 whatever is asked. NVIDIA's migration guide casts
+/// the ONNX model first (ModelOpt AutoCast); voxq uses its own float16 pass. Before
+/// TensorRT 11 `--fp16` lets TensorRT pick fp16 kernels (weakly typed). A model that is
+/// already float16 is built as it is.
+pub fn build_plan(
+    model: &Path,
+    model_precision: &str,
+    dir: &Path,
+    precision: TrtPrecision,
+    profiles: &[(String, ShapeProfile)],
+    trt_major: u32,
+) -> BuildPlan {
+    let strongly_typed = trt_major >= 11;
+    let cast = precision == TrtPrecision::Fp16 && strongly_typed && model_precision == "fp32";
+    let cast_fp16 = cast.then(|| dir.join(CAST_DIR).join(FP16_MODEL_FILE));
+    let source = cast_fp16.as_deref().unwrap_or(model);
+    let how = match precision {
+        TrtPrecision::Int8Qdq => "int8 from the model's Q/DQ nodes",
+        TrtPrecision::Fp16 if cast => {
+            "fp16: the fp32 model cast to float16 first (TensorRT 11 has no --fp16), strongly typed"
+        }
+        TrtPrecision::Fp16 if strongly_typed => "fp16: a float16 model, strongly typed",
+        TrtPrecision::Fp16 => "fp16: --fp16 (TensorRT may keep some layers in fp32)",
+        TrtPrecision::Fp32 => "fp32",
+    };
+    BuildPlan {
+        args: trtexec_args(source, dir, precision, profiles, trt_major),
+        cast_fp16,
+        precision: precision_name(precision),
+        how,
+    }
+}
+
+/// Writes the float16 cast of `proto` to `path` (its folder created): the model a
+/// [`BuildPlan`] with `cast_fp16` builds.
+pub fn write_fp16_cast(proto: &onnx_protobuf::ModelProto, path: &Path) -> Result<(), EngineError> {
+    let fail = |reason: String| EngineError::Build {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let f16 = exporter::passes::to_float16(proto)
+        .map_err(|e| fail(format!("cannot cast the model to float16: {e}")))?;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| fail(e.to_string()))?;
+    }
+    exporter::model::save(&f16, path, &Default::default()).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
 /// A model read for a TensorRT build, with its precision and shape profiles decided.
 struct Prepared {
     bytes: Vec<u8>,
@@ -168,8 +245,26 @@ pub fn build_tensorrt(
         reason: e.to_string(),
     })?;
     in_scratch(out, |scratch| {
-        let args = trtexec_args(&model_abs, scratch, p.precision, &p.profiles, tool.major());
-        tool.run(&args, Some(&scratch.join(BUILD_LOG_FILE)))?;
+        let plan = build_plan(
+            &model_abs,
+            crate::build::precision_of(&p.proto),
+            scratch,
+            p.precision,
+            &p.profiles,
+            tool.major(),
+        );
+        if let Some(cast) = &plan.cast_fp16 {
+            write_fp16_cast(&p.proto, cast)?;
+        }
+        log::info!(
+            "{}: TensorRT {} build, {}",
+            out.display(),
+            tool.version,
+            plan.how
+        );
+        let built = tool.run(&plan.args, Some(&scratch.join(BUILD_LOG_FILE)));
+        let _ = std::fs::remove_dir_all(scratch.join(CAST_DIR));
+        built?;
         let report = super::layers::read(&scratch.join(LAYER_INFO_FILE))?;
         exporter::atomic::write_atomic(
             scratch.join(LAYER_REPORT_FILE),
@@ -202,6 +297,7 @@ pub fn build_tensorrt(
             },
             &gpu,
         );
+        m.precision = plan.precision.into();
         m.config_file = copy_config(config, scratch, CTX_FILE)?;
         // warm-up: one inference at the smallest profile shape
         let feed: Vec<(String, Vec<i64>, Vec<f32>)> = m
@@ -223,10 +319,10 @@ pub fn build_tensorrt(
         })?;
         let outs = tool.infer(&scratch.join(PLAN_FILE), &feed, &warm)?;
         let _ = std::fs::remove_dir_all(&warm);
-        if outs.iter().any(|t| t.values.iter().any(|v| !v.is_finite())) {
+        if let Some(what) = super::trtexec::non_finite(&outs) {
             return Err(EngineError::Build {
                 path: scratch.join(PLAN_FILE),
-                reason: "warm-up output is not finite".into(),
+                reason: format!("warm-up on zeros gave a {what}"),
             });
         }
         m.write(scratch)?;
@@ -341,5 +437,43 @@ mod tests {
         let e = choose_precision(p, false, Some(TrtPrecision::Int8Qdq)).unwrap_err();
         assert!(e.to_string().contains("needs a QDQ model"), "{e}");
         assert!(choose_precision(p, true, Some(TrtPrecision::Fp16)).is_err());
+    }
+
+    fn flags(a: &[String]) -> Vec<&str> {
+        a.iter()
+            .map(String::as_str)
+            .filter(|a| matches!(*a, "--fp16" | "--int8" | "--stronglyTyped"))
+            .collect()
+    }
+
+    /// TensorRT 11 has no `--fp16`: an fp16 build of an fp32 model builds its float16 cast
+    /// (and says so), instead of building fp32 labelled fp16 as before.
+    #[test]
+    fn fp16_builds_cast_the_model_where_trtexec_has_no_fp16_flag() {
+        let (m, d) = (Path::new("/m/campplus.onnx"), Path::new("/e/scratch"));
+        let cast = d.join(".fp16").join(FP16_MODEL_FILE);
+        let p = build_plan(m, "fp32", d, TrtPrecision::Fp16, &[], 11);
+        assert_eq!(p.cast_fp16.as_deref(), Some(cast.as_path()));
+        assert_eq!(p.args[0], format!("--onnx={}", cast.display()));
+        assert!(flags(&p.args).is_empty(), "{:?}", p.args);
+        assert_eq!(p.precision, "fp16");
+        assert!(p.how.contains("cast to float16"), "{}", p.how);
+        assert_eq!(p.args[1], "--saveEngine=/e/scratch/model.plan");
+
+        // TensorRT 10 still has --fp16: the model is built as it is
+        let p = build_plan(m, "fp32", d, TrtPrecision::Fp16, &[], 10);
+        assert_eq!(p.cast_fp16, None);
+        assert_eq!(p.args[0], "--onnx=/m/campplus.onnx");
+        assert_eq!(flags(&p.args), ["--fp16"]);
+        assert_eq!(p.precision, "fp16");
+
+        // an already float16 model is not cast again; fp32 and int8 never are
+        let p = build_plan(m, "fp16", d, TrtPrecision::Fp16, &[], 11);
+        assert_eq!((p.cast_fp16, p.precision), (None, "fp16"));
+        let p = build_plan(m, "fp32", d, TrtPrecision::Fp32, &[], 11);
+        assert_eq!((p.cast_fp16.clone(), p.precision), (None, "fp32"));
+        assert!(flags(&p.args).is_empty());
+        let p = build_plan(m, "int8", d, TrtPrecision::Int8Qdq, &[], 12);
+        assert_eq!((p.cast_fp16, p.precision), (None, "int8"));
     }
 }

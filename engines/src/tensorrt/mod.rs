@@ -14,8 +14,9 @@ mod profile;
 pub mod trtexec;
 
 pub use build::{
-    build_gpu, build_tensorrt, build_tensorrt_ort, choose_precision, ort_trt_provider,
-    TrtBuildOptions, TrtPrecision, BUILD_LOG_FILE, LAYER_REPORT_FILE, ORT_CACHE_DIR,
+    build_gpu, build_plan, build_tensorrt, build_tensorrt_ort, choose_precision, ort_trt_provider,
+    write_fp16_cast, BuildPlan, TrtBuildOptions, TrtPrecision, BUILD_LOG_FILE, FP16_MODEL_FILE,
+    LAYER_REPORT_FILE, ORT_CACHE_DIR,
 };
 pub use epcontext::{EpContext, CTX_FILE};
 pub use layers::LayerReport;

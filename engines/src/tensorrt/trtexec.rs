@@ -13,20 +13,50 @@ use super::profile::{shape_list, shape_text};
 use crate::manifest::ShapeProfile;
 use crate::EngineError;
 
-/// `trtexec` on PATH, else `$TENSORRT_ROOT/bin/trtexec`.
-pub fn find_trtexec() -> Option<PathBuf> {
-    let exe = "trtexec";
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(exe);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
+/// Where NVIDIA's Debian/Ubuntu packages (and the NGC containers) put `trtexec`: the
+/// `tensorrt` samples package builds it into `/usr/src/tensorrt/bin`, which is not on PATH
+/// (NVIDIA forum, "Where is TensorRT located in an Ubuntu dpkg installation":
+/// <https://forums.developer.nvidia.com/t/where-is-tensorrt-located-in-an-ubuntu-16-04-dpkg-installation/69042>;
+/// NVIDIA/TensorRT `samples/README.md` uses `/usr/src/tensorrt` as the containers' root).
+pub const DEBIAN_TRTEXEC_DIR: &str = "/usr/src/tensorrt/bin";
+
+/// The folders `trtexec` is looked for in, in order: every PATH entry, `$TENSORRT_ROOT/bin`
+/// (a tar install), then [`DEBIAN_TRTEXEC_DIR`] (a Debian package install).
+pub fn trtexec_search_dirs(
+    path: Option<&std::ffi::OsStr>,
+    tensorrt_root: Option<&std::ffi::OsStr>,
+) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = path
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    if let Some(root) = tensorrt_root.filter(|r| !r.is_empty()) {
+        dirs.push(Path::new(root).join("bin"));
     }
-    let root = std::env::var_os("TENSORRT_ROOT")?;
-    let p = Path::new(&root).join("bin").join(exe);
-    p.is_file().then_some(p)
+    dirs.push(PathBuf::from(DEBIAN_TRTEXEC_DIR));
+    dirs
+}
+
+/// The first `trtexec` file in `dirs`.
+pub fn find_trtexec_in(dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join("trtexec")).find(|p| p.is_file())
+}
+
+/// `trtexec` on PATH, else `$TENSORRT_ROOT/bin/trtexec`, else `/usr/src/tensorrt/bin/trtexec`.
+pub fn find_trtexec() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH");
+    let root = std::env::var_os("TENSORRT_ROOT");
+    find_trtexec_in(&trtexec_search_dirs(path.as_deref(), root.as_deref()))
+}
+
+/// The one-line error when no `trtexec` is found: the places searched and what to do.
+pub fn not_found_message(tensorrt_root: Option<&std::ffi::OsStr>) -> String {
+    let root = match tensorrt_root.filter(|r| !r.is_empty()) {
+        Some(r) => format!("{}/bin ($TENSORRT_ROOT/bin)", Path::new(r).display()),
+        None => "$TENSORRT_ROOT/bin (TENSORRT_ROOT is not set)".to_string(),
+    };
+    format!(
+        "TensorRT not found: no trtexec on PATH, in {root} or in {DEBIAN_TRTEXEC_DIR} (install TensorRT, put trtexec on PATH or set TENSORRT_ROOT, or build with --target cpu)"
+    )
 }
 
 /// TensorRT version from trtexec's banner: `[TensorRT v100300]` → `10.3.0`,
@@ -59,8 +89,9 @@ pub const LAYER_INFO_FILE: &str = "layers.json";
 ///   model's types; no `--int8`/`--fp16`); TensorRT 11 builds strongly typed networks by
 ///   default, so no flag; before 10, `--int8 --fp16` (explicit quantization honours the Q/DQ
 ///   nodes, fp16 for the float rest);
-/// - fp16: `--fp16` (on TensorRT 11, where weakly typed builds are gone, give a float16 model
-///   instead: `voxq quantize --float16`, and no flag is added);
+/// - fp16: `--fp16` before TensorRT 11; TensorRT 11 has no `--fp16` (weak typing is gone, a
+///   network runs in its model's types), so no flag is added and `model` must already be a
+///   float16 model: [`super::build`] casts it first (see `BuildPlan`);
 /// - fp32: no precision flag;
 /// - shape profiles for the dynamic inputs, a timing cache, and detailed layer information
 ///   exported beside the plan.
@@ -117,12 +148,12 @@ fn err(path: &Path, reason: String) -> EngineError {
 }
 
 impl TrtExec {
-    /// Finds `trtexec` (PATH, then `TENSORRT_ROOT/bin`) and asks it for its version.
+    /// Finds `trtexec` ([`find_trtexec`]) and asks it for its version.
     pub fn detect() -> Result<TrtExec, EngineError> {
         let path = find_trtexec().ok_or_else(|| {
-            EngineError::Device(
-                "TensorRT not found: no trtexec on PATH or under $TENSORRT_ROOT/bin (install TensorRT, or build with --target cpu)".into(),
-            )
+            EngineError::Device(not_found_message(
+                std::env::var_os("TENSORRT_ROOT").as_deref(),
+            ))
         })?;
         let out = Command::new(&path)
             .arg("--help")
@@ -261,11 +292,83 @@ pub struct OutputTensor {
     pub values: Vec<f32>,
 }
 
+/// trtexec writes each value with C++ `operator<<` (NVIDIA/TensorRT
+/// `samples/common/sampleUtils.cpp`, `dumpBuffer`), so a NaN or infinite output comes out as
+/// the bare words `nan`, `-nan`, `inf` or `-inf`, which JSON does not allow. This quotes such
+/// words outside strings (`"nan"`, `"inf"`, `"-inf"`) so the file parses and
+/// [`parse_outputs`] can read them back as non-finite values.
+fn quote_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
+    let lower = text.to_ascii_lowercase();
+    if !(lower.contains("nan") || lower.contains("inf")) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut chars = text.char_indices().peekable();
+    let mut in_str = false;
+    while let Some((i, c)) = chars.next() {
+        if in_str {
+            out.push(c);
+            if c == '\\' {
+                if let Some((_, n)) = chars.next() {
+                    out.push(n);
+                }
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        let word_start = c.is_ascii_alphabetic()
+            || (c == '-' && chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic()));
+        if !word_start {
+            in_str = c == '"';
+            out.push(c);
+            continue;
+        }
+        let mut end = i + c.len_utf8();
+        while let Some(&(j, n)) = chars.peek() {
+            if !n.is_ascii_alphabetic() {
+                break;
+            }
+            end = j + n.len_utf8();
+            chars.next();
+        }
+        let word = &text[i..end];
+        let (neg, w) = match word.strip_prefix('-') {
+            Some(w) => (true, w.to_ascii_lowercase()),
+            None => (false, word.to_ascii_lowercase()),
+        };
+        match w.as_str() {
+            "nan" => out.push_str("\"nan\""),
+            "inf" | "infinity" if neg => out.push_str("\"-inf\""),
+            "inf" | "infinity" => out.push_str("\"inf\""),
+            _ => out.push_str(word),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One value of an output: a number, or a non-finite word quoted by [`quote_non_finite`].
+fn output_value(x: &serde_json::Value) -> Option<f32> {
+    match x {
+        serde_json::Value::Number(n) => n.as_f64().map(|f| f as f32),
+        serde_json::Value::String(s) => match s.as_str() {
+            "nan" => Some(f32::NAN),
+            "inf" => Some(f32::INFINITY),
+            "-inf" => Some(f32::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Parses `--exportOutput` JSON: `[{"name": ..., "dimensions": "1x192", "values": [...]}]`.
+/// NaN and infinite values (written by trtexec as bare `nan`/`inf`, invalid JSON) are read
+/// as such; [`non_finite`] reports them.
 pub fn parse_outputs(path: &Path, text: &str) -> Result<Vec<OutputTensor>, EngineError> {
     let bad = |r: String| err(path, r);
+    let text = quote_non_finite(text);
     let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not trtexec output JSON: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| bad(format!("not trtexec output JSON: {e}")))?;
     let arr = v
         .as_array()
         .ok_or_else(|| bad("not trtexec output JSON: expected an array".into()))?;
@@ -290,7 +393,7 @@ pub fn parse_outputs(path: &Path, text: &str) -> Result<Vec<OutputTensor>, Engin
                 .and_then(|v| v.as_array())
                 .ok_or_else(|| bad(format!("output '{name}' has no values")))?
                 .iter()
-                .map(|x| x.as_f64().map(|f| f as f32))
+                .map(output_value)
                 .collect::<Option<Vec<f32>>>()
                 .ok_or_else(|| bad(format!("output '{name}': a value is not a number")))?;
             // Dimensions come from a file: a negative one or a product past usize is no match.
@@ -306,6 +409,25 @@ pub fn parse_outputs(path: &Path, text: &str) -> Result<Vec<OutputTensor>, Engin
             Ok(OutputTensor { name, dims, values })
         })
         .collect()
+}
+
+/// `None` when every output value is finite, else one line naming each output with NaN or
+/// infinite values and how many (`output 'embedding': 192 of 192 values are NaN/Inf`).
+pub fn non_finite(outputs: &[OutputTensor]) -> Option<String> {
+    let bad: Vec<String> = outputs
+        .iter()
+        .filter_map(|t| {
+            let n = t.values.iter().filter(|v| !v.is_finite()).count();
+            (n > 0).then(|| {
+                format!(
+                    "output '{}': {n} of {} values are NaN/Inf",
+                    t.name,
+                    t.values.len()
+                )
+            })
+        })
+        .collect();
+    (!bad.is_empty()).then(|| format!("non-finite output ({})", bad.join("; ")))
 }
 
 /// min / mean / median / p95 / p99 of one timing line, in milliseconds.
@@ -541,6 +663,68 @@ mod tests {
                 "{dims}: {e}"
             );
         }
+    }
+
+    /// trtexec prints values with C++ `operator<<`: a NaN or Inf output makes the file
+    /// invalid JSON, which used to be reported as "not trtexec output JSON".
+    #[test]
+    fn non_finite_outputs_are_read_and_named() {
+        let text = "[\n  { \"name\" : \"embedding\"\n  , \"dimensions\" : \"1x6\"\n  , \"values\" : [ 0.5, nan, -nan, inf, -inf, 1e-3 ]\n  }\n, { \"name\" : \"nan inf\"\n  , \"dimensions\" : \"2\"\n  , \"values\" : [ 1, 2 ]\n  }\n]\n";
+        let o = parse_outputs(Path::new("o.json"), text).unwrap();
+        let v = &o[0].values;
+        assert_eq!((v[0], v[5]), (0.5, 1e-3));
+        assert!(v[1].is_nan() && v[2].is_nan());
+        assert_eq!((v[3], v[4]), (f32::INFINITY, f32::NEG_INFINITY));
+        assert_eq!(o[1].name, "nan inf", "words inside strings are left alone");
+        assert_eq!(
+            non_finite(&o).as_deref(),
+            Some("non-finite output (output 'embedding': 4 of 6 values are NaN/Inf)")
+        );
+        assert_eq!(non_finite(&o[1..]), None);
+        // other bare words are still not JSON
+        let e = parse_outputs(
+            Path::new("o.json"),
+            "[{\"name\": \"e\", \"values\": [nope]}]",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not trtexec output JSON"), "{e}");
+    }
+
+    /// Debian packages put trtexec in /usr/src/tensorrt/bin, which is not on PATH.
+    #[test]
+    fn trtexec_is_searched_in_the_debian_folder_too() {
+        let path = std::env::join_paths(["/opt/a", "/opt/b"]).unwrap();
+        let dirs = trtexec_search_dirs(Some(&path), Some(std::ffi::OsStr::new("/opt/TensorRT-11")));
+        let want: Vec<PathBuf> = [
+            "/opt/a",
+            "/opt/b",
+            "/opt/TensorRT-11/bin",
+            DEBIAN_TRTEXEC_DIR,
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(dirs, want);
+        assert_eq!(
+            trtexec_search_dirs(None, None),
+            [PathBuf::from("/usr/src/tensorrt/bin")]
+        );
+        // found there when it is the only place that has it
+        let tmp = std::env::temp_dir().join(format!("voxq-trtexec-{}", std::process::id()));
+        let bin = tmp.join("src/tensorrt/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("trtexec"), b"").unwrap();
+        let found = find_trtexec_in(&[tmp.join("empty"), bin.clone()]);
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert_eq!(found, Some(bin.join("trtexec")));
+        let m = not_found_message(None);
+        assert!(
+            m.contains("PATH")
+                && m.contains("$TENSORRT_ROOT/bin")
+                && m.contains("/usr/src/tensorrt/bin"),
+            "{m}"
+        );
+        assert!(not_found_message(Some(std::ffi::OsStr::new("/opt/T"))).contains("/opt/T/bin"));
     }
 
     #[test]

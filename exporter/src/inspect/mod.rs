@@ -6,8 +6,11 @@
 //! node that owns the subgraph).
 //!
 //! [`check_qdq`] checks a QDQ model against TensorRT's explicit-quantization rules (see
-//! [`trt_rules`] for the list).
+//! [`trt_rules`] for the list). [`conv_chain`] finds the Conv a residual Add input comes from
+//! through a short fusible chain (BatchNormalization, activation), for those rules and for
+//! the TensorRT placement.
 
+pub mod conv_chain;
 mod inventory;
 pub mod trt_rules;
 

@@ -23,8 +23,11 @@
 //!   layer in int8 only when both inputs are quantized; weights may be an int8 initializer → DQ
 //!   or a float initializer → Q → DQ.
 //! - `conv-add-edge-quantized`: an Add one of whose inputs is DQ(Q(output of a quantized
-//!   Conv)). TensorRT fuses a residual Add into the Conv that feeds it when the Conv→Add edge
-//!   stays float; the Q/DQ belongs on the skip input.
+//!   Conv)), or DQ(Q(end of a short BatchNormalization/activation chain from a quantized Conv
+//!   or ConvTranspose)), the chains of [`super::conv_chain`]. TensorRT fuses a residual Add
+//!   into the Conv that feeds it when the Conv→Add edge stays float; the Q/DQ belongs on the
+//!   skip input. Such a clean chain also counts as the fused input of the residual-Add
+//!   exception of `qdq-on-weighted-output`.
 //! - `weight-axis`: a per-channel weight DQ whose axis is not the op's output-channel axis
 //!   (Conv 0, ConvTranspose 1, Gemm 0 with transB=1 and 1 with transB=0, MatMul the last axis
 //!   of the weight, 1 for a 2-D weight). TensorRT supports per-channel scales only along the
@@ -524,18 +527,32 @@ impl<'g> Ctx<'g> {
         act_q && w_dq.is_some()
     }
 
-    /// The other input of Add `add` (besides `x`) comes straight from a quantized Conv: the
-    /// edge TensorRT fuses the Add into.
+    /// A Conv/ConvTranspose whose input comes through a DequantizeLinear.
+    fn is_quantized_conv(&self, c: &NodeProto, ops: &[&str]) -> bool {
+        is_default_op(c)
+            && ops.contains(&c.op_type.as_str())
+            && input(c, 0).is_some_and(|i| self.produced_by(i, Qdq::Dq).is_some())
+    }
+
+    /// The quantized Conv `y` comes from through a short BN/activation chain (at least one
+    /// link; [`super::conv_chain`]).
+    fn chained_conv(&self, y: &str) -> Option<&'g NodeProto> {
+        let c = super::conv_chain::chain(&self.ix, y).filter(|c| !c.links.is_empty())?;
+        let conv = self.ix.node(c.conv);
+        self.is_quantized_conv(conv, &["Conv", "ConvTranspose"])
+            .then_some(conv)
+    }
+
+    /// The other input of Add `add` (besides `x`) comes straight from a quantized Conv, or
+    /// through a short BN/activation chain: the edge TensorRT fuses the Add into.
     fn other_input_is_fused_conv(&self, add: &NodeProto, x: &str) -> bool {
         add.input
             .iter()
             .filter(|y| !y.is_empty() && y.as_str() != x)
             .any(|y| {
-                self.producer(y).is_some_and(|c| {
-                    is_default_op(c)
-                        && c.op_type == "Conv"
-                        && input(c, 0).is_some_and(|i| self.produced_by(i, Qdq::Dq).is_some())
-                })
+                self.producer(y)
+                    .is_some_and(|c| self.is_quantized_conv(c, &["Conv"]))
+                    || self.chained_conv(y).is_some()
             })
     }
 
@@ -573,21 +590,28 @@ impl<'g> Ctx<'g> {
             .iter()
             .filter(|s| !s.is_empty() && !self.other_input_is_fused_conv(n, s))
         {
-            let conv = self
+            let quantized = self
                 .produced_by(x, Qdq::Dq)
                 .and_then(|dq| input(dq, 0))
                 .and_then(|y| self.produced_by(y, Qdq::Q))
-                .and_then(|q| input(q, 0))
+                .and_then(|q| input(q, 0));
+            let direct = quantized
                 .and_then(|y| self.producer(y))
-                .filter(|c| is_default_op(c) && c.op_type == "Conv")
-                .filter(|c| input(c, 0).is_some_and(|i| self.produced_by(i, Qdq::Dq).is_some()));
+                .filter(|c| self.is_quantized_conv(c, &["Conv"]));
+            let (conv, via) = match direct {
+                Some(c) => (Some(c), ""),
+                None => (
+                    quantized.and_then(|y| self.chained_conv(y)),
+                    " (through its BatchNormalization/activation chain)",
+                ),
+            };
             if let Some(c) = conv {
                 push(
                     Rule::ConvAddEdgeQuantized,
                     x,
                     format!(
-                        "Q/DQ on the edge from quantized Conv '{}' blocks TensorRT's Conv+Add fusion; quantize the skip input instead",
-                        c.name
+                        "Q/DQ on the edge from quantized {} '{}'{via} blocks TensorRT's Conv+Add fusion; quantize the skip input instead",
+                        c.op_type, c.name
                     ),
                 );
             }

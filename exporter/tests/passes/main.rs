@@ -16,3 +16,4 @@ mod insert_qdq;
 mod opset;
 mod pipeline;
 mod plan;
+mod trt_placement;
