@@ -46,3 +46,23 @@ for method, target, onnx, tag in rows:
     print(f"| {method} | {target} | {m['eer'] * 100:.3f}% | {(m['eer'] - base['eer']) * 100:+.3f} | {m['min_dcf']:.4f} | {c} | {size(onnx):.2f} MiB | {dep} |")
 print("\n### Embedding latency, fp32 vs int8 (ONNX Runtime CPU, interleaved in one run)\n")
 print(open(os.path.join(d, "latency.md")).read())
+
+for name, trials in (("campplus", "fixtures/trials/trials.txt"), ("ecapa_distil", "fixtures/trials/distil_known.txt")):
+    md = os.path.join(d, f"engines.{name}.md")
+    if not os.path.exists(md):
+        continue
+    print(f"\n### {name}: engines of every backend side by side (`voxq bench engines`, interleaved in one run)\n")
+    print(open(md).read())
+    ed = os.path.join(d, "engines", name)
+    ref = emb(os.path.join(ed, "cpu-fp32.emb.tsv"))
+    print(f"EER of each engine on `{trials}`, and embedding cosine to ONNX Runtime fp32 (mean / min):\n")
+    print("| engine | EER | minDCF | cosine to cpu-fp32 |")
+    print("|---|---:|---:|---:|")
+    for e in ("cpu-fp32", "cpu-int8", "openvino-fp32", "openvino-bf16", "openvino-int8"):
+        f = os.path.join(ed, f"{e}.eval.json")
+        if not os.path.exists(f):
+            continue
+        m = json.load(open(f))["all"]
+        x = emb(os.path.join(ed, f"{e}.emb.tsv"))
+        cs = [cos(x[k], ref[k]) for k in ref]
+        print(f"| {e} | {m['eer'] * 100:.3f}% | {m['min_dcf']:.4f} | {sum(cs) / len(cs):.4f} / {min(cs):.4f} |")

@@ -434,3 +434,39 @@ fn serves_a_cpu_engine_folder() {
         "{m}"
     );
 }
+
+/// The server takes an OpenVINO engine folder (`voxq build --target openvino`) as its speaker
+/// model: enroll and verify work, embeddings match ONNX Runtime's on the same model, and the
+/// metrics say OpenVINO and its precision serve it.
+#[test]
+fn serves_an_openvino_engine_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = tmp.path().join("campplus-openvino");
+    let o = voxq(&[
+        "build",
+        s(&common::campplus().with_extension("onnx")),
+        "--target",
+        "openvino",
+        "--out",
+        s(&engine),
+    ]);
+    assert!(o.status.success(), "voxq build: {}", stderr(&o));
+    let store = tmp.path().join("s.db");
+    let srv = Server::start(&["--speaker-model", s(&engine), "--store", s(&store)]);
+    let wavs = list("fixtures/trials/demo_test_allison.txt", 3);
+    let e = srv.embed(&wavs[0]);
+    let c = cosine(&e, &cli_embedding(&wavs[0]));
+    assert!(c > 0.9999, "OpenVINO engine vs ONNX Runtime cosine {c}");
+    let r = srv.post_form("/v1/enroll", enroll_form("allison", &[wavs[1].as_path()]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = srv.post_form("/v1/verify", verify_form("allison", &wavs[2]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["decision"], "accept", "{}", r.body);
+    let m = srv.metrics();
+    assert!(
+        m.lines().any(|l| l.starts_with("voxq_engine_info{")
+            && l.contains("role=\"speaker\"")
+            && l.contains("provider=\"openvino CPU fp32\"")),
+        "{m}"
+    );
+}

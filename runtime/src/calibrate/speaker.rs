@@ -18,6 +18,27 @@ use crate::progress::Progress;
 use crate::speaker::config::SpeakerModel;
 use crate::speaker::embed::FrontEnd;
 
+/// Longest stretch of features one calibration run takes (10 s at 10 ms frames): longer
+/// utterances are cut into equal segments of at most this many frames. Every activation is a
+/// model output during calibration, so one run holds all of them at once and its memory grows
+/// with the input's length; 10 s is well above the crops speaker models are trained on, and
+/// the features are computed (and mean-normalised) over the whole utterance first.
+pub const MAX_SEGMENT_FRAMES: usize = 1000;
+
+/// `feats` cut into `ceil(frames / max)` segments of equal length (the last takes the rest).
+fn segments(feats: &crate::audio::fbank::Features, max: usize) -> Vec<(usize, Vec<f32>)> {
+    let n = feats.frames.div_ceil(max.max(1)).max(1);
+    let len = feats.frames.div_ceil(n);
+    (0..n)
+        .map(|k| {
+            let a = k * len;
+            let b = ((k + 1) * len).min(feats.frames);
+            (b - a, feats.data[a * feats.dim..b * feats.dim].to_vec())
+        })
+        .filter(|(f, _)| *f > 0)
+        .collect()
+}
+
 /// What a calibration run measured, besides the statistics themselves.
 #[derive(Debug, Clone, Serialize)]
 pub struct CalibrationRunInfo {
@@ -37,6 +58,7 @@ pub struct CalibrationRunInfo {
 /// With `two_pass`, a first pass finds each tensor's abs-max and the second builds histograms
 /// over exactly that range; a single pass must grow its histograms as larger values arrive,
 /// which halves their resolution at each growth and blunts the entropy and MSE searches.
+/// Utterances longer than [`MAX_SEGMENT_FRAMES`] run as equal segments.
 #[allow(clippy::too_many_arguments)]
 pub fn calibrate_speaker(
     model: &SpeakerModel,
@@ -55,6 +77,12 @@ pub fn calibrate_speaker(
     // Every activation is an output: ONNX Runtime cannot reuse their buffers within a run, and
     // its arena would keep the largest utterance's total for the whole calibration. Without
     // the arena each run's outputs are freed once observed.
+    // Basic optimisations only: with every activation an output, the fusions of the higher
+    // levels have little left to fuse, and their extra copies of the graph cost memory.
+    let opts = &CpuOptions {
+        opt_level: opts.opt_level.min(1),
+        ..opts.clone()
+    };
     let mut session = cpu_session_from_bytes_variable_shapes(
         &format!("{} (activations exposed)", onnx.display()),
         &bytes,
@@ -109,27 +137,29 @@ pub fn calibrate_speaker(
                     ),
                 });
             }
-            let x = Tensor::<f32>::from_array(([1usize, feats.frames, feats.dim], feats.data))
-                .map_err(|e| bad(format!("input tensor: {e}")))?;
-            // `x` stays alive until the outputs are read: an exposed graph input may come
-            // back as an output sharing its buffer
-            let outputs = session
-                .run(vec![(cfg.input.as_str(), x.view().into_dyn())])
-                .map_err(|e| {
-                    bad(format!(
-                        "inference on {}: {}",
-                        path.display(),
-                        first_line(&e.to_string())
-                    ))
-                })?;
-            for name in tensors {
-                let v = outputs.get(name.as_str()).ok_or_else(|| {
-                    bad(format!("exposed tensor '{name}' missing from the outputs"))
-                })?;
-                let (_, data) = v
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
-                cal.observe(name, data)?;
+            for (frames, data) in segments(&feats, MAX_SEGMENT_FRAMES) {
+                let x = Tensor::<f32>::from_array(([1usize, frames, feats.dim], data))
+                    .map_err(|e| bad(format!("input tensor: {e}")))?;
+                // `x` stays alive until the outputs are read: an exposed graph input may come
+                // back as an output sharing its buffer
+                let outputs = session
+                    .run(vec![(cfg.input.as_str(), x.view().into_dyn())])
+                    .map_err(|e| {
+                        bad(format!(
+                            "inference on {}: {}",
+                            path.display(),
+                            first_line(&e.to_string())
+                        ))
+                    })?;
+                for name in tensors {
+                    let v = outputs.get(name.as_str()).ok_or_else(|| {
+                        bad(format!("exposed tensor '{name}' missing from the outputs"))
+                    })?;
+                    let (_, data) = v
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+                    cal.observe(name, data)?;
+                }
             }
             bar.inc(1);
         }
@@ -159,4 +189,32 @@ pub fn calibrate_speaker(
         observer_bytes: cal.memory_bytes(),
     };
     Ok((cal, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::fbank::Features;
+
+    #[test]
+    fn long_features_are_cut_into_equal_segments() {
+        let f = |frames: usize| Features {
+            frames,
+            dim: 2,
+            data: (0..frames * 2).map(|v| v as f32).collect(),
+        };
+        let lens = |frames: usize| -> Vec<usize> {
+            segments(&f(frames), 1000).iter().map(|s| s.0).collect()
+        };
+        assert_eq!(lens(999), [999]);
+        assert_eq!(lens(1000), [1000]);
+        assert_eq!(lens(1001), [501, 500]);
+        assert_eq!(lens(3110), [778, 778, 778, 776]);
+        // every frame once, in order
+        let all: Vec<f32> = segments(&f(3110), 1000)
+            .into_iter()
+            .flat_map(|s| s.1)
+            .collect();
+        assert_eq!(all, f(3110).data);
+    }
 }

@@ -327,10 +327,16 @@ fn load(st: &AppState) -> Result<Engines, ServeError> {
             };
             emb.embed_audio(std::path::Path::new("warm-up"), &audio)?;
             let model_name = emb.model().config.name.clone();
-            let served = emb.served().to_string();
+            let served = emb.served();
             log::info!("speaker model {model_name}: served by {served}");
+            // ONNX Runtime: the execution provider, as for the other models; else the backend
+            let provider = if served.backend == "onnxruntime" {
+                served.device.clone()
+            } else {
+                served.to_string()
+            };
             m.engine_info
-                .with_label_values(&[model_name.as_str(), "speaker", served.as_str()])
+                .with_label_values(&[model_name.as_str(), "speaker", provider.as_str()])
                 .set(1);
             m.enrolled.set(db.list()?.len() as i64);
             Some(speaker::SpeakerEngine {
