@@ -178,6 +178,8 @@ fn cases(tmp: &Path) -> Vec<Case> {
     }
     add(&sens("autoquant"), "--max-increase", false, "[0, 100]");
     add(&sens("autoquant"), "--min-sqnr", false, "[0, 200]");
+    add(&sens("autoquant"), "--latency-frames", true, "[1, 30000]");
+    add(&sens("autoquant"), "--latency-runs", true, "[1, 1000]");
     let bench_embed = v(&["bench", "embed", "--model", &model, "--audio", &wav]);
     add(&bench_embed, "--iterations", true, "[1, 10000]");
     add(&bench_embed, "--warmup", true, "[0, 1000]");
