@@ -453,15 +453,20 @@ fn serves_an_openvino_engine_folder() {
     assert!(o.status.success(), "voxq build: {}", stderr(&o));
     let store = tmp.path().join("s.db");
     let srv = Server::start(&["--speaker-model", s(&engine), "--store", s(&store)]);
-    let wavs = list("fixtures/trials/demo_test_allison.txt", 3);
+    let wavs = [
+        "allison/en/agent-pass.wav",
+        "allison/en/check-number-dial-again.wav",
+        "allison/en/conf-usermenu-162.wav",
+    ]
+    .map(sp);
     let e = srv.embed(&wavs[0]);
     let c = cosine(&e, &cli_embedding(&wavs[0]));
     assert!(c > 0.9999, "OpenVINO engine vs ONNX Runtime cosine {c}");
-    let r = srv.post_form("/v1/enroll", enroll_form("allison", &[wavs[1].as_path()]));
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = srv.post_form("/v1/speakers", enroll_form("allison", &[wavs[1].as_path()]));
+    assert_eq!(r.status, 201, "{}", r.body);
     let r = srv.post_form("/v1/verify", verify_form("allison", &wavs[2]));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["decision"], "accept", "{}", r.body);
+    assert_eq!(r.json()["accepted"], true, "{}", r.body);
     let m = srv.metrics();
     assert!(
         m.lines().any(|l| l.starts_with("voxq_engine_info{")

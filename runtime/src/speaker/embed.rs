@@ -225,9 +225,17 @@ impl Embedder {
                 reason: "a batch must hold utterances with equal frame counts".into(),
             });
         }
-        let mut data = Vec::with_capacity(feats.len() * first.frames * first.dim);
+        // OpenVINO checks every pooling window against the input (CAM++'s 100-frame segment
+        // pooling refuses inputs under 2 s, where ONNX Runtime shrinks the window): shorter
+        // utterances are repeated up to the length the engine was built and checked on.
+        let frames = if self.served.backend == "openvino" {
+            first.frames.max(engines::ort::WARMUP_FRAMES as usize)
+        } else {
+            first.frames
+        };
+        let mut data = Vec::with_capacity(feats.len() * frames * first.dim);
         for f in feats {
-            data.extend_from_slice(&f.data);
+            data.extend(f.data.iter().copied().cycle().take(frames * f.dim));
         }
         let run_err = |reason: String| RuntimeError::Model {
             model: model.clone(),
@@ -236,7 +244,7 @@ impl Embedder {
         let cfg = &self.model.config;
         let input = F32Tensor {
             name: cfg.input.clone(),
-            dims: vec![feats.len() as i64, first.frames as i64, first.dim as i64],
+            dims: vec![feats.len() as i64, frames as i64, first.dim as i64],
             data,
         };
         let mut out = crate::sync::lock(&self.session).run_f32(&[input], &[cfg.output.as_str()])?;
