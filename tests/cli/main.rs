@@ -17,6 +17,7 @@ mod engines_cpu;
 mod engines_trt;
 mod numeric_ranges;
 mod outputs;
+mod placements;
 mod quantize_bad_input;
 mod quantize_campplus;
 mod reference_parity;

@@ -15,4 +15,5 @@ mod float16;
 mod insert_qdq;
 mod opset;
 mod pipeline;
+mod placement;
 mod plan;
