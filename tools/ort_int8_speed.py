@@ -12,7 +12,8 @@ Needs numpy, onnx, onnxruntime (1.31.1) and kaldi-native-fbank (the pyref venv h
 --ort-qdq makes ONNX Runtime's own QDQ models of the config's fp32 model with
 onnxruntime.quantization.quantize_static, calibrated (MinMax) on the first --calib-count
 utterances of --calib (real speech, the model's own front end), uint8 activations and int8
-weights (ORT's x86 U8S8 kernels):
+weights (ORT's x86 U8S8 kernels); a model ONNX Runtime cannot open (its optimiser aborts the
+process on the Conv-only distilled ECAPA) is said so and left out:
   conv-pc  Conv only, per-channel weights (keeps accuracy: CAM++ cosine to fp32 about 0.995);
   all      every op ORT's quantizer knows, per-tensor weights (its defaults; on CAM++ it quantizes
            the context-aware masking and loses the embedding: cosine about 0.4).
@@ -68,6 +69,20 @@ def ort_qdq(fp32, out, kind, feats, inp):
     return out
 
 
+def loads(path, threads):
+    """Whether ONNX Runtime opens `path` in a child process (its graph optimisers can abort the
+    process on quantize_static's own models, e.g. the Conv-only distilled ECAPA)."""
+    import subprocess
+
+    code = ("import onnxruntime as ort, sys; so = ort.SessionOptions(); so.intra_op_num_threads = int(sys.argv[2]); "
+            "so.log_severity_level = 3; ort.InferenceSession(sys.argv[1], so, providers=['CPUExecutionProvider'])")
+    r = subprocess.run([sys.executable, "-c", code, path, str(threads)], capture_output=True, text=True)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"{os.path.basename(path)}: ONNX Runtime cannot open it (exit {r.returncode}: {last[:160]}); left out")
+    return r.returncode == 0
+
+
 def session(path, threads, save):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -114,7 +129,9 @@ def main():
         feats = [features(cfg, opts, os.path.join(args.audio_root, n)) for n in names]
         for k in kinds:
             out = os.path.join(work, f"ort_quantize_static_{k}.onnx")
-            models.append((f"ORT quantize_static {k}", ort_qdq(fp32, out, k, feats, inp)))
+            ort_qdq(fp32, out, k, feats, inp)
+            if loads(out, args.threads):
+                models.append((f"ORT quantize_static {k}", out))
 
     x = features(cfg, opts, os.path.join(args.audio_root, args.timing_wav))
     frames = int(round(args.seconds * 100))

@@ -79,8 +79,8 @@ pub enum Target {
     /// ONNX Runtime on CPU: also Q/DQ on the outputs of weighted ops, so they fuse into
     /// QLinearConv / QLinearMatMul.
     OrtCpu,
-    /// OpenVINO on CPU: the TensorRT input placement, except activations read from a Concat
-    /// through layout ops (weight-only there), plus Q/DQ on weighted-op outputs read by a Concat.
+    /// OpenVINO on CPU: the TensorRT input placement, uint8 (zero point 128) where the activation
+    /// is a Concat output, plus Q/DQ on weighted-op outputs a Concat reads; no residual-Add rule.
     Openvino,
 }
 
@@ -122,7 +122,7 @@ pub enum ActivationType {
     /// int8, zero point 0, scale amax/127 (TensorRT's symmetric rule; OpenVINO).
     Int8,
     /// uint8, zero point 128, scale amax/127: the int8 grid shifted, for ONNX Runtime's U8S8
-    /// kernels.
+    /// kernels (and OpenVINO's Concat outputs).
     Uint8Centered,
     /// uint8, zero point 0, scale amax/255: a tensor that cannot be negative (a Relu output).
     Uint8NonNegative,
@@ -530,7 +530,8 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         .iter()
         .map(|t| {
             let ty = match policy.target {
-                Target::Tensorrt | Target::Openvino => ActivationType::Int8,
+                Target::Tensorrt => ActivationType::Int8,
+                Target::Openvino => openvino::activation_type(&cx.ix, t),
                 Target::OrtCpu if cx.ix.producer_op(t) == Some("Relu") => {
                     ActivationType::Uint8NonNegative
                 }

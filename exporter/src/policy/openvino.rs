@@ -2,14 +2,17 @@
 //! plugin, each found by comparing OpenVINO 2026.4.1 with ONNX Runtime 1.31.1 on the same QDQ
 //! file, real speech, one Q/DQ pair at a time (`tools/ov_parity.py` reproduces the figures):
 //!
-//! 1. **No activation Q/DQ on a tensor that is a Concat output reached through layout-only ops**
-//!    (Pad, Reshape, Transpose, Squeeze, Unsqueeze, Flatten, Identity): that weighted op keeps
-//!    float activations and int8 weights (weight-only; OpenVINO decompresses the weight and runs
-//!    a float kernel, as ONNX Runtime does). OpenVINO's low-precision transformations move such a
-//!    FakeQuantize above the Concat and fuse it into the Concat's producers; the distilled ECAPA
-//!    (SpeechBrain: Concat → reflect Pad → Conv in every Res2Net block, the MFA and the attentive
-//!    pooling) then gave embedding cosine 0.97-0.99 to ONNX Runtime on the same file, and each
-//!    of those five pairs alone moved it (every other pair alone: 1.0000). Without them: 0.9999.
+//! 1. **uint8 (zero point 128) for a tensor that is a Concat output reached through layout-only
+//!    ops** (Pad, Reshape, Transpose, Squeeze, Unsqueeze, Flatten, Identity), int8 (zero point 0)
+//!    everywhere else. The two grids are the same (q_uint8 = q_int8 + 128), so the numerics are
+//!    those of the int8 placement; but OpenVINO computes `Concat(two or more inputs) → int8
+//!    QuantizeLinear/DequantizeLinear → Conv` wrong (it moves the FakeQuantize above the Concat
+//!    and shifts the signed range into uint8; a synthetic Concat of two float tensors gave 4-6 %
+//!    relative error, one input none; `tools/ov_parity.py --known-faults`), while the same pair
+//!    stored as uint8, any zero point, is exact. The distilled ECAPA (SpeechBrain: Concat →
+//!    reflect Pad → Conv in every Res2Net block, the MFA and the attentive pooling) gave
+//!    embedding cosine 0.97-0.99 to ONNX Runtime on the same file with int8 there; 0.9999 with
+//!    uint8, at the same speed (those five Convs stay int8 kernels).
 //! 2. **A Q/DQ pair on the output of a quantized op that a Concat reads** (directly or through
 //!    layout-only ops), so the int8 kernel writes int8 into the Concat. With a dynamic input
 //!    shape, OpenVINO's CPU plugin computes the in-place Concat wrong when one input is an int8
@@ -18,13 +21,13 @@
 //!    Runtime under the `tensorrt` placement; the same graph compiled for a static input shape,
 //!    or with this output pair, matches ONNX Runtime to its own rounding floor.
 //!
-//! Activations stay signed int8 with zero point 0 (as for TensorRT): uint8 activations with zero
-//! point 0 on ReLU outputs set off the same in-place Concat fault at other Concats of CAM++.
+//! Every other activation stays int8 with zero point 0 (as for TensorRT): uint8 with zero point 0
+//! on all of CAM++'s ReLU outputs set off the in-place Concat fault of rule 2 at other Concats.
 //! There is no residual-Add rule (OpenVINO fuses a float skip input into the convolution as a sum).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{reaches_subgraph, subgraph_uses, PlannedNode, Planning};
+use super::{reaches_subgraph, subgraph_uses, ActivationType, PlannedNode, Planning};
 use crate::graph::GraphIndex;
 
 /// Ops that move data without computing on it; OpenVINO passes quantization through them.
@@ -82,22 +85,22 @@ pub(super) fn feeds_concat(ix: &GraphIndex<'_>, tensor: &str) -> bool {
     false
 }
 
+/// The storage type of activation `tensor` under the `openvino` placement (rule 1).
+pub(super) fn activation_type(ix: &GraphIndex<'_>, tensor: &str) -> ActivationType {
+    if from_concat(ix, tensor) {
+        log::debug!("'{tensor}': uint8 (zero point 128): it is a Concat output");
+        ActivationType::Uint8Centered
+    } else {
+        ActivationType::Int8
+    }
+}
+
 impl Planning<'_> {
-    /// `openvino`: drops the input pair of activations read from a Concat (rule 1) and adds the
-    /// output pair of quantized ops a Concat reads (rule 2), each logged.
+    /// `openvino`: the output pair of quantized ops a Concat reads (rule 2), each logged.
     pub(super) fn openvino(&self, quantized: &mut [PlannedNode], pos: &BTreeMap<&str, usize>) {
         let implicit = subgraph_uses(self.graph);
         for p in quantized {
             let node = &p.node;
-            p.inputs.retain(|t| {
-                let keep = !from_concat(&self.ix, t);
-                if !keep {
-                    log::info!(
-                        "{node}: int8 weights only: its input '{t}' is a Concat output (OpenVINO would move the Q/DQ above the Concat)"
-                    );
-                }
-                keep
-            });
             let Some(&i) = pos.get(p.node.as_str()) else {
                 continue;
             };

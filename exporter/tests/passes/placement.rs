@@ -61,40 +61,45 @@ fn openvino_placement_around_concats() {
     assert_eq!(planned(&trt, "c2").inputs, ["p"]);
     assert!(planned(&trt, "c1").outputs.is_empty());
     assert_eq!(trt.residual_adds.len(), 1);
-    // OpenVINO: c2 reads a Concat through Pad → int8 weights, float activations; c1's output is
-    // read by the Concat → its output gets the pair; no residual-Add rule.
-    assert_eq!(
-        ov.quantized.len(),
-        3,
-        "every weighted op keeps int8 weights"
-    );
-    assert!(
-        planned(&ov, "c2").inputs.is_empty(),
-        "{:?}",
-        planned(&ov, "c2")
-    );
+    // OpenVINO: c2 reads a Concat through Pad → its pair is uint8 (zero point 128); c1's output
+    // is read by the Concat → its output gets a pair; no residual-Add rule.
+    assert_eq!(ov.quantized.len(), 3);
+    assert_eq!(planned(&ov, "c2").inputs, ["p"]);
     assert_eq!(planned(&ov, "c1").inputs, ["x"]);
     assert_eq!(planned(&ov, "c1").outputs, ["a"]);
     assert_eq!(planned(&ov, "c3").inputs, ["x"]);
     assert!(planned(&ov, "c3").outputs.is_empty());
     assert!(ov.residual_adds.is_empty());
-    assert_eq!(
-        ov.activations.iter().collect::<Vec<_>>(),
-        ["a", "x"],
-        "x (c1, c3) and c1's output"
-    );
-    assert!(ov
+    let types: Vec<(&str, ActivationType)> = ov
         .activations
         .iter()
-        .all(|t| ov.activation_type(t) == ActivationType::Int8));
+        .map(|t| (t.as_str(), ov.activation_type(t)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("a", ActivationType::Int8),
+            ("p", ActivationType::Uint8Centered),
+            ("x", ActivationType::Int8),
+        ]
+    );
 
     let (_, q, r) = quantize(&m, &policy(Target::Openvino));
     assert_eq!(r.weights, 3);
-    assert_eq!((r.q_nodes, r.dq_nodes), (2, 5), "2 activations, 3 weights");
-    assert_eq!(node_by_name(&q, "c2").input, ["p", "w2_dq", "b2"]);
+    assert_eq!((r.q_nodes, r.dq_nodes), (3, 6), "3 activations, 3 weights");
+    assert_eq!(node_by_name(&q, "c2").input, ["p_dq", "w2_dq", "b2"]);
     assert_eq!(node_by_name(&q, "cat").input, ["a_dq", "x"]);
     assert_eq!(node_by_name(&q, "add").input, ["b", "y"]);
-    assert_eq!(init(&q, "x_zero_point").unwrap().data_type, elem::INT8);
+    for (t, ty, zp) in [
+        ("x", elem::INT8, 0u8),
+        ("a", elem::INT8, 0),
+        ("p", elem::UINT8, 128),
+    ] {
+        let z = init(&q, &format!("{t}_zero_point")).unwrap();
+        assert_eq!((z.data_type, z.raw_data.as_slice()), (ty, &[zp][..]), "{t}");
+        let s = f32_data(init(&q, &format!("{t}_scale")).unwrap()).unwrap();
+        assert_eq!(s, [0.02], "{t}: the int8 grid");
+    }
     assert_topological(&q);
 }
 
