@@ -85,6 +85,8 @@ pub(crate) enum QuantTarget {
     Tensorrt,
     #[value(aliases = ["ort_cpu", "ortcpu"])]
     OrtCpu,
+    #[value(alias = "ov")]
+    Openvino,
 }
 
 impl From<QuantTarget> for exporter::policy::Target {
@@ -92,6 +94,7 @@ impl From<QuantTarget> for exporter::policy::Target {
         match t {
             QuantTarget::Tensorrt => exporter::policy::Target::Tensorrt,
             QuantTarget::OrtCpu => exporter::policy::Target::OrtCpu,
+            QuantTarget::Openvino => exporter::policy::Target::Openvino,
         }
     }
 }

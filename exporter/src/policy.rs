@@ -1,4 +1,4 @@
-//! Quantization policy: target placement (tensorrt, ort-cpu), which nodes and tensors to quantize.
+//! Quantization policy: target placement (tensorrt, ort-cpu, openvino), which nodes and tensors to quantize.
 //!
 //! [`plan`] reads a model and a [`QuantPolicy`] and decides, without a calibration table, which
 //! weighted nodes get int8 weights and which activation tensors get a Q/DQ pair (and so need a
@@ -26,6 +26,15 @@
 //!   `QLinearConv`) and `DQ → MatMul → Q` (`QLinearMatMul`); without the output Q it runs a float
 //!   Conv behind extra dequantize work. Not on an output that reaches the body of an
 //!   If/Loop/Scan through layout-only ops: ONNX Runtime 1.31's QDQ propagation aborts there.
+//! - `Target::OrtCpu` stores activations as **uint8**: ONNX Runtime's x86 integer kernels are
+//!   U8S8 (uint8 activations, int8 weights) and run an int8-activation model behind extra
+//!   conversions (measured on CAM++, one thread: 1.3× fp32 with int8 activations, 1.9-2.0× with
+//!   uint8). A Relu output gets zero point 0 and scale amax/255 (it cannot be negative, so the
+//!   whole uint8 range covers [0, amax]); every other tensor zero point 128 and scale amax/127,
+//!   the int8 grid shifted. TensorRT and OpenVINO keep int8 with zero point 0.
+//! - `Target::Openvino` starts from the TensorRT input placement and changes it where OpenVINO's
+//!   CPU plugin (2026.4) would otherwise compute something else than the QDQ graph says; see
+//!   [`openvino`] for the two rules and the measurements behind them. No residual-Add rule there.
 //!
 //! Per-channel weight axes (the output-channel axis of each weight layout): Conv `[M, C/g, k…]`
 //! → 0; Gemm `B` → 0 with `transB=1` (`[N, K]`), 1 with `transB=0` (`[K, N]`); MatMul weight
@@ -42,6 +51,7 @@
 //!   axis is 1 (output channels), used only if per-channel is enabled for it later.
 //! - `ort-cpu` → axis **1** (per output channel), what ONNX Runtime's quantizer emits for
 //!   ConvTranspose (microsoft/onnxruntime PR #19996) and what its QDQ fusions expect.
+//!   `openvino` uses the same axis (its ONNX front end takes any DequantizeLinear axis).
 //!
 //! Nodes are identified as in [`crate::groups::node_id`]: by name, or `{op}#{index}` when
 //! unnamed.
@@ -59,6 +69,8 @@ use crate::model::elem;
 use crate::onnx::{attr_int, is_default_op};
 use crate::ExportError;
 
+mod openvino;
+
 type Result<T> = std::result::Result<T, ExportError>;
 
 /// Weighted ops the planner knows how to quantize.
@@ -73,6 +85,9 @@ pub enum Target {
     /// ONNX Runtime on CPU: also Q/DQ on the outputs of weighted ops, so they fuse into
     /// QLinearConv / QLinearMatMul.
     OrtCpu,
+    /// OpenVINO on CPU: the TensorRT input placement, uint8 (zero point 128) where the activation
+    /// is a Concat output, plus Q/DQ on weighted-op outputs a Concat reads; no residual-Add rule.
+    Openvino,
 }
 
 impl Target {
@@ -80,6 +95,7 @@ impl Target {
         match self {
             Target::Tensorrt => "tensorrt",
             Target::OrtCpu => "ort-cpu",
+            Target::Openvino => "openvino",
         }
     }
 }
@@ -97,9 +113,41 @@ impl FromStr for Target {
         match s.trim().to_ascii_lowercase().as_str() {
             "tensorrt" | "trt" => Ok(Target::Tensorrt),
             "ort-cpu" | "ort_cpu" | "ortcpu" => Ok(Target::OrtCpu),
+            "openvino" | "ov" => Ok(Target::Openvino),
             other => Err(ExportError::Policy(format!(
-                "unknown target '{other}' (expected 'tensorrt' or 'ort-cpu')"
+                "unknown target '{other}' (expected 'tensorrt', 'ort-cpu' or 'openvino')"
             ))),
+        }
+    }
+}
+
+/// How an activation tensor is stored between its QuantizeLinear and DequantizeLinear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationType {
+    /// int8, zero point 0, scale amax/127 (TensorRT's symmetric rule; OpenVINO).
+    Int8,
+    /// uint8, zero point 128, scale amax/127: the int8 grid shifted, for ONNX Runtime's U8S8
+    /// kernels (and OpenVINO's Concat outputs).
+    Uint8Centered,
+    /// uint8, zero point 0, scale amax/255: a tensor that cannot be negative (a Relu output).
+    Uint8NonNegative,
+}
+
+impl ActivationType {
+    /// The zero point, as stored (`int8` for [`ActivationType::Int8`], else `uint8`).
+    pub fn zero_point(self) -> i32 {
+        match self {
+            ActivationType::Int8 | ActivationType::Uint8NonNegative => 0,
+            ActivationType::Uint8Centered => 128,
+        }
+    }
+
+    /// The scale for a calibrated symmetric int8 scale (amax/127).
+    pub fn scale(self, int8_scale: f32) -> f32 {
+        match self {
+            ActivationType::Int8 | ActivationType::Uint8Centered => int8_scale,
+            ActivationType::Uint8NonNegative => int8_scale * 127.0 / 255.0,
         }
     }
 }
@@ -182,9 +230,19 @@ pub struct QdqPlan {
     pub residual_adds: Vec<ResidualAdd>,
     /// Every tensor that gets a Q/DQ pair, so needs a calibrated range.
     pub activations: BTreeSet<String>,
+    /// How each of those tensors is stored (every entry of `activations` has one).
+    pub activation_types: BTreeMap<String, ActivationType>,
 }
 
 impl QdqPlan {
+    /// The storage type of activation `tensor` ([`ActivationType::Int8`] when not planned).
+    pub fn activation_type(&self, tensor: &str) -> ActivationType {
+        self.activation_types
+            .get(tensor)
+            .copied()
+            .unwrap_or(ActivationType::Int8)
+    }
+
     /// The nodes to rewire for each activation tensor: `None` = every consumer.
     pub fn consumers(&self) -> BTreeMap<String, Option<BTreeSet<String>>> {
         let mut out: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
@@ -471,9 +529,14 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let residual_adds = cx.residual_adds(&quantized, &pos, policy.target);
-    if policy.target == Target::OrtCpu {
-        cx.ort_outputs(&mut quantized, &pos);
+    let residual_adds = match policy.target {
+        Target::Tensorrt | Target::OrtCpu => cx.residual_adds(&quantized, &pos, policy.target),
+        Target::Openvino => Vec::new(),
+    };
+    match policy.target {
+        Target::Tensorrt => {}
+        Target::OrtCpu => cx.ort_outputs(&mut quantized, &pos),
+        Target::Openvino => cx.openvino(&mut quantized, &pos),
     }
 
     let mut activations = BTreeSet::new();
@@ -482,12 +545,27 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         activations.extend(p.outputs.iter().cloned());
     }
     activations.extend(residual_adds.iter().map(|r| r.skip.clone()));
+    let activation_types = activations
+        .iter()
+        .map(|t| {
+            let ty = match policy.target {
+                Target::Tensorrt => ActivationType::Int8,
+                Target::Openvino => openvino::activation_type(&cx.ix, t),
+                Target::OrtCpu if cx.ix.producer_op(t) == Some("Relu") => {
+                    ActivationType::Uint8NonNegative
+                }
+                Target::OrtCpu => ActivationType::Uint8Centered,
+            };
+            (t.clone(), ty)
+        })
+        .collect();
     Ok(QdqPlan {
         target: policy.target,
         quantized,
         skipped,
         residual_adds,
         activations,
+        activation_types,
     })
 }
 
@@ -549,7 +627,7 @@ fn check_node(
             } else {
                 let axis = match policy.target {
                     Target::Tensorrt => 1, // per tensor: see per_channel_weights
-                    Target::OrtCpu => 1,
+                    Target::OrtCpu | Target::Openvino => 1,
                 };
                 (dims[0], dims[1] * group, axis)
             };
@@ -591,6 +669,8 @@ mod tests {
         assert_eq!("tensorrt".parse::<Target>().unwrap(), Target::Tensorrt);
         assert_eq!("ort-cpu".parse::<Target>().unwrap(), Target::OrtCpu);
         assert_eq!(Target::OrtCpu.to_string(), "ort-cpu");
+        assert_eq!("OpenVINO".parse::<Target>().unwrap(), Target::Openvino);
+        assert_eq!(Target::Openvino.to_string(), "openvino");
         let e = "gpu".parse::<Target>().unwrap_err().to_string();
         assert!(e.contains("unknown target 'gpu'"), "{e}");
     }

@@ -30,7 +30,8 @@ pub(crate) struct QuantizeArgs {
     /// Output QDQ model.
     #[arg(long)]
     out: PathBuf,
-    /// QDQ placement: tensorrt (Q/DQ on weighted-op inputs) or ort-cpu (also on their outputs).
+    /// QDQ placement: tensorrt (Q/DQ on weighted-op inputs), ort-cpu (also on their outputs) or
+    /// openvino (tensorrt inputs, adjusted around Concats for OpenVINO's CPU plugin).
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::Tensorrt)]
     target: QuantTarget,
     #[command(flatten)]

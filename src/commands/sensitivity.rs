@@ -61,7 +61,7 @@ pub(crate) struct SensitivityArgs {
     /// Use this calibration table instead of calibrating.
     #[arg(long)]
     table: Option<PathBuf>,
-    /// QDQ placement: tensorrt or ort-cpu.
+    /// QDQ placement: tensorrt, ort-cpu or openvino.
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::Tensorrt)]
     pub(crate) target: QuantTarget,
     /// Convs with fewer input or output channels are left in float [range: [0, 65536]].

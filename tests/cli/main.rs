@@ -18,6 +18,7 @@ mod engines_openvino;
 mod engines_trt;
 mod numeric_ranges;
 mod outputs;
+mod placements;
 mod quantize_bad_input;
 mod quantize_campplus;
 mod reference_parity;

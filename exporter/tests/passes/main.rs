@@ -15,5 +15,6 @@ mod float16;
 mod insert_qdq;
 mod opset;
 mod pipeline;
+mod placement;
 mod plan;
 mod trt_placement;

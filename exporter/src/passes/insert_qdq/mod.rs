@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::opset::{default_opset, raise_opset};
 use super::Result;
-use crate::policy::{QdqPlan, Target};
+use crate::policy::{ActivationType, QdqPlan, Target};
 use crate::ExportError;
 
 /// The smallest opset with per-axis `DequantizeLinear` (and int8 `QuantizeLinear` outputs).
@@ -54,9 +54,10 @@ pub struct InsertQdqReport {
     pub fallback_ranges: Vec<String>,
 }
 
-/// An activation tensor that gets a Q/DQ pair: its scale and the nodes to rewire (`None`:
-/// every consumer).
+/// An activation tensor that gets a Q/DQ pair: its storage type, its scale (for that type) and
+/// the nodes to rewire (`None`: every consumer).
 pub(super) struct PlannedActivation {
+    pub ty: ActivationType,
     pub scale: f32,
     pub consumers: Option<BTreeSet<String>>,
 }
@@ -88,10 +89,12 @@ fn activation_scales(
         if r.fallback.is_some() {
             report.fallback_ranges.push(t.clone());
         }
+        let ty = plan.activation_type(&t);
         out.insert(
             t,
             PlannedActivation {
-                scale: r.scale,
+                ty,
+                scale: ty.scale(r.scale),
                 consumers,
             },
         );

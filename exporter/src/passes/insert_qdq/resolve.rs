@@ -11,7 +11,7 @@ use super::super::{graph_err, Result};
 use super::PlannedActivation;
 use crate::graph::GraphIndex;
 use crate::groups::node_id;
-use crate::policy::QdqPlan;
+use crate::policy::{ActivationType, QdqPlan};
 
 /// A weight that becomes int8: its per-channel axis (None: per tensor) and the nodes that
 /// read it as their weight (input 1).
@@ -23,6 +23,7 @@ pub(super) struct WeightSite {
 /// An activation that gets a Q/DQ pair, resolved: its scale, the nodes to rewire and the node
 /// that produces it (None: a graph input).
 pub(super) struct ActivationSite {
+    pub ty: ActivationType,
     pub scale: f32,
     pub rewire: Vec<usize>,
     pub producer: Option<usize>,
@@ -146,6 +147,7 @@ fn activation_sites(
         out.insert(
             t,
             ActivationSite {
+                ty: a.ty,
                 scale: a.scale,
                 rewire,
                 producer,

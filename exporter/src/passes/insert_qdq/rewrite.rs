@@ -11,8 +11,9 @@ use super::super::weights::quantize_weight;
 use super::super::{graph_err, Result};
 use super::resolve::{ActivationSite, WeightSite};
 use super::InsertQdqReport;
-use crate::model::tensor_data_bytes;
+use crate::model::{elem, tensor_data_bytes};
 use crate::onnx::builders::{int_attr, node, tensor_f32};
+use crate::policy::ActivationType;
 
 /// The names in use in the main graph; a new name must be free.
 pub(super) struct Names(NameSet);
@@ -90,6 +91,19 @@ pub(super) fn quantize_weights(
     Ok(())
 }
 
+/// The scalar zero point of an activation of type `ty` (int8 0, or uint8 0 / 128).
+fn zero_point(name: &str, ty: ActivationType) -> TensorProto {
+    match ty {
+        ActivationType::Int8 => tensor_i8(name, &[], &[0]),
+        ActivationType::Uint8Centered | ActivationType::Uint8NonNegative => TensorProto {
+            name: name.into(),
+            data_type: elem::UINT8,
+            raw_data: vec![ty.zero_point() as u8],
+            ..Default::default()
+        },
+    }
+}
+
 /// Activations → one shared Q → DQ pair per tensor, right after its producer; the planned
 /// consumers are rewired to the DQ output.
 pub(super) fn quantize_activations(
@@ -105,7 +119,7 @@ pub(super) fn quantize_activations(
         let qname = names.fresh(format!("{t}_q"))?;
         let dname = names.fresh(format!("{t}_dq"))?;
         new.inits.push(tensor_f32(&sname, &[], &[site.scale]));
-        new.inits.push(tensor_i8(&zname, &[], &[0]));
+        new.inits.push(zero_point(&zname, site.ty));
         report.scale_bytes += 5;
         let q = named(
             node("QuantizeLinear", &[t, &sname, &zname], &[&qname]),
