@@ -64,7 +64,12 @@ WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
 def cos(a, b):
+    """Cosine of two outputs; nan when their sizes differ (OpenVINO 2026.4 returns an empty CAM++
+    embedding for inputs under 199 frames: the CAM layer's 100-frame AvgPool, ceil_mode, is longer
+    than the time axis there, which ONNX allows and OpenVINO does not, in fp32 as well)."""
     a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    if a.size != b.size:
+        return float("nan")
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
@@ -134,13 +139,19 @@ def eer(args, cfg, opts, rate, inp, runs):
     trials = R.read_trials(args.trials)
     utts = sorted({u for _, a, b, _ in trials for u in (a, b)})
     emb = {k: {} for k in runs}
+    bad = []
     for u in utts:
         x = R.features(R.read_wav(os.path.join(args.audio_root, u), rate), cfg, opts)[None].astype(np.float32)
         for k, run in runs.items():
             v = np.ravel(run(None, {inp: x})[0]).astype(np.float64)
+            if v.size != cfg["embedding_dim"] or not np.isfinite(v).all() or not v.any():
+                bad.append((k, u, x.shape[1], v.size))
+                v = np.ones(cfg["embedding_dim"])  # scored as it is: a wrong embedding
             emb[k][u] = v / np.linalg.norm(v)
     labels = np.array([t for t, _, _, _ in trials])
     print(f"\n{args.trials}: {len(trials)} trials over {len(utts)} utterances")
+    for k, u, n, size in bad:
+        print(f"  {k}: {u} ({n} frames): output of {size} values, scored as a constant embedding")
     for k in runs:
         sc = np.array([float(emb[k][a] @ emb[k][b]) for _, a, b, _ in trials])
         e, _, d, _ = R.metrics(sc[labels], sc[~labels])
@@ -240,8 +251,8 @@ def main():
         rows.append(row)
         print(f"{x.shape[1]:6d} " + " ".join(f"{v:9.5f}" for v in row) + f"  {name}")
     r = np.array(rows)
-    print("   min " + " ".join(f"{v:9.5f}" for v in r.min(axis=0)))
-    print("  mean " + " ".join(f"{v:9.5f}" for v in r.mean(axis=0)))
+    print("   min " + " ".join(f"{v:9.5f}" for v in np.nanmin(r, axis=0)))
+    print("  mean " + " ".join(f"{v:9.5f}" for v in np.nanmean(r, axis=0)) + "  (nan rows left out)")
     if args.eer and f_ort:
         eer(args, cfg, opts, rate, inp, {"fp32 (ORT)": f_ort.run, "int8 (ORT)": q_ort.run,
                                          "int8 (OpenVINO)": lambda _o, feed: [q_ov(feed)[0]]})
