@@ -41,35 +41,8 @@ models+=("$O/campplus.entropy.tensorrt.json" "$O/campplus.entropy.ort-cpu.json")
 $V bench embed $(printf -- '--model %s ' "${models[@]}") --audio "$S/$(head -1 fixtures/trials/demo_test_allison.txt)" \
   --seconds 3,10 --threads 1,2 --iterations 30 --json "$O/latency.json" > "$O/latency.md"
 
-# 5. engines side by side
-engine_set() { # name model.json table trials
-  local name=$1 cfg=$2 table=$3 trials=$4 onnx=${2%.json}.onnx E="$O/engines/$1"
-  mkdir -p "$E"
-  $V quantize "$onnx" --table "$table" --target ort-cpu --out "$E/$name.ort-cpu.onnx" >/dev/null
-  $V quantize "$onnx" --table "$table" --target openvino --out "$E/$name.openvino.onnx" >/dev/null
-  rm -rf "$E"/cpu-* "$E"/openvino-*
-  $V build "$onnx" --target cpu --out "$E/cpu-fp32" >/dev/null
-  $V build "$E/$name.ort-cpu.onnx" --target cpu --out "$E/cpu-int8" >/dev/null
-  $V build "$onnx" --target openvino --precision fp32 --out "$E/openvino-fp32" >/dev/null
-  $V build "$E/$name.openvino.onnx" --target openvino --out "$E/openvino-int8" >/dev/null
-  local engines=("$E/cpu-fp32" "$E/cpu-int8" "$E/openvino-fp32")
-  if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
-    $V build "$onnx" --target openvino --precision bf16 --out "$E/openvino-bf16" >/dev/null
-    engines+=("$E/openvino-bf16")
-  fi
-  engines+=("$E/openvino-int8")
-  $V bench engines "${engines[@]}" --batches 1,8 --frames 300,1000 --threads 1,2 --seconds 3 \
-    --json "$O/engines.$name.json" > "$O/engines.$name.md"
-  for e in "${engines[@]}"; do
-    $V eval --model "$e" --trials "$trials" --audio-root $S --quiet --json "$E/$(basename "$e").eval.json" \
-      --embeddings "$E/$(basename "$e").emb.tsv" >/dev/null
-  done
-}
-engine_set campplus $M.json "$O/tables/entropy.json" fixtures/trials/trials.txt
-$V calibrate --model fixtures/models/ecapa_distil.json --calib fixtures/trials/calib.txt --audio-root $S \
-  --method percentile:99.999 --out "$O/tables/ecapa_distil.percentile.json" --quiet >/dev/null
-engine_set ecapa_distil fixtures/models/ecapa_distil.json "$O/tables/ecapa_distil.percentile.json" \
-  fixtures/trials/distil_known.txt
+# 5. engines of every backend side by side
+O="$O" bash tools/bench_engines.sh
 
 python3 tools/bench_report.py "$O" > "$O/REPORT.md"
 cat "$O/REPORT.md"

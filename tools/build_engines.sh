@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 VOXQ=target/release/voxq
 OUT=${OUT:-out/engines}
 SPEECH=.cache/speech
-OV_PLACEMENT=${OV_PLACEMENT:-ort-cpu}
+OV_PLACEMENT=${OV_PLACEMENT:-openvino}
 
 trtexec=$(command -v trtexec || true)
 if [ -z "$trtexec" ] && [ -n "${TENSORRT_ROOT:-}" ] && [ -x "$TENSORRT_ROOT/bin/trtexec" ]; then
