@@ -221,14 +221,22 @@ pub fn autoquant(
         }
         best = Some((sens.all_int8.clone(), cost(&sens.all_int8)?));
     }
-    // Only groups whose quantization lowers the cost are worth a place in a set.
+    // Only groups whose quantization lowers the cost are worth a place in a set. Sizes add up;
+    // latencies do not (one group alone pays the float/int8 boundaries that a larger set shares),
+    // so a group's latency saving is also credited with its share of the all-int8 saving, by
+    // quantized nodes, and the larger of the two counts.
+    let all_saving = base_cost - cost(&sens.all_int8)?;
+    let all_nodes = sens.all_int8.quantized_nodes.max(1) as f64;
     let mut useful = Vec::new();
     let mut saving = Vec::new();
     for (i, r) in sens.groups.iter().enumerate() {
-        let c = cost(r)?;
-        if c < base_cost {
+        let mut save = base_cost - cost(r)?;
+        if matches!(objective, Objective::Latency { .. }) && all_saving > 0.0 {
+            save = save.max(all_saving * r.quantized_nodes as f64 / all_nodes);
+        }
+        if save > 0.0 {
             useful.push(i);
-            saving.push(base_cost - c);
+            saving.push(save);
         }
     }
     let deg: Vec<f64> = useful.iter().map(|&i| worse(&sens.groups[i])).collect();
