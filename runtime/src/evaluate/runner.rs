@@ -34,6 +34,9 @@ pub struct LatencySpec {
     pub runs: usize,
 }
 
+/// Every utterance's embedding, and the extra figures of the run (the latency when timed).
+pub type VariantRun = (Vec<Vec<f32>>, BTreeMap<String, f64>);
+
 /// Runs (and optionally times) model variants on one engine.
 #[derive(Debug, Clone)]
 pub struct VariantRunner {
@@ -87,7 +90,7 @@ impl VariantRunner {
         label: &str,
         bytes: &[u8],
         feats: &[(String, Features)],
-    ) -> Result<(Vec<Vec<f32>>, BTreeMap<String, f64>)> {
+    ) -> Result<VariantRun> {
         let e = self.embedder(model, label, bytes)?;
         let emb = feats
             .iter()
