@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
         Host {
             builder_version: Some(m.builder.version.clone()),
             gpu: m.gpu.clone(),
+            isa: m
+                .openvino
+                .as_ref()
+                .map(|o| o.isa.clone())
+                .unwrap_or_default(),
         },
         Host {
             builder_version: Some("1.31.1".into()),
@@ -36,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
                 name: "NVIDIA H100 80GB HBM3".into(),
                 compute_capability: "9.0".into(),
             }),
+            isa: vec!["avx2".into()],
         },
     ];
     let sha = "9053539f01ff92b5387d91ef8c7d3470afb7978b163aa95b14b580eff209c998";
