@@ -41,7 +41,7 @@ build: check-tools
 # The main job on CAM++ and real speech (tools/demo.sh): calibrate, autoquant within a 0.10-point
 # EER budget, build CPU engines for fp32 / all-int8 / the choice, evaluate and time them, print one
 # table; then enroll / verify / identify. About 10 minutes on 2 cores after set-up and build.
-demo: setup-ort setup-speech build
+demo: setup-ort setup-openvino setup-speech build
 	bash tools/demo.sh
 
 test: setup

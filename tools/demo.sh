@@ -38,19 +38,27 @@ step "2/6 autoquant: one layer group at a time, then the smallest model within +
 step "3/6 all-int8 for comparison"
 "$VOXQ" quantize "$ONNX" --table "$OUT/entropy.json" --target ort-cpu --out "$OUT/campplus.int8.onnx"
 
-step "4/6 CPU engines (ONNX Runtime): fp32, all-int8, autoquant"
+step "4/6 CPU engines: ONNX Runtime fp32, all-int8, autoquant; OpenVINO autoquant (openvino placement)"
 "$VOXQ" build "$ONNX" --target cpu --out "$OUT/engines/fp32"
 "$VOXQ" build "$OUT/campplus.int8.onnx" --target cpu --out "$OUT/engines/int8"
 "$VOXQ" build "$OUT/autoquant/campplus-autoquant-ort-cpu.onnx" --target cpu \
   --out "$OUT/engines/autoquant"
+# the same groups quantized with the placement OpenVINO runs accurately
+INCLUDE=$(python3 -c 'import json,sys; print(" ".join("--include group:" + g for g in json.load(open(sys.argv[1]))["chosen"]))' "$OUT/autoquant/autoquant.json")
+# shellcheck disable=SC2086
+"$VOXQ" quantize "$ONNX" --table "$OUT/entropy.json" --target openvino --groups preset:campplus \
+  $INCLUDE --out "$OUT/campplus.autoquant.openvino.onnx" >/dev/null
+"$VOXQ" build "$OUT/campplus.autoquant.openvino.onnx" --target openvino --threads "$THREADS" \
+  --out "$OUT/engines/openvino-autoquant"
 
 step "5/6 evaluate each engine on $TRIALS, then time them interleaved (3 s of speech, $THREADS thread)"
-for e in fp32 int8 autoquant; do
+for e in fp32 int8 autoquant openvino-autoquant; do
   "$VOXQ" eval --model "$OUT/engines/$e" --trials "$TRIALS" --audio-root "$SPEECH" \
     --json "$OUT/eval_$e.json"
 done
 "$VOXQ" bench embed --model "$OUT/engines/fp32" --model "$OUT/engines/int8" \
-  --model "$OUT/engines/autoquant" --audio "$TIMING_WAV" --seconds 3 --threads "$THREADS" \
+  --model "$OUT/engines/autoquant" --model "$OUT/engines/openvino-autoquant" \
+  --audio "$TIMING_WAV" --seconds 3 --threads "$THREADS" \
   --iterations 40 --json "$OUT/bench.json" >/dev/null
 
 step "6/6 enroll / verify / identify with the autoquant engine"
