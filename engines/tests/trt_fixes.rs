@@ -64,8 +64,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// An fp16 TensorRT 11 build of fp32 CAM++: the plan builds the float16 cast, which is
 /// float16 (what the manifest says) and runs in ONNX Runtime with the fp32 model's embedding
-/// (cosine printed). (The ECAPA fixtures are not used: their `Range` node gets float16
-/// inputs from the float16 pass, which ONNX does not allow; see the issue-19 report.)
+/// (cosine printed). The ECAPA fixture (a float `Range`, an `If`) is checked below.
 #[test]
 fn fp16_build_on_tensorrt_11_builds_a_float16_cast_that_keeps_the_embedding() {
     let src = fixture("campplus.onnx");
@@ -100,6 +99,42 @@ fn fp16_build_on_tensorrt_11_builds_a_float16_cast_that_keeps_the_embedding() {
     let c = cosine(&got["embedding"], &want["embedding"]);
     println!("campplus float16 cast vs fp32: embedding cosine {c:.6}");
     assert!(c > 0.999, "cosine {c}");
+}
+
+/// The distilled ECAPA-TDNN has a `Range` over float values (attentive pooling's length mask):
+/// ONNX defines no float16 `Range`, so the float16 pass keeps it in float32 between Casts, and
+/// the cast model loads in ONNX Runtime and keeps the embedding.
+#[test]
+fn float16_cast_of_ecapa_keeps_range_in_float32_and_runs() {
+    let src = fixture("ecapa_distil.onnx");
+    let proto = exporter::model::load(&src).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cast = tmp.path().join("ecapa.fp16.onnx");
+    write_fp16_cast(&proto, &cast).unwrap();
+    let f16 = exporter::model::load(&cast).unwrap();
+    let ranges: Vec<_> = f16
+        .graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Range")
+        .collect();
+    assert!(!ranges.is_empty(), "the fixture has a Range node");
+    for r in &ranges {
+        for i in &r.input {
+            let producer = f16.graph.node.iter().find(|n| n.output.contains(i));
+            let to = producer
+                .filter(|n| n.op_type == "Cast")
+                .and_then(|n| n.attribute.iter().find(|a| a.name == "to"))
+                .map(|a| a.i as i32);
+            assert_eq!(to, Some(exporter::model::elem::FLOAT), "Range input {i}");
+        }
+    }
+    let x = HostTensor::from_f32("feats", &[1, 200, 80], &floats(200 * 80, 9));
+    let want = run(&mut cpu_session(&src, &opts()).unwrap(), &x);
+    let got = run(&mut cpu_session(&cast, &opts()).unwrap(), &x);
+    let c = cosine(&got["embedding"], &want["embedding"]);
+    println!("ecapa_distil float16 cast vs fp32: embedding cosine {c:.6}");
+    assert!(c > 0.99, "cosine {c}");
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {

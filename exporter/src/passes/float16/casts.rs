@@ -1,5 +1,6 @@
 //! The Casts the float16 pass adds: float16 after each DequantizeLinear that stays float32,
-//! float16 after each float32 graph input, float32 before each float32 graph output.
+//! float16 after each float32 graph input, float32 before each float32 graph output, and
+//! float32 around the ops ONNX defines for no float16 (`Range`).
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,7 @@ use super::super::tensors::{named, value_elem, NameSet};
 use super::super::Result;
 use crate::model::elem;
 use crate::onnx::builders::{int_attr, node};
+use crate::onnx::is_default_op;
 
 /// The names in use in the graph and its subgraphs; a new Cast's names must be free.
 struct Names(NameSet);
@@ -112,11 +114,93 @@ fn cast_outputs(g: &mut GraphProto, names: &mut Names) -> Result<Vec<NodeProto>>
     Ok(tail)
 }
 
-/// Adds every Cast: after the DQs in `dq_cast`, after the float32 graph inputs (first in the
-/// graph) and before the float32 graph outputs (last).
+/// Ops whose ONNX definition has no float16 type (`Range`: float, double, int16/32/64).
+const NO_FLOAT16: &[&str] = &["Range"];
+
+/// The element type of `name` where the graph says it plainly: an initializer, a graph input,
+/// a value_info entry, or the output of a Constant or Cast.
+fn elem_of(g: &GraphProto, name: &str) -> Option<i32> {
+    if let Some(t) = g.initializer.iter().find(|t| t.name == name) {
+        return Some(t.data_type);
+    }
+    if let Some(v) = g.input.iter().chain(&g.value_info).find(|v| v.name == name) {
+        return value_elem(v);
+    }
+    let n = g
+        .node
+        .iter()
+        .find(|n| n.output.first().is_some_and(|o| o == name))?;
+    match n.op_type.as_str() {
+        "Cast" => n
+            .attribute
+            .iter()
+            .find(|a| a.name == "to")
+            .map(|a| a.i as i32),
+        "Constant" => n
+            .attribute
+            .iter()
+            .find(|a| a.name == "value")
+            .and_then(|a| a.t.as_ref())
+            .map(|t| t.data_type),
+        _ => None,
+    }
+}
+
+/// Float16 inputs of an op ONNX defines for no float16 are cast to float32, and its output
+/// back to float16: `Range(start, limit, delta)` on float16 would make an invalid model.
+fn float32_islands(g: &mut GraphProto, names: &mut Names) -> Result<()> {
+    let mut k = 0;
+    while k < g.node.len() {
+        let n = &g.node[k];
+        let f16_inputs = is_default_op(n)
+            && NO_FLOAT16.contains(&n.op_type.as_str())
+            && n.input
+                .iter()
+                .any(|i| !i.is_empty() && elem_of(g, i) == Some(elem::FLOAT16));
+        if !f16_inputs {
+            k += 1;
+            continue;
+        }
+        let mut before = Vec::new();
+        for i in 0..g.node[k].input.len() {
+            let x = g.node[k].input[i].clone();
+            if x.is_empty() || elem_of(g, &x) != Some(elem::FLOAT16) {
+                continue;
+            }
+            let y = names.fresh(format!("{x}_fp32"))?;
+            names.fresh(format!("{y}_cast"))?;
+            before.push(cast(&x, &y, elem::FLOAT));
+            g.node[k].input[i] = y;
+        }
+        let mut after = Vec::new();
+        for o in g.node[k].output.iter_mut() {
+            let inner = names.fresh(format!("{o}_fp32"))?;
+            names.fresh(format!("{o}_cast"))?;
+            after.push(cast(&inner, o, elem::FLOAT16));
+            log::debug!(
+                "float16: '{}' computes in float32 (ONNX defines no float16 for it)",
+                o
+            );
+            *o = inner;
+        }
+        let (nb, na) = (before.len(), after.len());
+        let tail = g.node.split_off(k + 1);
+        let op = g.node.pop();
+        g.node.extend(before);
+        g.node.extend(op);
+        g.node.extend(after);
+        g.node.extend(tail);
+        k += nb + 1 + na;
+    }
+    Ok(())
+}
+
+/// Adds every Cast: after the DQs in `dq_cast`, around the ops without float16, after the
+/// float32 graph inputs (first in the graph) and before the float32 graph outputs (last).
 pub(super) fn add_casts(g: &mut GraphProto, dq_cast: &BTreeSet<String>) -> Result<()> {
     let mut names = Names(NameSet::new(g, true));
     cast_dq_outputs(g, dq_cast, &mut names)?;
+    float32_islands(g, &mut names)?;
     let head = cast_inputs(g, &mut names)?;
     let tail = cast_outputs(g, &mut names)?;
     let body = std::mem::take(&mut g.node);

@@ -106,11 +106,14 @@ pub(super) fn graph_to_f16(
     for n in g.node.iter_mut() {
         node_attrs_to_f16(n)?;
         for a in n.attribute.iter_mut() {
-            if let Some(sg) = a.g.as_mut() {
+            for sg in a.g.as_mut().into_iter().chain(a.graphs.iter_mut()) {
                 graph_to_f16(sg, keep32, scales)?;
-            }
-            for sg in a.graphs.iter_mut() {
-                graph_to_f16(sg, keep32, scales)?;
+                // a subgraph's interface is inside the float16 model (an If branch's outputs
+                // become the If's float16 outputs); only the main graph keeps float32 at its
+                // edges, through Casts
+                for v in sg.input.iter_mut().chain(sg.output.iter_mut()) {
+                    retype(v, elem::FLOAT, elem::FLOAT16);
+                }
             }
         }
     }
