@@ -131,7 +131,33 @@ pub(crate) fn new_manifest(
         session: None,
         config_file: None,
         openvino: None,
+        rewrites: vec![],
     }
+}
+
+/// The graph an engine deploys: `proto` after the exact rewrites every backend gains from
+/// (a broadcast-only `Tile` becomes `Expand`: [`exporter::passes::tile_to_expand`]), and one
+/// label per rewrite for the manifest. `None` when nothing changed.
+pub(crate) fn deployable(
+    proto: &onnx_protobuf::ModelProto,
+) -> Option<(onnx_protobuf::ModelProto, Vec<String>)> {
+    let external = proto
+        .graph
+        .as_ref()
+        .is_some_and(|g| g.initializer.iter().any(|t| !t.external_data.is_empty()));
+    if external {
+        return None; // the rewritten file could not find the data beside the source
+    }
+    let (m, report) = exporter::passes::tile_to_expand(proto);
+    if report.rewritten.is_empty() {
+        return None;
+    }
+    let labels = report
+        .rewritten
+        .iter()
+        .map(|n| format!("Tile→Expand {n}"))
+        .collect();
+    Some((m, labels))
 }
 
 /// Refuses a JSON config that contradicts the model it is built with, before any build work:

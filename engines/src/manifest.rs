@@ -123,6 +123,9 @@ pub struct Manifest {
     /// OpenVINO engines: precision, threads, CPU and its features, cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openvino: Option<OpenvinoSettings>,
+    /// Exact graph rewrites the build applied to the source model (e.g. `Tile→Expand /asp/Tile`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<String>,
 }
 
 /// What the loading machine offers, to check a manifest against.
@@ -319,6 +322,7 @@ mod tests {
                 file: "campplus.qdq.onnx".into(),
                 sha256: "ab".repeat(32),
             },
+            rewrites: vec![],
             engine_file: "model.plan".into(),
             builder: Builder {
                 name: "trtexec".into(),

@@ -1,5 +1,5 @@
 //! `voxq build --target cpu`: engine folders with manifests, loaded back by the runtime, with
-//! the same embeddings as the source model; mismatched manifests are refused; a failed build
+//! the same embeddings as the source model (after the build's exact Tile→Expand rewrite); mismatched manifests are refused; a failed build
 //! leaves nothing behind.
 
 use crate::common;
@@ -83,6 +83,12 @@ fn cpu_engines_load_by_manifest_and_match_the_source_model() {
         assert_eq!(m["inputs"][0]["name"], "feats");
         assert_eq!(m["inputs"][0]["shape"], serde_json::json!([-1, -1, 80]));
         assert_eq!(m["outputs"][0]["name"], "embedding");
+        // ECAPA's pooling repeats its statistics with Tile: deployed as Expand (exact)
+        assert_eq!(
+            m["rewrites"],
+            serde_json::json!(["Tile→Expand /asp/Tile", "Tile→Expand /asp/Tile_1"]),
+            "{name}"
+        );
         for f in ["manifest.json", "model.onnx", "model.json"] {
             assert!(eng.join(f).is_file(), "{name}: {f} missing");
         }

@@ -53,6 +53,10 @@ fn openvino_fp32_engine_matches_onnx_runtime_and_says_what_serves_it() {
     let ov = &m["openvino"];
     assert_eq!(ov["inference_precision"], "f32", "{ov}");
     assert_eq!(ov["threads"], 1);
+    assert_eq!(
+        m["rewrites"],
+        serde_json::json!(["Tile→Expand /asp/Tile", "Tile→Expand /asp/Tile_1"])
+    );
     assert!(!ov["cpu"].as_str().unwrap().is_empty());
     // the vector width is always relied on; no bf16 feature for an f32 engine
     let isa: Vec<&str> = ov["isa"]

@@ -1,4 +1,5 @@
-//! The OpenVINO engine build (`--target openvino`): the ONNX model copied into the folder,
+//! The OpenVINO engine build (`--target openvino`): the ONNX model copied into the folder
+//! (after the exact rewrites of [`crate::build::deployable`], listed in the manifest),
 //! compiled once for this CPU with an explicit inference precision so that OpenVINO's
 //! compiled-model cache is filled (a server then starts from the cache), a warm-up run, the
 //! config and the manifest (OpenVINO version, CPU and the instruction-set features relied on,
@@ -6,13 +7,14 @@
 
 use std::path::Path;
 
-use exporter::model::summary;
+use exporter::model::{summary, to_bytes};
 
 use super::cpu::{cpu_isa, cpu_model, relied_isa};
 use super::engine::OvEngine;
 use super::library::openvino_version;
 use crate::build::{
-    check_config, copy_config, in_scratch, new_manifest, precision_of, read_model, specs,
+    check_config, copy_config, deployable, in_scratch, new_manifest, precision_of, read_model,
+    specs,
 };
 use crate::engine::{Engine, F32Tensor, Folder};
 use crate::manifest::{Builder, Manifest, OpenvinoSettings};
@@ -76,8 +78,18 @@ pub fn build_openvino(
         });
     }
     let s = summary(&proto);
+    let (deploy, rewrites) = match deployable(&proto) {
+        Some((m, r)) => (
+            to_bytes(&m).map_err(|e| EngineError::Build {
+                path: model.to_path_buf(),
+                reason: e.to_string(),
+            })?,
+            r,
+        ),
+        None => (bytes.clone(), vec![]),
+    };
     in_scratch(out, |scratch| {
-        std::fs::write(scratch.join(OV_ENGINE_FILE), &bytes).map_err(|e| EngineError::Build {
+        std::fs::write(scratch.join(OV_ENGINE_FILE), &deploy).map_err(|e| EngineError::Build {
             path: out.join(OV_ENGINE_FILE),
             reason: e.to_string(),
         })?;
@@ -90,6 +102,7 @@ pub fn build_openvino(
                 isa: relied_isa(&have, precision == "int8", bf16),
                 cache_dir: CACHE_DIR.into(),
             }),
+            rewrites,
             ..new_manifest(
                 "openvino",
                 model,

@@ -101,13 +101,24 @@ impl OvEngine {
         OvEngine::from_model(&label, &mut core, &ov_model, settings, precision)
     }
 
-    /// Compiles an ONNX model held in memory (a quantized candidate, say); `name` labels it.
+    /// Compiles an ONNX model held in memory (a quantized candidate, say) after the exact
+    /// rewrites an engine build applies ([`crate::build::deployable`]); `name` labels it.
     pub fn from_onnx_bytes(
         name: &str,
         bytes: &[u8],
         settings: &OpenvinoSettings,
         precision: &str,
     ) -> Result<OvEngine, EngineError> {
+        let bad = |e: exporter::ExportError| EngineError::Open {
+            path: name.into(),
+            reason: e.to_string(),
+        };
+        let proto = exporter::model::load_bytes(name, bytes).map_err(bad)?;
+        let rewritten = match crate::build::deployable(&proto) {
+            Some((m, _)) => Some(exporter::model::to_bytes(&m).map_err(bad)?),
+            None => None,
+        };
+        let bytes = rewritten.as_deref().unwrap_or(bytes);
         let mut core = configured_core(name, settings, None)?;
         let ov_model = core
             .read_model_from_buffer(bytes, None)

@@ -1,15 +1,18 @@
-//! The ONNX Runtime CPU engine (`--target cpu`): the optimised model ONNX Runtime writes, the
+//! The ONNX Runtime CPU engine (`--target cpu`): the optimised model ONNX Runtime writes (from
+//! the source after the exact rewrites of [`crate::build::deployable`]), the
 //! manifest, a warm-up run, and the session options the engine is loaded with.
 
 use std::path::Path;
 
-use exporter::model::summary;
+use exporter::model::{summary, to_bytes};
 use ort::value::Tensor;
 
 use super::env::{first_line, ort_version};
 use super::providers::Device;
 use super::session::{cpu_session, CpuOptions};
-use crate::build::{check_config, copy_config, in_scratch, new_manifest, read_model, specs};
+use crate::build::{
+    check_config, copy_config, deployable, in_scratch, new_manifest, read_model, specs,
+};
 use crate::manifest::{Builder, Manifest, SessionSettings};
 use crate::EngineError;
 
@@ -35,13 +38,36 @@ pub fn build_cpu(
     in_scratch(out, |scratch| {
         // 1. the optimised model, written by ONNX Runtime itself
         let engine = scratch.join(CPU_ENGINE_FILE);
+        // the exact rewrites first (a scratch copy ONNX Runtime reads, removed after)
+        let rewritten = deployable(&proto);
+        let source = match &rewritten {
+            Some((m, _)) => {
+                let p = scratch.join("source.rewritten.onnx");
+                let b = to_bytes(m).map_err(|e| EngineError::Build {
+                    path: model.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                std::fs::write(&p, b).map_err(|e| EngineError::Build {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                })?;
+                p
+            }
+            None => model.to_path_buf(),
+        };
         let save = CpuOptions {
             intra_threads: opts.intra_threads,
             opt_level: 1,
             optimized_model_path: Some(engine.clone()),
             device: Device::Cpu,
         };
-        drop(cpu_session(model, &save)?);
+        drop(cpu_session(&source, &save)?);
+        if rewritten.is_some() {
+            std::fs::remove_file(&source).map_err(|e| EngineError::Build {
+                path: source.clone(),
+                reason: e.to_string(),
+            })?;
+        }
         if !engine.is_file() {
             return Err(EngineError::Build {
                 path: model.to_path_buf(),
@@ -54,6 +80,7 @@ pub fn build_cpu(
                 intra_threads: opts.intra_threads,
             }),
             config_file: copy_config(config, scratch, CPU_ENGINE_FILE)?,
+            rewrites: rewritten.map(|(_, r)| r).unwrap_or_default(),
             ..new_manifest(
                 "cpu",
                 model,

@@ -58,8 +58,7 @@ pub fn tensor_floats(t: &TensorProto) -> Result<Vec<f32>, String> {
     Ok(v)
 }
 
-/// The values of an 8/16/32-bit integer tensor (raw or in `int32_data`), or of an int64
-/// tensor held in `int64_data`.
+/// The values of an 8/16/32/64-bit integer tensor (raw, or in `int32_data` / `int64_data`).
 pub fn tensor_ints(t: &TensorProto) -> Option<Vec<i64>> {
     let raw = &t.raw_data;
     if raw.is_empty() {
@@ -85,6 +84,10 @@ pub fn tensor_ints(t: &TensorProto) -> Option<Vec<i64>> {
         elem::INT32 => raw
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+            .collect(),
+        elem::INT64 => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect(),
         _ => return None,
     })

@@ -10,6 +10,8 @@
 //!   the plan names.
 //! - [`to_float16`] ([`float16`]) casts the float rest of a (QDQ) model to float16 for strongly
 //!   typed TensorRT builds, keeping the model's inputs and outputs float32.
+//! - [`tile_to_expand`] ([`tile`]) turns a `Tile` that only repeats size-1 dimensions into the
+//!   equal `Expand` (exact; proven with [`dims`]), which engine builds apply.
 //! - [`raise_opset`] ([`opset`]) moves a model to a newer default-domain opset where every op
 //!   present is unchanged or changed compatibly (per ONNX's own version converter), with the
 //!   few attribute-to-input rewrites the converter also does.
@@ -19,11 +21,13 @@
 //! `{tensor}_zero_point`, node and output `{tensor}_q` and `{tensor}_dq`. A name that already
 //! exists in the model is an error (quantizing a model twice), never a silent rename.
 
+pub mod dims;
 pub mod expose;
 pub mod float16;
 pub mod insert_qdq;
 pub mod opset;
 pub mod tensors;
+pub mod tile;
 pub mod weights;
 
 pub use expose::expose_activations;
@@ -31,6 +35,7 @@ pub use float16::{to_float16, FP16_SCALE_MIN_OPSET};
 pub use insert_qdq::{insert_qdq, InsertQdqReport, QDQ_MIN_OPSET};
 pub use opset::{default_opset, raise_opset};
 pub use tensors::f32_data;
+pub use tile::{tile_to_expand, TileReport};
 pub use weights::{quantize_weight, ZERO_CHANNEL_SCALE};
 
 use crate::ExportError;

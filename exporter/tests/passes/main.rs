@@ -17,4 +17,5 @@ mod opset;
 mod pipeline;
 mod placement;
 mod plan;
+mod tile;
 mod trt_placement;
