@@ -43,6 +43,11 @@ pub(crate) struct BuildArgs {
     #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
         help = threads_help("Threads recorded for the engine (0 = the runtime's default)"))]
     threads: usize,
+    /// Deploy the graph exactly as given, without the exact rewrites a build applies (e.g. a
+    /// broadcast-only Tile as Expand): a baseline that is the source model unchanged
+    /// (cpu and openvino targets).
+    #[arg(long)]
+    as_is: bool,
 }
 
 pub(crate) fn run(a: &BuildArgs) -> Result<()> {
@@ -66,6 +71,9 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
         })
     };
     let m = match a.target {
+        EngineTarget::Tensorrt | EngineTarget::TensorrtOrt if a.as_is => {
+            bail!("--as-is applies to --target cpu and openvino (TensorRT builds deploy the graph as given)")
+        }
         EngineTarget::Tensorrt => {
             let (m, report) = engines::tensorrt::build_tensorrt(&a.model, cfg, &a.out, &trt()?)?;
             println!("layers: {}", report.summary());
@@ -84,6 +92,7 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
             let opts = engines::openvino::OvBuildOptions {
                 precision: a.precision.openvino()?,
                 threads: a.threads,
+                rewrite: !a.as_is,
             };
             engines::openvino::build_openvino(&a.model, cfg, &a.out, &opts)?
         }
@@ -97,7 +106,7 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
                 optimized_model_path: None,
                 device: engines::ort::Device::Cpu,
             };
-            engines::ort::build_cpu(&a.model, cfg, &a.out, &opts)?
+            engines::ort::build_cpu(&a.model, cfg, &a.out, &opts, !a.as_is)?
         }
     };
     println!(

@@ -99,7 +99,31 @@ fn cpu_engines_load_by_manifest_and_match_the_source_model() {
             assert!(c > 0.99999, "{name}: engine vs source cosine {c}");
         }
     }
-    // nothing but the two engines and the inputs: no scratch folders left
+    // --as-is: the source graph unchanged (a benchmark baseline), nothing listed
+    let asis = d.join("cpu-fp32-as-is");
+    let o = voxq(&[
+        "build",
+        ECAPA,
+        "--target",
+        "cpu",
+        "--as-is",
+        "--out",
+        s(&asis),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(asis.join("manifest.json")).unwrap())
+            .unwrap();
+    assert!(m.get("rewrites").is_none(), "{m}");
+    let deployed = exporter::model::load(asis.join("model.onnx")).unwrap();
+    let tiles = deployed
+        .graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Tile")
+        .count();
+    assert_eq!(tiles, 2, "the source's two Tiles are deployed as given");
+    // nothing but the engines and the inputs: no scratch folders left
     let partial: Vec<_> = std::fs::read_dir(d)
         .unwrap()
         .filter_map(|e| e.ok())

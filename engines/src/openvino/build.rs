@@ -52,6 +52,8 @@ pub struct OvBuildOptions {
     pub precision: OvPrecision,
     /// Threads recorded for the engine (0 = OpenVINO's choice).
     pub threads: usize,
+    /// Apply the exact rewrites of [`crate::build::deployable`] (false: the graph as given).
+    pub rewrite: bool,
 }
 
 /// Builds an OpenVINO CPU engine folder at `out` from `model` (fp32 or int8 QDQ). A failed
@@ -78,7 +80,7 @@ pub fn build_openvino(
         });
     }
     let s = summary(&proto);
-    let (deploy, rewrites) = match deployable(&proto) {
+    let (deploy, rewrites) = match deployable(&proto).filter(|_| opts.rewrite) {
         Some((m, r)) => (
             to_bytes(&m).map_err(|e| EngineError::Build {
                 path: model.to_path_buf(),

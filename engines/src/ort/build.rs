@@ -25,12 +25,14 @@ pub const WARMUP_FRAMES: i64 = 200;
 /// ONNX Runtime saves its optimised graph (basic, hardware-independent optimisations; the
 /// rest run when the engine is loaded, at the level the manifest records), the model's JSON
 /// config is copied beside it, a warm-up run proves it loads and runs, and `manifest.json`
-/// describes it. A failed build leaves `out` as it was.
+/// describes it. `rewrite`: apply the exact rewrites of [`crate::build::deployable`] first
+/// (false: the graph as given, a baseline). A failed build leaves `out` as it was.
 pub fn build_cpu(
     model: &Path,
     config: Option<&Path>,
     out: &Path,
     opts: &CpuOptions,
+    rewrite: bool,
 ) -> Result<Manifest, EngineError> {
     let (bytes, proto) = read_model(model)?;
     check_config(config, model, &bytes, &proto)?;
@@ -39,7 +41,7 @@ pub fn build_cpu(
         // 1. the optimised model, written by ONNX Runtime itself
         let engine = scratch.join(CPU_ENGINE_FILE);
         // the exact rewrites first (a scratch copy ONNX Runtime reads, removed after)
-        let rewritten = deployable(&proto);
+        let rewritten = deployable(&proto).filter(|_| rewrite);
         let source = match &rewritten {
             Some((m, _)) => {
                 let p = scratch.join("source.rewritten.onnx");
