@@ -72,6 +72,10 @@ enum Cmd {
     /// streamed to standard output as they are generated.
     #[command(after_help = generate::EXAMPLES)]
     Generate(generate::GenerateArgs),
+    /// Word error rate of a Whisper folder or an audio LLM on a list of audio and reference
+    /// texts (greedy), or an audio LLM's spoken-content QA accuracy (--task qa).
+    #[command(after_help = eval_asr::EXAMPLES)]
+    EvalAsr(eval_asr::EvalAsrArgs),
     /// Whisper int8: calibrate encoder and decoder on real audio (greedy decoding with the KV
     /// cache), insert Q/DQ with per-channel weights, write a new model folder.
     #[command(after_help = quantize_whisper::EXAMPLES)]
@@ -181,6 +185,7 @@ fn main() -> ExitCode {
         Cmd::Bench(b) => bench::run(b),
         Cmd::Transcribe(a) => transcribe::run(a),
         Cmd::Generate(a) => generate::run(a),
+        Cmd::EvalAsr(a) => eval_asr::run(a),
         Cmd::QuantizeWhisper(a) => quantize_whisper::run(a),
         Cmd::Serve(a) => serve::run(a),
         Cmd::StoreCheck(a) => store_check::run(a),

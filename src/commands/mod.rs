@@ -8,6 +8,7 @@ pub(crate) mod calibrate;
 pub(crate) mod embed;
 pub(crate) mod enroll;
 pub(crate) mod eval;
+pub(crate) mod eval_asr;
 pub(crate) mod export_triton;
 pub(crate) mod generate;
 pub(crate) mod identify;

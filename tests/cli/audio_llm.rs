@@ -1,7 +1,9 @@
 //! The LLM and audio-LLM path: the tiny random-weight fixture (fixtures/audio-llm-tiny-test,
 //! `tools/llm_export.py tiny-fixture`, same export code as the real model) must reproduce the
 //! greedy ids onnxruntime-python gave for two text prompts and one audio prompt (rules in its
-//! expected.json); the KV cache must agree with recomputation; bad inputs fail in one line.
+//! expected.json), and so must the trimmed fixture (fixtures/audio-llm-tiny-trim, audio tokens
+//! cut to the clip's length); the KV cache must agree with recomputation; bad inputs fail in
+//! one line.
 //! The real SmolLM2-135M is checked against transformers' greedy ids (5 prompts x 32 tokens)
 //! by an ignored test that needs `tools/setup_llm.sh` + `tools/llm_export.py convert + export`
 //! (`make test-real-models`); run with `--ignored` without them, it fails and says what is missing.
@@ -14,6 +16,7 @@ use runtime::generation::{GenerateOptions, StepDecoder};
 use runtime::llm::Llm;
 
 const FIXTURE: &str = "fixtures/audio-llm-tiny-test";
+const TRIM_FIXTURE: &str = "fixtures/audio-llm-tiny-trim";
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
@@ -85,6 +88,108 @@ fn tiny_fixture_matches_onnxruntime_python() {
             assert!(d < 1e-4, "cache vs recompute {d}");
         }
     }
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// fixtures/audio-llm-tiny-trim (`trim_to_audio`): each clip gets as many audio tokens as its
+/// length needs (1.8 s: 6, 6.9 s: 21, not 88), and the runtime reproduces onnxruntime-python's
+/// greedy ids, audio embeddings and prompt lengths for both clips and a qa prompt.
+#[test]
+fn trimmed_fixture_matches_onnxruntime_python() {
+    let dir = root().join(TRIM_FIXTURE);
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let m = AudioLlm::open(&dir, &Default::default()).unwrap();
+    assert!(m.trim().is_some());
+    let o = GenerateOptions {
+        max_new_tokens: exp["max_new_tokens"].as_u64().unwrap() as usize,
+        ..Default::default()
+    };
+    let mut tokens_of = Vec::new();
+    for case in exp["cases"].as_array().unwrap() {
+        let wav = root().join(case["wav"].as_str().unwrap());
+        let a = runtime::audio::wav::read_wav(&wav).unwrap();
+        let n = a.samples.len();
+        assert_eq!(n as u64, case["n_samples"].as_u64().unwrap());
+        let user = m
+            .user_turn(
+                case["task"].as_str().unwrap(),
+                None,
+                case["question"].as_str(),
+            )
+            .unwrap();
+        assert_eq!(user, case["user"].as_str().unwrap());
+        let n_audio = case["n_audio_tokens"].as_u64().unwrap() as usize;
+        assert_eq!(m.audio_tokens(Some(n)), n_audio, "{wav:?}");
+        let n_prompt = case["n_prompt_embeddings"].as_u64().unwrap() as usize;
+        assert_eq!(m.prompt_tokens(&user, Some(n)).unwrap(), n_prompt);
+        // length not known: the most a clip can take
+        assert_eq!(
+            m.prompt_tokens(&user, None).unwrap(),
+            n_prompt - n_audio + 88
+        );
+        let e = m.audio_embeddings(&wav, &a.samples).unwrap();
+        assert_eq!(e.len(), n_audio * 16);
+        let last = &e[(n_audio - 1) * 16..];
+        for (got, want) in [
+            (&e[..8], floats(&case["audio_embeds_first8"])),
+            (&last[..8], floats(&case["audio_embeds_last8"])),
+        ] {
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-4, "audio embeddings {x} vs {y}");
+            }
+        }
+        let got = m
+            .generate(&wav, &a.samples, a.sample_rate, &user, &o, &mut |_| true)
+            .unwrap();
+        assert_eq!(got, ids(&case["tokens"]), "{wav:?} {user}");
+        tokens_of.push(n_audio);
+    }
+    assert!(
+        tokens_of[0] < tokens_of[1],
+        "short vs long clip: {tokens_of:?}"
+    );
+}
+
+/// A config that turns `trim_to_audio` on without the numbers the rule needs is refused in one
+/// line naming the file.
+#[test]
+fn trim_without_window_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(TRIM_FIXTURE).join("audio_llm.json")).unwrap(),
+    )
+    .unwrap();
+    let abs = |p: &str| root().join(TRIM_FIXTURE).join(p).display().to_string();
+    cfg["encoder"]["file"] = abs("../whisper-tiny-test/encoder.onnx").into();
+    cfg["projector"]["file"] = abs("projector.onnx").into();
+    cfg["llm"]["dir"] = abs("../audio-llm-tiny-test").into();
+    let f = tmp.path().join("audio_llm.json");
+    let wav = ".cache/speech/allison/en/all-circuits-busy-now.wav";
+    cfg["projector"]["window"] = serde_json::Value::Null;
+    std::fs::write(&f, cfg.to_string()).unwrap();
+    let o = voxq(&["generate", "--model", s(&f), wav]);
+    assert_one_line_error(
+        &o,
+        &["audio_llm.json", "trim_to_audio needs window and stride"],
+    );
+    cfg["projector"]["window"] = 17.into();
+    cfg["projector"]["n_audio_tokens"] = 90.into();
+    std::fs::write(&f, cfg.to_string()).unwrap();
+    let o = voxq(&["generate", "--model", s(&f), wav]);
+    assert_one_line_error(&o, &["audio_llm.json", "n_audio_tokens 90", "give 88"]);
+    // as given, it runs
+    cfg["projector"]["n_audio_tokens"] = 88.into();
+    std::fs::write(&f, cfg.to_string()).unwrap();
+    let o = voxq(&["generate", "--model", s(&f), "--max-new-tokens", "2", wav]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod edges_misc;
 mod engines_cpu;
 mod engines_openvino;
 mod engines_trt;
+mod eval_asr;
 mod numeric_ranges;
 mod outputs;
 mod placements;

@@ -193,6 +193,9 @@ fn cases(tmp: &Path) -> Vec<Case> {
     add(&transcribe, "--beams", true, "[1, 16]");
     add(&transcribe, "--max-new-tokens", true, "[1, 4096]");
     add(&transcribe, "--threads", true, &threads);
+    let eval_asr = v(&["eval-asr", "--model", &whisper, "--list", &t("list.tsv")]);
+    add(&eval_asr, "--max-new-tokens", true, "[1, 4096]");
+    add(&eval_asr, "--threads", true, &threads);
     let generate = v(&["generate", "--model", &llm, &wav]);
     add(&generate, "--beams", true, "[1, 16]");
     add(&generate, "--temperature", false, "[0, 2]");

@@ -103,3 +103,80 @@ fn memory_returns_after_a_long_prompt() {
         "memory not returned: RSS {before:.0} MB before, {after:.0} MB after (peak {peak:.0} MB)"
     );
 }
+
+/// With `trim_to_audio` (fixtures/audio-llm-tiny-trim) the prompt holds as many audio tokens as
+/// the clip needs: `usage.prompt_tokens` is expected.json's prompt length for a 1.8 s and a
+/// 6.9 s clip (6 and 21 audio tokens), and the content is `voxq generate`'s; the untrimmed
+/// fixture gives both clips the same 88.
+#[test]
+fn trimmed_audio_tokens_follow_the_clip_length() {
+    let dir = root().join("fixtures/audio-llm-tiny-trim");
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let b64 = |wav: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(root().join(wav)).unwrap())
+    };
+    let asr: Vec<&Value> = exp["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["task"] == "asr")
+        .collect();
+    assert_eq!(asr.len(), 2);
+    let body = |wav: &str| {
+        json!({
+            "messages": [{"role": "user", "content": [
+                {"type": "input_audio", "input_audio": {"data": b64(wav), "format": "wav"}},
+            ]}],
+            "max_tokens": 12,
+        })
+    };
+    let cfg = dir.join("audio_llm.json");
+    let srv = Server::start(&["--audio-llm", s(&cfg), "--device", "cpu"]);
+    let mut got = Vec::new();
+    for c in &asr {
+        let wav = c["wav"].as_str().unwrap();
+        let r = post(&srv, &body(wav));
+        assert_eq!(r.status, 200, "{}\n{}", r.body, srv.tail());
+        let v = r.json();
+        assert_eq!(
+            v["usage"]["prompt_tokens"], c["n_prompt_embeddings"],
+            "{wav}: {v}"
+        );
+        let o = crate::common::voxq(&[
+            "generate",
+            "--model",
+            s(&dir),
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            "12",
+            s(&root().join(wav)),
+        ]);
+        assert!(o.status.success(), "{}", crate::common::stderr(&o));
+        let text = crate::common::stdout(&o);
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            text.trim_end_matches('\n')
+        );
+        got.push(v["usage"]["prompt_tokens"].as_u64().unwrap());
+    }
+    let n_audio = |i: usize| asr[i]["n_audio_tokens"].as_u64().unwrap();
+    assert_eq!(got[1] - got[0], n_audio(1) - n_audio(0), "{got:?}");
+    assert!(got[0] < got[1], "{got:?}");
+    drop(srv);
+    let (fixed, _) = start();
+    let p: Vec<u64> = asr
+        .iter()
+        .map(|c| {
+            let r = post(&fixed, &body(c["wav"].as_str().unwrap()));
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()["usage"]["prompt_tokens"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        p[0], p[1],
+        "untrimmed: the same 88 audio tokens for both clips"
+    );
+    assert_eq!(p[0], got[0] - n_audio(0) + 88);
+}

@@ -9,5 +9,5 @@ pub mod config;
 pub mod model;
 pub mod prompt;
 
-pub use config::{AudioLlmConfig, SPEECH};
-pub use model::AudioLlm;
+pub use config::{AudioLlmConfig, Trim, SPEECH};
+pub use model::{AudioLlm, AudioLlmPart};

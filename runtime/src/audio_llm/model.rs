@@ -1,21 +1,44 @@
 //! The audio LLM in ONNX Runtime: Whisper encoder → window projector → LLM. One window of
-//! audio becomes `n_audio_tokens` embedding rows that stand where the prompt says
-//! `<SpeechHere>`; generation then runs on the LLM with its own cache.
+//! audio becomes `n_audio_tokens` embedding rows (or, with `trim_to_audio`, as many as the
+//! clip's length needs: [`Trim`]) that stand where the prompt says `<SpeechHere>`; generation
+//! then runs on the LLM with its own cache.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use engines::ort::{cpu_session, first_line, CpuOptions};
+use engines::ort::{cpu_session, cpu_session_from_bytes, first_line, CpuOptions};
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::config::AudioLlmConfig;
+use super::config::{AudioLlmConfig, Trim};
 use crate::audio::logmel::{to_16k, LogMelExtractor, SAMPLE_RATE};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::GenerateOptions;
 use crate::llm::Llm;
 use crate::session::f32_output;
 use crate::sync::lock;
+
+/// One ONNX model of an audio LLM, for [`AudioLlm::open_replacing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioLlmPart {
+    /// The Whisper encoder.
+    Encoder,
+    /// The projector.
+    Projector,
+    /// The LLM's decoder.
+    Llm,
+}
+
+impl AudioLlmPart {
+    /// `encoder`, `projector`, `llm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AudioLlmPart::Encoder => "encoder",
+            AudioLlmPart::Projector => "projector",
+            AudioLlmPart::Llm => "llm",
+        }
+    }
+}
 
 /// Whisper encoder → projector → LLM.
 pub struct AudioLlm {
@@ -24,6 +47,7 @@ pub struct AudioLlm {
     mel: LogMelExtractor,
     encoder: Mutex<Session>,
     projector: Mutex<Session>,
+    trim: Option<Trim>,
     pub llm: Llm,
 }
 
@@ -31,6 +55,16 @@ impl AudioLlm {
     /// Opens `audio_llm.json` (or the folder holding it) and everything it points at; checks
     /// that the projector's width is the LLM's hidden size.
     pub fn open(path: &Path, opts: &CpuOptions) -> Result<AudioLlm> {
+        Self::open_replacing(path, opts, None)
+    }
+
+    /// Opens the audio LLM with one part given as a serialized ONNX model (e.g. a quantized
+    /// variant under study) instead of its file.
+    pub fn open_replacing(
+        path: &Path,
+        opts: &CpuOptions,
+        replace: Option<(AudioLlmPart, &[u8])>,
+    ) -> Result<AudioLlm> {
         let file = if path.is_file() {
             path.to_path_buf()
         } else {
@@ -49,7 +83,13 @@ impl AudioLlm {
                 ));
             }
         }
-        let llm = Llm::open(&dir.join(&config.llm.dir), opts)?;
+        let trim = config.projector.trim().map_err(|r| cfg_err(&file, r))?;
+        let bytes_of = |part: AudioLlmPart| replace.filter(|(p, _)| *p == part).map(|(_, b)| b);
+        let llm = Llm::open_replacing(
+            &dir.join(&config.llm.dir),
+            opts,
+            bytes_of(AudioLlmPart::Llm),
+        )?;
         if config.projector.out_dim != llm.config.hidden_size {
             return Err(cfg_err(
                 &file,
@@ -60,14 +100,48 @@ impl AudioLlm {
             ));
         }
         let mel = LogMelExtractor::new(80)?;
+        let session = |file: &str, bytes: Option<&[u8]>| match bytes {
+            None => cpu_session(&dir.join(file), opts),
+            Some(b) => cpu_session_from_bytes(&dir.join(file).display().to_string(), b, opts),
+        };
         Ok(AudioLlm {
-            encoder: Mutex::new(cpu_session(&dir.join(&config.encoder.file), opts)?),
-            projector: Mutex::new(cpu_session(&dir.join(&config.projector.file), opts)?),
+            encoder: Mutex::new(session(
+                &config.encoder.file,
+                bytes_of(AudioLlmPart::Encoder),
+            )?),
+            projector: Mutex::new(session(
+                &config.projector.file,
+                bytes_of(AudioLlmPart::Projector),
+            )?),
             config,
+            trim,
             path: file,
             mel,
             llm,
         })
+    }
+
+    /// The files of each part: encoder, projector, the LLM's decoder (as the config names
+    /// them, resolved against its folder).
+    pub fn part_files(&self) -> Vec<(AudioLlmPart, PathBuf)> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        vec![
+            (AudioLlmPart::Encoder, dir.join(&self.config.encoder.file)),
+            (
+                AudioLlmPart::Projector,
+                dir.join(&self.config.projector.file),
+            ),
+            (
+                AudioLlmPart::Llm,
+                dir.join(&self.config.llm.dir)
+                    .join(&self.llm.config.files.decoder),
+            ),
+        ]
+    }
+
+    /// The config file this model was opened from.
+    pub fn config_path(&self) -> &Path {
+        &self.path
     }
 
     fn run_err(&self, what: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -77,7 +151,22 @@ impl AudioLlm {
         }
     }
 
-    /// Audio embeddings `[n_audio_tokens * hidden]` of one window of 16 kHz audio.
+    /// The cut-to-length rule (`trim_to_audio`), if the config turns it on.
+    pub fn trim(&self) -> Option<Trim> {
+        self.trim
+    }
+
+    /// Audio tokens of a clip of `n_samples` 16 kHz samples; `None` (length not known yet):
+    /// the most a clip can get (`n_audio_tokens`).
+    pub fn audio_tokens(&self, n_samples: Option<usize>) -> usize {
+        match (self.trim, n_samples) {
+            (Some(t), Some(n)) => t.tokens(n),
+            _ => self.config.projector.n_audio_tokens,
+        }
+    }
+
+    /// Audio embeddings `[n_tokens * hidden]` of one window of 16 kHz audio (`n_tokens` =
+    /// [`AudioLlm::audio_tokens`] of its length).
     pub fn audio_embeddings(&self, name: &Path, samples: &[f32]) -> Result<Vec<f32>> {
         let m = self.mel.compute(name, samples)?;
         let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
@@ -91,8 +180,22 @@ impl AudioLlm {
             .map_err(|e| self.run_err("encoder", e))?;
         let (shape, v) = f32_output(&out, &self.config.encoder.output)
             .map_err(|e| self.run_err("encoder", e))?;
-        let states = Tensor::<f32>::from_array((shape.to_vec(), v.to_vec()))
-            .map_err(|e| self.run_err("projector", e))?;
+        let n_tokens = self.audio_tokens(Some(samples.len()));
+        let (shape, v) = match (self.trim, &**shape) {
+            (Some(t), &[1, frames, d]) if frames >= 0 && d >= 0 => {
+                let keep = t.states(n_tokens).min(frames as usize);
+                (vec![1, keep as i64, d], v[..keep * d as usize].to_vec())
+            }
+            (Some(_), other) => {
+                return Err(self.run_err(
+                    "encoder",
+                    format!("output shape {other:?}, expected [1, frames, d_model]"),
+                ))
+            }
+            (None, _) => (shape.to_vec(), v.to_vec()),
+        };
+        let states =
+            Tensor::<f32>::from_array((shape, v)).map_err(|e| self.run_err("projector", e))?;
         let mut p = lock(&self.projector);
         let out = p
             .run(vec![(
@@ -102,11 +205,7 @@ impl AudioLlm {
             .map_err(|e| self.run_err("projector", e))?;
         let (shape, v) = f32_output(&out, &self.config.projector.output)
             .map_err(|e| self.run_err("projector", e))?;
-        let want = [
-            1,
-            self.config.projector.n_audio_tokens as i64,
-            self.llm.config.hidden_size as i64,
-        ];
+        let want = [1, n_tokens as i64, self.llm.config.hidden_size as i64];
         if **shape != want {
             return Err(cfg_err(
                 &self.path,

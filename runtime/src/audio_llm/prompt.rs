@@ -58,11 +58,12 @@ impl AudioLlm {
         Ok(text)
     }
 
-    /// Number of prompt positions for a user turn: template tokens plus the audio tokens.
-    pub fn prompt_tokens(&self, user: &str) -> Result<usize> {
+    /// Number of prompt positions for a user turn: template tokens plus the audio tokens of a
+    /// clip of `n_samples` 16 kHz samples (`None`, not known: the most a clip can take).
+    pub fn prompt_tokens(&self, user: &str, n_samples: Option<usize>) -> Result<usize> {
         let (before, after) = self.split_prompt(user)?;
         Ok(self.llm.encode(&before)?.len()
-            + self.config.projector.n_audio_tokens
+            + self.audio_tokens(n_samples)
             + self.llm.encode(&after)?.len())
     }
 

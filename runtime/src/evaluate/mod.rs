@@ -1,6 +1,7 @@
 //! Evaluators for the exporter's sensitivity driver (its [`exporter::sensitivity::Evaluate`]
-//! trait): [`trials`] (EER/minDCF on a trial list) and [`output`] (label-free output SQNR and
-//! cosine to fp32 on calibration audio), and [`plot`], the sensitivity bar chart (PNG). The
+//! trait): [`trials`] (EER/minDCF on a trial list), [`output`] (label-free output SQNR and
+//! cosine to fp32 on calibration audio) and [`wer`] (word error rate of a Whisper or audio-LLM
+//! part on an ASR list), and [`plot`], the sensitivity bar chart (PNG). The
 //! front end runs once per evaluator; each model variant only embeds the cached features, on
 //! the engine its [`VariantRunner`] names (ONNX Runtime or OpenVINO), timed when asked.
 
@@ -8,6 +9,7 @@ pub mod output;
 pub mod plot;
 pub mod runner;
 pub mod trials;
+pub mod wer;
 
 use std::path::PathBuf;
 
@@ -24,6 +26,7 @@ pub use output::{sqnr_and_cosine, OutputEvaluator, SQNR_CAP_DB};
 pub use plot::{sensitivity_png, sensitivity_png_bytes};
 pub use runner::{EvalEngine, LatencySpec, VariantRunner, LATENCY_KEY};
 pub use trials::TrialsEvaluator;
+pub use wer::WerEvaluator;
 
 /// Features of each named audio file through the model's front end, and a hash of them all.
 pub(super) fn features_of(

@@ -34,6 +34,12 @@ pub struct LlmCache {
 
 impl Llm {
     pub fn open(dir: &Path, opts: &CpuOptions) -> Result<Llm> {
+        Self::open_replacing(dir, opts, None)
+    }
+
+    /// Opens the LLM with its decoder given as a serialized ONNX model (e.g. a quantized
+    /// variant under study) instead of its file.
+    pub fn open_replacing(dir: &Path, opts: &CpuOptions, decoder: Option<&[u8]>) -> Result<Llm> {
         let cfg_path = dir.join("llm.json");
         let text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| cfg_err(&cfg_path, format!("cannot read LLM config: {e}")))?;
@@ -80,7 +86,15 @@ impl Llm {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         // Prompts of any length: no arena, so a long prompt's memory is returned after its run.
-        let session = cpu_session_variable_shapes(&dir.join(&config.files.decoder), opts)?;
+        let dec_path = dir.join(&config.files.decoder);
+        let session = match decoder {
+            None => cpu_session_variable_shapes(&dec_path, opts)?,
+            Some(b) => engines::ort::cpu_session_from_bytes_variable_shapes(
+                &dec_path.display().to_string(),
+                b,
+                opts,
+            )?,
+        };
         let names: Vec<String> = session
             .inputs()
             .iter()

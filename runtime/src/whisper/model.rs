@@ -72,6 +72,25 @@ impl Whisper {
         opts: &CpuOptions,
         replace: Option<(&onnx_protobuf::ModelProto, &onnx_protobuf::ModelProto)>,
     ) -> Result<Whisper> {
+        match replace {
+            None => Self::open_replacing(path, opts, None, None),
+            Some((e, d)) => Self::open_replacing(
+                path,
+                opts,
+                Some(&exporter::model::to_bytes(e)?),
+                Some(&exporter::model::to_bytes(d)?),
+            ),
+        }
+    }
+
+    /// Opens the model with the encoder and/or decoder given as serialized ONNX models (e.g.
+    /// a quantized variant under study) instead of its files; the other part from its file.
+    pub fn open_replacing(
+        path: &Path,
+        opts: &CpuOptions,
+        encoder: Option<&[u8]>,
+        decoder: Option<&[u8]>,
+    ) -> Result<Whisper> {
         let (dir, config) = read_config(path)?;
         let mel = LogMelExtractor::new(config.n_mels)?;
         for f in [
@@ -86,24 +105,14 @@ impl Whisper {
                 ));
             }
         }
-        let (encoder, decoder) = match replace {
-            None => (
-                cpu_session(&dir.join(&config.encoder_file), opts)?,
-                cpu_session(&dir.join(&config.decoder_file), opts)?,
-            ),
-            Some((e, d)) => (
-                engines::ort::cpu_session_from_bytes(
-                    &dir.join(&config.encoder_file).display().to_string(),
-                    &exporter::model::to_bytes(e)?,
-                    opts,
-                )?,
-                engines::ort::cpu_session_from_bytes(
-                    &dir.join(&config.decoder_file).display().to_string(),
-                    &exporter::model::to_bytes(d)?,
-                    opts,
-                )?,
-            ),
+        let session = |file: &str, bytes: Option<&[u8]>| match bytes {
+            None => cpu_session(&dir.join(file), opts),
+            Some(b) => {
+                engines::ort::cpu_session_from_bytes(&dir.join(file).display().to_string(), b, opts)
+            }
         };
+        let encoder = session(&config.encoder_file, encoder)?;
+        let decoder = session(&config.decoder_file, decoder)?;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| cfg_err(&tok_path, format!("cannot load tokenizer: {e}")))?;

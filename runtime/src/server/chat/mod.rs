@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`: OpenAI-style chat with one `input_audio` part, answered by the
 //! audio LLM (Whisper encoder → projector → LLM with KV cache), whole or streamed as
-//! server-sent events. The prompt and `max_tokens` must fit the LLM's context.
+//! server-sent events. The prompt (with the audio tokens of the decoded clip) and `max_tokens`
+//! must fit the LLM's context.
 
 use std::convert::Infallible;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use super::api::ApiError;
 use super::limits::Cancel;
 use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
+use crate::audio::logmel::{to_16k, SAMPLE_RATE};
 use crate::audio_llm::AudioLlm;
 
 mod request;
@@ -137,23 +139,27 @@ pub async fn completions(
     let max_s = st.cfg.max_audio_s;
     let (cancel, cancel_on_drop) = Cancel::new(Instant::now() + st.cfg.timeout);
     let (id, created) = (completion_id(), unix_now());
-    let (llm2, user) = (llm.clone(), req.user.clone());
-    let prompt_tokens = blocking(move || Ok(llm2.prompt_tokens(&user)?)).await?;
+    // The audio is decoded (and brought to 16 kHz) first: with `trim_to_audio` its length
+    // sets the number of audio tokens in the prompt.
+    let (llm2, user, up) = (llm.clone(), req.user.clone(), req.audio.clone());
+    let (name, samples, prompt_tokens) = blocking(move || {
+        let name = up.label();
+        let audio = decode_upload(&name, &up.bytes, max_s)?;
+        let samples = to_16k(&name, &audio.samples, audio.sample_rate)?;
+        let n = llm2.prompt_tokens(&user, Some(samples.len()))?;
+        Ok((name, samples, n))
+    })
+    .await?;
     fit_context(&llm, prompt_tokens, &mut req)?;
     if !req.stream {
-        let (llm2, user, opts, up) = (llm.clone(), req.user.clone(), req.opts.clone(), req.audio);
+        let (llm2, user, opts) = (llm.clone(), req.user.clone(), req.opts.clone());
         let c = cancel.clone();
         let ids = blocking(move || {
-            let name = up.label();
-            let audio = decode_upload(&name, &up.bytes, max_s)?;
-            Ok(llm2.generate(
-                &name,
-                &audio.samples,
-                audio.sample_rate,
-                &user,
-                &opts,
-                &mut |_| !c.stopped(),
-            )?)
+            Ok(
+                llm2.generate(&name, &samples, SAMPLE_RATE, &user, &opts, &mut |_| {
+                    !c.stopped()
+                })?,
+            )
         })
         .await?;
         drop(cancel_on_drop);
@@ -200,41 +206,32 @@ pub async fn completions(
         .send(chunk(json!({"role": "assistant", "content": ""}), None))
         .await;
     let max_new = req.opts.max_new_tokens;
-    let (up, user, opts) = (req.audio, req.user, req.opts);
+    let (user, opts) = (req.user, req.opts);
     tokio::task::spawn_blocking(move || {
         let _cancel_on_drop = cancel_on_drop;
         let run = || -> Result<Vec<u32>, ApiError> {
-            let name = up.label();
-            let audio = decode_upload(&name, &up.bytes, max_s)?;
             let mut ids = Vec::new();
             let mut sent = String::new();
             let mut failed = None;
-            let out = llm.generate(
-                &name,
-                &audio.samples,
-                audio.sample_rate,
-                &user,
-                &opts,
-                &mut |t| {
-                    ids.push(t);
-                    match delta(&llm, &ids, &mut sent) {
-                        Ok(Some(d)) => {
-                            if tx
-                                .blocking_send(chunk(json!({"content": d}), None))
-                                .is_err()
-                            {
-                                return false;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            failed = Some(e);
+            let out = llm.generate(&name, &samples, SAMPLE_RATE, &user, &opts, &mut |t| {
+                ids.push(t);
+                match delta(&llm, &ids, &mut sent) {
+                    Ok(Some(d)) => {
+                        if tx
+                            .blocking_send(chunk(json!({"content": d}), None))
+                            .is_err()
+                        {
                             return false;
                         }
                     }
-                    !cancel.stopped()
-                },
-            )?;
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                !cancel.stopped()
+            })?;
             if let Some(e) = failed {
                 return Err(e);
             }
