@@ -59,6 +59,16 @@ test-gpu: setup-ort setup-speech
 # transformers' greedy ids. Sets up the Whisper venv and SmolLM2 (tools/setup_whisper.sh,
 # tools/setup_llm.sh: downloads, cached) and exports it once (tools/llm_export.py).
 LLM_PY := .cache/whisper-venv/bin/python
+
+# Whisper tiny.en, self-contained (issue 21): the venv, the CTranslate2 model, the prompt
+# transcripts and the LibriVox/AN4 clips (tools/setup_whisper.sh), the speech set, then the
+# transformers conversion and the ONNX export at .cache/whisper/tiny.en/onnx (once).
+.PHONY: whisper
+whisper: setup-ort setup-speech
+	bash tools/setup_whisper.sh
+	@if [ ! -f .cache/whisper/tiny.en/onnx/decoder.onnx ]; then \
+	  set -e; $(LLM_PY) tools/whisper_ct2.py convert; $(LLM_PY) tools/whisper_ct2.py export; fi
+
 test-real-models: setup-ort
 	bash tools/setup_whisper.sh
 	bash tools/setup_llm.sh

@@ -49,7 +49,9 @@ PY
 fi
 
 # --- transcripts -------------------------------------------------------------------------------
-tkey=$(echo "$SOUNDS_EN_SHA $PSPHINX_SHA" | sha256sum | cut -c1-16)
+# (v2: the LibriVox and AN4 "cards" clips too, 16 kHz PCM WAV as the package ships them, at
+# $TR/audio/{librivox,cards}-NAME.wav, so the Whisper checks need no other set-up script)
+tkey=$(echo "$SOUNDS_EN_SHA $PSPHINX_SHA v2" | sha256sum | cut -c1-16)
 if [ ! -f "$TR/.stamp-$tkey" ]; then
   deb_en=$(fetch_deb asterisk-core-sounds-en "$SOUNDS_EN_VER" "$SOUNDS_EN_SHA")
   deb_ps=$(fetch_deb pocketsphinx-testdata "$PSPHINX_VER" "$PSPHINX_SHA")
@@ -66,6 +68,12 @@ if [ ! -f "$TR/.stamp-$tkey" ]; then
   cp "$tmp/ps/usr/share/pocketsphinx/test/data/librivox/fileids" "$tmp/out/librivox.fileids"
   cp "$tmp/ps/usr/share/pocketsphinx/test/data/cards/cards.transcription" "$tmp/out/cards.transcription"
   cp "$tmp/ps/usr/share/pocketsphinx/test/data/cards/cards.fileids" "$tmp/out/cards.fileids"
+  mkdir "$tmp/out/audio"
+  for set in librivox cards; do
+    for f in "$tmp/ps/usr/share/pocketsphinx/test/data/$set"/*.wav; do
+      cp "$f" "$tmp/out/audio/$set-$(basename "$f")"
+    done
+  done
   chmod 755 "$tmp/out"
   touch "$tmp/out/.stamp-$tkey"
   rm -rf "$TR"

@@ -50,13 +50,13 @@ HF_DIR = WDIR / "hf"
 ONNX_DIR = WDIR / "onnx"
 REF_DIR = WDIR / "ref"
 SPEECH = CACHE / "speech"
-DISTIL = CACHE / "distil" / "audio"
 
-# Three real English clips used by the checks (Allison prompts + a LibriVox clip).
+# Three real English clips used by the checks (Allison prompts + a LibriVox clip that
+# tools/setup_whisper.sh copies out of pocketsphinx-testdata).
 CHECK_CLIPS = [
     SPEECH / "allison/en/agent-alreadyon.wav",
     SPEECH / "allison/en/all-circuits-busy-now.wav",
-    DISTIL / "pocketsphinx/librivox-sense_and_sensibility_01_austen_64kb-0870.wav",
+    CACHE / "whisper" / "transcripts" / "audio" / "librivox-sense_and_sensibility_01_austen_64kb-0870.wav",
 ]
 OPSET = 17
 
