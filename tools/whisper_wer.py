@@ -8,7 +8,8 @@ Text normalisation (applied to references and hypotheses alike): lower case; `mr
 to `mister`/`missus`/`doctor`; `#` to `pound`, `*` to `star`, `%` to `percent`; hyphens and
 slashes to spaces; integers 0-999999 to English words ("21" -> "twenty one"); every other
 character that is not a letter, digit, apostrophe or space dropped; whitespace collapsed.
-Prompts whose reference is bracketed non-speech (`[this is a simple beep tone]`) are left out.
+Prompts whose reference is non-speech — nothing but bracketed spans of any form:
+`[this is a simple beep tone]`, `<beep ascending>`, `(10 seconds of silence)` — are left out.
 
 Usage: whisper_wer.py HYP.tsv [HYP2.tsv ...]   (prints one line per file; the files are
 scored on the utterances they all share)
@@ -47,6 +48,12 @@ def normalise(text: str) -> str:
     return " ".join(t.split())
 
 
+def non_speech(reference: str) -> bool:
+    """Nothing but bracketed spans ([...], <...>, (...)): a tone, a beep, silence."""
+    rest = re.sub(r"\[[^\]]*\]|<[^>]*>|\([^)]*\)", " ", reference)
+    return not re.search(r"[A-Za-z0-9]", rest)
+
+
 def references() -> dict:
     refs = {}
     for line in (TRANSCRIPTS / "asterisk-core-sounds-en.txt").read_text(errors="replace").splitlines():
@@ -54,7 +61,7 @@ def references() -> dict:
             continue
         name, words = line.split(":", 1)
         words = words.strip()
-        if words.startswith("[") and words.endswith("]"):
+        if non_speech(words):
             continue
         refs[name.strip()] = words
     for line in (TRANSCRIPTS / "librivox.transcription").read_text().splitlines():

@@ -152,11 +152,25 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// True for a reference that is bracketed non-speech (`[this is a simple beep tone]`): such
-/// utterances are left out of WER.
+/// True for a non-speech reference: nothing but bracketed spans of any form
+/// (`[this is a simple beep tone]`, `<beep ascending>`, `(10 seconds of silence)`); such
+/// utterances are left out of WER. `at [@]` is speech (`at` is outside the brackets).
 pub fn is_non_speech(reference: &str) -> bool {
-    let r = reference.trim();
-    r.starts_with('[') && r.ends_with(']')
+    let mut close: Option<char> = None;
+    for c in reference.chars() {
+        match close {
+            Some(end) if c == end => close = None,
+            Some(_) => {}
+            None => match c {
+                '[' => close = Some(']'),
+                '<' => close = Some('>'),
+                '(' => close = Some(')'),
+                c if c.is_alphanumeric() => return false,
+                _ => {}
+            },
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -225,7 +239,11 @@ mod tests {
     #[test]
     fn bracketed_non_speech() {
         assert!(is_non_speech(" [this is a simple beep tone] "));
+        assert!(is_non_speech("<beep ascending>"));
+        assert!(is_non_speech("(10 seconds of silence)"));
+        assert!(is_non_speech("[ascending tones] <beep>"));
         assert!(!is_non_speech("press [1] now"));
+        assert!(!is_non_speech("at [@]"));
         assert_eq!(words("Press 1, now!"), ["press", "one", "now"]);
     }
 }
