@@ -234,7 +234,7 @@ fn table_for(
 /// [`Metric::Eer`], [`Metric::Sqnr`] or [`Metric::Wer`], from --metric, the kind of model
 /// and whether --trials is given.
 pub(crate) fn metric_of(a: &SensitivityArgs) -> Result<Metric> {
-    let asr = runtime::asr_eval::is_audio_llm(&a.model).is_some();
+    let asr = super::sensitivity_asr::asr_kind(&a.model).is_some();
     Ok(match (a.metric, asr, &a.trials) {
         (Metric::Wer | Metric::Auto, true, _) => Metric::Wer,
         (m, true, _) => bail!(

@@ -53,11 +53,30 @@ fn llm_config_file(p: &Path) -> PathBuf {
     }
 }
 
+/// `Some(true)` for an audio-LLM config (a folder with `audio_llm.json`, or a JSON file with
+/// `encoder`, `projector` and `llm` sections), `Some(false)` for a Whisper folder (or its
+/// `whisper.json`), `None` for anything else (a speaker model's config or ONNX file).
+pub(crate) fn asr_kind(model: &Path) -> Option<bool> {
+    if model.is_dir() {
+        return runtime::asr_eval::is_audio_llm(model);
+    }
+    match runtime::asr_eval::is_audio_llm(model) {
+        Some(true) => {
+            let v = read_json(model).ok()?;
+            ["encoder", "projector", "llm"]
+                .iter()
+                .all(|k| v[*k].is_object())
+                .then_some(true)
+        }
+        other => other,
+    }
+}
+
 impl AsrTarget {
     /// `Some` when `model` is a Whisper folder or an audio-LLM config (then `part` is needed);
     /// `None` for anything else (a speaker model).
     pub(crate) fn locate(model: &Path, part: Option<&str>) -> Result<Option<AsrTarget>> {
-        let Some(llm) = runtime::asr_eval::is_audio_llm(model) else {
+        let Some(llm) = asr_kind(model) else {
             return Ok(None);
         };
         let parts: &[&str] = if llm {
