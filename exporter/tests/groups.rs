@@ -402,7 +402,9 @@ fn whisper_and_smollm2_presets_cover_every_quantizable_node() -> Result<()> {
             (format!("dec.block{i}.mlp"), 2),
         ]
     };
-    let cases: Vec<(&str, &str, Vec<(String, usize)>, usize)> = vec![
+    // (preset, fixture file, quantizable nodes per group in graph order, empty groups)
+    type Case = (&'static str, &'static str, Vec<(String, usize)>, usize);
+    let cases: Vec<Case> = vec![
         (
             "whisper-tiny",
             "fixtures/whisper-tiny-test/encoder.onnx",
