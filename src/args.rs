@@ -111,6 +111,7 @@ pub(crate) enum Metric {
     Auto,
     Eer,
     Sqnr,
+    Wer,
 }
 
 /// A value parser for clap: the option's text to its value, or the reason it is refused (clap

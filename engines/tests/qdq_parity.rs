@@ -3,7 +3,9 @@
 //! passes on deterministic speech-like features) keeps its embedding (cosine to fp32 printed);
 //! no Q/DQ sits on a Conv→Add edge in the TensorRT placement; the QLinearConv count in ORT's
 //! optimised model tells whether the `ort-cpu` placement makes ONNX Runtime fuse; the float16
-//! variant runs (or the reason it cannot is printed).
+//! variant runs (or the reason it cannot is printed). Weight-only int8 (per-channel int8 weights
+//! behind DequantizeLinear, float activations, no table) of the tiny audio-LLM projector and
+//! the tiny Whisper encoder stays within 2% relative L2 of their fp32 outputs.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +17,8 @@ use engines::tensor::{HostTensor, HostValue};
 use exporter::graph::GraphIndex;
 use exporter::model::{self, to_bytes, ModelProto, SaveOptions};
 use exporter::passes::{expose_activations, insert_qdq, to_float16};
-use exporter::policy::{plan, QuantPolicy, Target};
+use exporter::pipeline::quantize_with;
+use exporter::policy::{plan, QuantMode, QuantPolicy, Target};
 use exporter::size::deployable_size;
 use ort::session::Session;
 use ort::value::DynValue;
@@ -392,4 +395,80 @@ fn campplus_float16_qdq_runs_in_ort() {
         "float16 + int8 (tensorrt placement) in ORT CPU: embedding cosine to fp32 {c:.5} with WeightBiasQuantization disabled, {c_default:.5} with ORT defaults"
     );
     assert!(c > 0.95, "cosine {c}");
+}
+
+/// Deterministic values in [-1, 1).
+fn uniform(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            2.0 * (s as f32 / u32::MAX as f32) - 1.0
+        })
+        .collect()
+}
+
+/// Relative L2 error of `b` against `a`.
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// Weight-only int8 of two real tiny models against ONNX Runtime's fp32 run: every weighted
+/// node with a constant weight is quantized (no QuantizeLinear at all), the output moves (the
+/// weights really changed) but stays within 2% relative L2 of fp32.
+#[test]
+fn weight_only_int8_stays_close_to_fp32() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (file, input, dims, output, nodes) in [
+        (
+            "fixtures/audio-llm-tiny-test/projector.onnx",
+            "encoder_states",
+            vec![1i64, 1500, 16],
+            "audio_embeds",
+            2,
+        ),
+        (
+            "fixtures/whisper-tiny-test/encoder.onnx",
+            "input_features",
+            vec![1, 80, 3000],
+            "last_hidden_state",
+            // 2 Convs + 2 blocks × (q, k, v, out, fc1, fc2)
+            14,
+        ),
+    ] {
+        let m = model::load(root.join(file)).unwrap();
+        let policy = QuantPolicy {
+            mode: QuantMode::WeightOnly,
+            target: Target::OrtCpu,
+            ..QuantPolicy::default()
+        };
+        let q = quantize_with(&m, None, &policy, false).unwrap();
+        assert_eq!(q.report.quantized_nodes, nodes, "{file}");
+        let qdq = |op: &str| {
+            q.model
+                .graph
+                .node
+                .iter()
+                .filter(|n| n.op_type == op)
+                .count()
+        };
+        assert_eq!((qdq("QuantizeLinear"), qdq("DequantizeLinear")), (0, nodes));
+        let n: i64 = dims.iter().product();
+        let x = HostTensor::from_f32(input, &dims, &uniform(n as usize, 7));
+        let f = run(&mut session(&m, "fp32"), &x)[output].clone();
+        let w = run(&mut session(&q.model, "weight-only"), &x)[output].clone();
+        let e = rel_l2(&f, &w);
+        let size = (deployable_size(&m, None), deployable_size(&q.model, None));
+        println!(
+            "{file}: weight-only int8 relative L2 error {e:.5}; deployable {} -> {} bytes",
+            size.0.deployable_bytes, size.1.deployable_bytes
+        );
+        assert!(e > 0.0 && e < 0.02, "{file}: relative L2 error {e}");
+        assert!(size.1.deployable_bytes < size.0.deployable_bytes);
+    }
 }

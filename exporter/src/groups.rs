@@ -407,6 +407,8 @@ const PRESETS: &[(&str, &str)] = &[
         include_str!("../presets/ecapa-speechbrain.json"),
     ),
     ("campplus", include_str!("../presets/campplus.json")),
+    ("whisper-tiny", include_str!("../presets/whisper-tiny.json")),
+    ("smollm2", include_str!("../presets/smollm2.json")),
 ];
 
 /// The preset group spec called `name` (data files under `exporter/presets/`).

@@ -167,9 +167,44 @@ pub fn quantize(
     policy: &QuantPolicy,
     float16: bool,
 ) -> Result<Quantized> {
+    quantize_with(model, Some(table), policy, float16)
+}
+
+/// [`quantize`] with the table optional: a plan that puts Q/DQ on no activation (weight-only,
+/// [`crate::policy::QuantMode::WeightOnly`]) needs none; any other plan without a table is
+/// refused, naming the first tensor that needs a range.
+pub fn quantize_with(
+    model: &ModelProto,
+    table: Option<&CalibrationTable>,
+    policy: &QuantPolicy,
+    float16: bool,
+) -> Result<Quantized> {
     refuse_qdq_model(model)?;
-    check_table_matches(model, table)?;
+    if let Some(t) = table {
+        check_table_matches(model, t)?;
+    }
     let plan = plan(model, policy)?;
+    let empty;
+    let table = match table {
+        Some(t) => t,
+        None => {
+            if let Some(first) = plan.activations.iter().next() {
+                return Err(ExportError::Table {
+                    tensor: first.clone(),
+                    reason: format!(
+                        "the {} placement quantizes {} activation tensors and no calibration table was given (weight-only int8 needs none)",
+                        policy.mode, plan.activations.len()
+                    ),
+                });
+            }
+            empty = CalibrationTable {
+                format: calibration::table::TABLE_FORMAT.to_string(),
+                method: "none (weight-only)".into(),
+                tensors: Default::default(),
+            };
+            &empty
+        }
+    };
     let (mut q, report) = insert_qdq(model, &plan, table)?;
     if float16 {
         q = to_float16(&q)?;

@@ -53,6 +53,16 @@
 //!   ConvTranspose (microsoft/onnxruntime PR #19996) and what its QDQ fusions expect.
 //!   `openvino` uses the same axis (its ONNX front end takes any DequantizeLinear axis).
 //!
+//! **Weight-only int8** ([`QuantMode::WeightOnly`]): the selected weighted nodes get int8
+//! weights behind a DequantizeLinear (per channel, on the axes above) and *nothing else*: no
+//! activation Q/DQ, no residual-Add or output pairs, whatever the target, so the plan needs no
+//! calibration table and the activations stay float (the usual choice for small LLMs, and what
+//! avoids the clipped outlier channels of per-tensor int8 activations). For `y = x·W` with a
+//! MatMul weight `W` of shape `[K, N]` (PyTorch's `Linear.weight` `[N, K]` exported transposed,
+//! `*.weight_t`), per channel means one scale per *output column* `n` (axis 1, the last axis):
+//! each output feature keeps its own range, which is what bounds the error of `y[:, n]`. A
+//! scale per input row `k` (axis 0) would mix every output's range into each scale.
+//!
 //! Nodes are identified as in [`crate::groups::node_id`]: by name, or `{op}#{index}` when
 //! unnamed.
 
@@ -152,6 +162,47 @@ impl ActivationType {
     }
 }
 
+/// What a quantized node gets: int8 weights and activations, or int8 weights only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantMode {
+    /// int8 weights and Q/DQ on activations as the target's placement says (needs a
+    /// calibration table).
+    #[default]
+    Full,
+    /// int8 weights behind DequantizeLinear only; activations stay float (no table needed).
+    WeightOnly,
+}
+
+impl QuantMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantMode::Full => "full",
+            QuantMode::WeightOnly => "weight-only",
+        }
+    }
+}
+
+impl fmt::Display for QuantMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for QuantMode {
+    type Err = ExportError;
+
+    fn from_str(s: &str) -> Result<QuantMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" | "int8" => Ok(QuantMode::Full),
+            "weight-only" | "weight_only" | "weights" => Ok(QuantMode::WeightOnly),
+            other => Err(ExportError::Policy(format!(
+                "unknown quantization mode '{other}' (expected 'full' or 'weight-only')"
+            ))),
+        }
+    }
+}
+
 /// What to quantize and for which runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuantPolicy {
@@ -164,6 +215,8 @@ pub struct QuantPolicy {
     pub per_channel: bool,
     /// `None`: every node is eligible; otherwise only the nodes with these ids.
     pub nodes: Option<BTreeSet<String>>,
+    /// Weights and activations, or weights only.
+    pub mode: QuantMode,
 }
 
 impl Default for QuantPolicy {
@@ -174,6 +227,7 @@ impl Default for QuantPolicy {
             min_channels: 16,
             per_channel: true,
             nodes: None,
+            mode: QuantMode::Full,
         }
     }
 }
@@ -397,13 +451,17 @@ impl Planning<'_> {
                     } else {
                         weights.insert(weight.clone(), (axis, per_channel, id.clone()));
                     }
+                    let inputs = match policy.mode {
+                        QuantMode::Full => vec![act],
+                        QuantMode::WeightOnly => Vec::new(),
+                    };
                     quantized.push(PlannedNode {
                         node: id.clone(),
                         op: n.op_type.clone(),
                         weight,
                         weight_axis: axis,
                         per_channel,
-                        inputs: vec![act],
+                        inputs,
                         outputs: Vec::new(),
                     });
                 }
@@ -529,14 +587,16 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let residual_adds = match policy.target {
-        Target::Tensorrt | Target::OrtCpu => cx.residual_adds(&quantized, &pos, policy.target),
-        Target::Openvino => Vec::new(),
+    let residual_adds = match (policy.mode, policy.target) {
+        (QuantMode::WeightOnly, _) | (_, Target::Openvino) => Vec::new(),
+        (QuantMode::Full, Target::Tensorrt | Target::OrtCpu) => {
+            cx.residual_adds(&quantized, &pos, policy.target)
+        }
     };
-    match policy.target {
-        Target::Tensorrt => {}
-        Target::OrtCpu => cx.ort_outputs(&mut quantized, &pos),
-        Target::Openvino => cx.openvino(&mut quantized, &pos),
+    match (policy.mode, policy.target) {
+        (QuantMode::WeightOnly, _) | (QuantMode::Full, Target::Tensorrt) => {}
+        (QuantMode::Full, Target::OrtCpu) => cx.ort_outputs(&mut quantized, &pos),
+        (QuantMode::Full, Target::Openvino) => cx.openvino(&mut quantized, &pos),
     }
 
     let mut activations = BTreeSet::new();
@@ -681,5 +741,18 @@ mod tests {
         assert_eq!(p.min_channels, 16);
         assert!(p.per_channel && p.nodes.is_none());
         assert_eq!(p.ops.len(), 4);
+        assert_eq!(p.mode, QuantMode::Full);
+    }
+
+    #[test]
+    fn modes_parse_and_print() {
+        assert_eq!(
+            "weight-only".parse::<QuantMode>().unwrap(),
+            QuantMode::WeightOnly
+        );
+        assert_eq!("FULL".parse::<QuantMode>().unwrap(), QuantMode::Full);
+        assert_eq!(QuantMode::WeightOnly.to_string(), "weight-only");
+        let e = "w4".parse::<QuantMode>().unwrap_err().to_string();
+        assert!(e.contains("unknown quantization mode 'w4'"), "{e}");
     }
 }

@@ -299,7 +299,10 @@ fn select_includes_then_excludes() -> Result<()> {
 
 #[test]
 fn presets_cover_the_real_models() -> Result<()> {
-    assert_eq!(preset_names(), ["ecapa-speechbrain", "campplus"]);
+    assert_eq!(
+        preset_names(),
+        ["ecapa-speechbrain", "campplus", "whisper-tiny", "smollm2"]
+    );
     for (preset_name, model) in [
         ("ecapa-speechbrain", "ecapa_auralis.onnx"),
         // ONNX Runtime's QDQ model: weight DQs are named after the weights, not the scopes.
@@ -370,6 +373,89 @@ fn presets_cover_the_real_models() -> Result<()> {
         // Depth groups partition the real graph too.
         let d = LayerGroups::from_depth(graph, 2);
         assert_partition(graph, &d);
+    }
+    Ok(())
+}
+
+/// The Whisper and SmolLM2 presets on the tiny test fixtures (same exporters, same node names
+/// as the real tiny.en and SmolLM2-135M exports, fewer blocks): every node the quantizer can
+/// quantize (a weighted node with a constant weight) falls in a named group, with the expected
+/// counts per group; the blocks the tiny models lack are listed as empty.
+#[test]
+fn whisper_and_smollm2_presets_cover_every_quantizable_node() -> Result<()> {
+    use exporter::policy::{plan, QuantMode, QuantPolicy};
+    let weight_only = QuantPolicy {
+        mode: QuantMode::WeightOnly,
+        min_channels: 0,
+        ..QuantPolicy::default()
+    };
+    let attn = |i: usize| {
+        [
+            (format!("block{i}.attn"), 4usize),
+            (format!("block{i}.mlp"), 3),
+        ]
+    };
+    let dec = |i: usize| {
+        [
+            (format!("dec.block{i}.self_attn"), 4usize),
+            (format!("dec.block{i}.cross_attn"), 4),
+            (format!("dec.block{i}.mlp"), 2),
+        ]
+    };
+    // (preset, fixture file, quantizable nodes per group in graph order, empty groups)
+    type Case = (&'static str, &'static str, Vec<(String, usize)>, usize);
+    let cases: Vec<Case> = vec![
+        (
+            "whisper-tiny",
+            "fixtures/whisper-tiny-test/encoder.onnx",
+            vec![
+                ("enc.conv".into(), 2),
+                ("enc.block0".into(), 6),
+                ("enc.block1".into(), 6),
+            ],
+            // enc.block2, enc.block3 and every decoder group
+            2 + 4 * 3 + 1,
+        ),
+        (
+            "whisper-tiny",
+            "fixtures/whisper-tiny-test/decoder.onnx",
+            dec(0)
+                .into_iter()
+                .chain(dec(1))
+                .chain([("dec.embed_out".into(), 1)])
+                .collect(),
+            1 + 4 + 2 * 3,
+        ),
+        (
+            "smollm2",
+            "fixtures/audio-llm-tiny-test/decoder.onnx",
+            attn(0)
+                .into_iter()
+                .chain(attn(1))
+                .chain([("lm_head".into(), 1)])
+                .collect(),
+            2 * 28,
+        ),
+    ];
+    for (preset_name, file, want, empty) in cases {
+        let m = exporter::model::load(repo_root().join(file))?;
+        let graph = m.graph.as_ref().expect("graph");
+        let groups = LayerGroups::from_spec(graph, &preset(preset_name).expect("preset"));
+        assert_partition(graph, &groups);
+        let of = groups.group_of_nodes();
+        let p = plan(&m, &weight_only)?;
+        assert!(p.skipped.iter().all(|s| !s.reason.contains("selection")));
+        let mut got: Vec<(String, usize)> = Vec::new();
+        for q in &p.quantized {
+            let g = of.get(q.node.as_str()).copied().unwrap_or("(none)");
+            assert_ne!(g, OTHER_GROUP, "{file}: {} is in no group", q.node);
+            match got.last_mut() {
+                Some((name, n)) if name == g => *n += 1,
+                _ => got.push((g.to_string(), 1)),
+            }
+        }
+        assert_eq!(got, want, "{preset_name} on {file}");
+        assert_eq!(groups.empty.len(), empty, "{file}: {:?}", groups.empty);
     }
     Ok(())
 }

@@ -12,8 +12,9 @@ use runtime::evaluate::{LatencySpec, LATENCY_KEY};
 use super::quantize::{config_for, model_outputs};
 use super::sensitivity::{
     cached_summary, inputs, metric_of, model_onnx, progress_bar, report_outputs, sensitivity_files,
-    setup, study, write_report, SensitivityArgs,
+    setup, study, write_report, ModeArg, SensitivityArgs,
 };
+use super::sensitivity_asr::AsrTarget;
 use crate::args::{int, real, Metric};
 use crate::outputs::{self, Form, Output};
 
@@ -24,7 +25,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  voxq autoquant fixtures/models/c
 pub(crate) struct AutoquantArgs {
     #[command(flatten)]
     common: SensitivityArgs,
-    /// Largest allowed EER increase in percentage points (0.10 = +0.10% absolute)
+    /// Largest allowed EER or WER increase in percentage points (0.10 = +0.10% absolute)
     /// [range: [0, 100]].
     #[arg(long, allow_hyphen_values = true, value_parser = real(0.0, 100.0))]
     max_increase: Option<f64>,
@@ -85,7 +86,10 @@ fn out_model(a: &SensitivityArgs, onnx: &Path) -> PathBuf {
 pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
     let a = &q.common;
     let budget = match (q.max_increase, q.min_sqnr, metric_of(a)?) {
-        (Some(x), None, Metric::Eer) => Budget::MaxIncrease(x),
+        (Some(x), None, Metric::Eer | Metric::Wer) => Budget::MaxIncrease(x),
+        (_, _, Metric::Wer) => {
+            bail!("the WER metric takes its budget as --max-increase X (percentage points)")
+        }
         (None, Some(db), Metric::Sqnr) => Budget::MinSnrDb(db),
         (_, _, Metric::Eer) => {
             bail!("the EER metric takes its budget as --max-increase X (percentage points)")
@@ -94,7 +98,16 @@ pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
     };
     let onnx = model_onnx(a)?;
     let mut outs = report_outputs(a);
-    outs.extend(model_outputs("--out's model", &onnx, &out_model(a, &onnx)));
+    let asr = AsrTarget::locate(&a.model, a.part.as_deref())?;
+    if asr.is_some() {
+        outs.push(Output::new(
+            "--out's model folder",
+            a.out.join("model"),
+            Form::Into,
+        ));
+    } else {
+        outs.extend(model_outputs("--out's model", &onnx, &out_model(a, &onnx)));
+    }
     for f in ["autoquant.md", "autoquant.json"] {
         outs.push(Output::new(
             format!("--out's {f}"),
@@ -146,15 +159,38 @@ pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
     // Every report file and the model rendered first, then written as one.
     let mut files = sensitivity_files(&a.out, &r.sensitivity)?;
     let chosen = st.quantized_model(&r.chosen)?;
-    let model_path = out_model(a, &s.model.onnx_path);
-    files.push((model_path.clone(), to_bytes(&chosen)?));
-    if let Some(cfg) = config_for(
-        &s.model.onnx_path,
-        &model_path,
-        &format!("autoquant-{}", a.target),
-    )? {
-        files.push((model_path.with_extension("json"), cfg));
-    }
+    let model_path = match &s.asr {
+        Some(t) => {
+            let dir = a.out.join("model");
+            let note = format!(
+                "voxq autoquant: part {} quantized ({}, {} of {} groups: {}); WER {:.2}% vs fp32 {:.2}%",
+                t.part,
+                match a.mode {
+                    ModeArg::WeightOnly => "weight-only int8".to_string(),
+                    ModeArg::Full => format!("int8, {} placement", a.target),
+                },
+                r.chosen.len(),
+                r.chosen.len() + r.kept_float.len(),
+                r.chosen.join(", "),
+                r.chosen_row.metric,
+                r.sensitivity.fp32.metric
+            );
+            files.extend(t.folder_files(&dir, to_bytes(&chosen)?, &note)?);
+            dir
+        }
+        None => {
+            let model_path = out_model(a, &s.onnx_path);
+            files.push((model_path.clone(), to_bytes(&chosen)?));
+            if let Some(cfg) = config_for(
+                &s.onnx_path,
+                &model_path,
+                &format!("autoquant-{}", a.target),
+            )? {
+                files.push((model_path.with_extension("json"), cfg));
+            }
+            model_path
+        }
+    };
     let mut md = r.markdown();
     if let Some(c) = &comparison {
         md.push_str(c);

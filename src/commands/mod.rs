@@ -16,6 +16,7 @@ pub(crate) mod inspect;
 pub(crate) mod quantize;
 pub(crate) mod quantize_whisper;
 pub(crate) mod sensitivity;
+pub(crate) mod sensitivity_asr;
 pub(crate) mod serve;
 pub(crate) mod store_check;
 pub(crate) mod transcribe;

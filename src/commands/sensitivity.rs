@@ -13,13 +13,14 @@ use exporter::calib_tensors::calibration_tensors;
 use exporter::groups::LayerGroups;
 use exporter::model::{load, to_bytes};
 use exporter::pipeline::read_table;
-use exporter::policy::QuantPolicy;
+use exporter::policy::{QuantMode, QuantPolicy};
 use exporter::sensitivity::{
     default_cache_dir, sha256_hex, table_sha256, Evaluate, Progress, SensitivityReport, Study,
 };
 use runtime::calibrate::{calibrate_speaker, read_list};
 use runtime::evaluate::{
-    sensitivity_png_bytes, EvalEngine, LatencySpec, OutputEvaluator, TrialsEvaluator, VariantRunner,
+    sensitivity_png_bytes, EvalEngine, LatencySpec, OutputEvaluator, TrialsEvaluator,
+    VariantRunner, WerEvaluator,
 };
 use runtime::fsutil::{sha256_file, write_atomic};
 use runtime::progress::Progress as ProgressBar;
@@ -27,20 +28,38 @@ use runtime::speaker::config::SpeakerModel;
 use runtime::speaker::metrics::DcfParams;
 use runtime::speaker::trials::read_trials;
 
-use crate::args::{min_channels, threads, threads_help, Metric, QuantTarget};
+use super::sensitivity_asr::AsrTarget;
+use crate::args::{max_new_tokens, min_channels, threads, threads_help, Metric, QuantTarget};
 use crate::outputs::{self, Form, Input, Output};
 
 /// Shown after `--help`.
-pub(crate) const EXAMPLES: &str = "Examples:\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --groups preset:campplus --out report/\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --metric sqnr --target ort-cpu --out report/";
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --trials fixtures/trials/demo_trials.txt --audio-root .cache/speech --groups preset:campplus --out report/\n  voxq sensitivity fixtures/models/campplus.json --calib fixtures/trials/demo_calib.txt --audio-root .cache/speech --metric sqnr --target ort-cpu --out report/\n  voxq sensitivity .cache/whisper/tiny.en/onnx --part decoder --list asr.tsv --audio-root . --groups preset:whisper-tiny --mode weight-only --out report/\n  voxq sensitivity audio_llm.json --part llm --list asr.tsv --audio-root . --groups preset:smollm2 --mode weight-only --out report/";
 
 #[derive(Args)]
 pub(crate) struct SensitivityArgs {
-    /// Speaker model: its JSON config, or its ONNX file with a JSON config beside it.
-    model: PathBuf,
-    /// Calibration list (audio paths relative to --audio-root): calibrates the table (unless
-    /// --table) and feeds the label-free SQNR metric.
+    /// Speaker model (its JSON config, or its ONNX file with a JSON config beside it), or a
+    /// speech-to-text model: a Whisper folder or an audio-LLM config (audio_llm.json), one
+    /// --part of which is quantized and judged by WER on --list.
+    pub(crate) model: PathBuf,
+    /// Speaker models: calibration list (audio paths relative to --audio-root); calibrates the
+    /// table (unless --table) and feeds the label-free SQNR metric.
     #[arg(long)]
-    calib: PathBuf,
+    calib: Option<PathBuf>,
+    /// Speech-to-text models: the ASR list for the WER metric (`audio<TAB>reference text`,
+    /// audio relative to --audio-root).
+    #[arg(long)]
+    list: Option<PathBuf>,
+    /// Speech-to-text models: the part to quantize (Whisper: encoder, decoder; audio LLM:
+    /// encoder, projector, llm).
+    #[arg(long)]
+    pub(crate) part: Option<String>,
+    /// full (int8 weights and activations; needs a calibration table) or weight-only
+    /// (per-channel int8 weights, float activations; no table).
+    #[arg(long, value_enum, default_value_t = ModeArg::Full)]
+    pub(crate) mode: ModeArg,
+    /// WER metric: most tokens per utterance, greedy [range: [1, 4096]].
+    #[arg(long, allow_hyphen_values = true, default_value_t = 224, value_parser = max_new_tokens())]
+    max_new_tokens: usize,
     /// Trial list for the EER metric (`<1|0> <enroll> <test> [xlang]`).
     #[arg(long)]
     trials: Option<PathBuf>,
@@ -48,7 +67,8 @@ pub(crate) struct SensitivityArgs {
     #[arg(long)]
     audio_root: PathBuf,
     /// eer (needs --trials), sqnr (output SQNR and cosine vs fp32 on the calibration audio),
-    /// or auto (eer when --trials is given).
+    /// wer (speech-to-text models, on --list), or auto (wer for a speech-to-text model, eer
+    /// when --trials is given, else sqnr).
     #[arg(long, value_enum, default_value_t = Metric::Auto)]
     metric: Metric,
     /// Layer groups: preset:NAME, depth=N, or a group spec JSON file.
@@ -91,6 +111,22 @@ pub(crate) struct SensitivityArgs {
     pub(crate) quiet: bool,
 }
 
+/// `--mode` of sensitivity and autoquant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ModeArg {
+    Full,
+    WeightOnly,
+}
+
+impl From<ModeArg> for QuantMode {
+    fn from(m: ModeArg) -> QuantMode {
+        match m {
+            ModeArg::Full => QuantMode::Full,
+            ModeArg::WeightOnly => QuantMode::WeightOnly,
+        }
+    }
+}
+
 /// `--engine` of sensitivity and autoquant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum EvalBackend {
@@ -100,11 +136,16 @@ pub(crate) enum EvalBackend {
 
 /// Everything a sensitivity run needs, built from the command line.
 pub(crate) struct Setup {
-    pub(crate) model: SpeakerModel,
+    /// The speech-to-text part being quantized (`None`: a speaker model).
+    pub(crate) asr: Option<AsrTarget>,
+    /// The ONNX file quantized and its name in reports.
+    pub(crate) onnx_path: PathBuf,
+    name: String,
     proto: onnx_protobuf::ModelProto,
     model_sha256: String,
-    /// One calibration table per method (or the one `--table`), with its method's name.
-    pub(crate) tables: Vec<(calibration::CalibrationTable, String)>,
+    /// One calibration table per method (or the one `--table`; none in weight-only mode),
+    /// with its method's name.
+    pub(crate) tables: Vec<(Option<calibration::CalibrationTable>, String)>,
     groups: LayerGroups,
     policy: QuantPolicy,
 }
@@ -143,7 +184,11 @@ fn table_for(
     if let Some(t) = &a.table {
         return Ok((read_table(t)?, format!("table {}", t.display())));
     }
-    let list = read_list(&a.calib, &a.audio_root)?;
+    let calib = a
+        .calib
+        .as_ref()
+        .context("--calib: a speaker model calibrates on a calibration list (or give --table)")?;
+    let list = read_list(calib, &a.audio_root)?;
     let list_text: String = list.iter().map(|(n, _)| format!("{n}\n")).collect();
     let key = sha256_hex(
         format!(
@@ -186,12 +231,22 @@ fn table_for(
     Ok((table, method.to_string()))
 }
 
-/// [`Metric::Eer`] or [`Metric::Sqnr`], from --metric and whether --trials is given.
+/// [`Metric::Eer`], [`Metric::Sqnr`] or [`Metric::Wer`], from --metric, the kind of model
+/// and whether --trials is given.
 pub(crate) fn metric_of(a: &SensitivityArgs) -> Result<Metric> {
-    Ok(match (a.metric, &a.trials) {
-        (Metric::Eer | Metric::Auto, Some(_)) => Metric::Eer,
-        (Metric::Eer, None) => bail!("--metric eer needs --trials"),
-        (Metric::Sqnr, _) | (Metric::Auto, None) => Metric::Sqnr,
+    let asr = super::sensitivity_asr::asr_kind(&a.model).is_some();
+    Ok(match (a.metric, asr, &a.trials) {
+        (Metric::Wer | Metric::Auto, true, _) => Metric::Wer,
+        (m, true, _) => bail!(
+            "--metric {}: a speech-to-text model is judged by WER (--metric wer)",
+            format!("{m:?}").to_lowercase()
+        ),
+        (Metric::Wer, false, _) => {
+            bail!("--metric wer needs a Whisper folder or an audio-LLM config as the model")
+        }
+        (Metric::Eer | Metric::Auto, false, Some(_)) => Metric::Eer,
+        (Metric::Eer, false, None) => bail!("--metric eer needs --trials"),
+        (Metric::Sqnr, false, _) | (Metric::Auto, false, None) => Metric::Sqnr,
     })
 }
 
@@ -202,12 +257,34 @@ pub(crate) fn setup(
     if a.table.is_some() && a.method.len() > 1 {
         bail!("--table and several --method values: the table's method is fixed; give one or the other");
     }
+    if a.mode == ModeArg::WeightOnly && a.table.is_some() {
+        bail!(
+            "--table: weight-only int8 quantizes no activation, so it takes no calibration table"
+        );
+    }
     if a.engine == EvalBackend::Openvino {
         engines::openvino::load()?;
     }
-    let model = SpeakerModel::locate(&a.model)?;
-    let proto = load(&model.onnx_path)?;
-    let model_sha256 = sha256_file(&model.onnx_path)?;
+    let asr = AsrTarget::locate(&a.model, a.part.as_deref())?;
+    let speaker = match &asr {
+        Some(_) => None,
+        None => {
+            if a.part.is_some() {
+                bail!(
+                    "--part: {} is a speaker model (one ONNX file, no parts)",
+                    a.model.display()
+                );
+            }
+            Some(SpeakerModel::locate(&a.model)?)
+        }
+    };
+    let onnx_path = match (&asr, &speaker) {
+        (Some(t), _) => t.onnx.clone(),
+        (None, Some(m)) => m.onnx_path.clone(),
+        (None, None) => bail!("{}: no model", a.model.display()),
+    };
+    let proto = load(&onnx_path)?;
+    let model_sha256 = sha256_file(&onnx_path)?;
     if !a.audio_root.is_dir() {
         bail!("{}: audio root is not a folder", a.audio_root.display());
     }
@@ -215,45 +292,96 @@ pub(crate) fn setup(
     if groups.groups.is_empty() {
         bail!(
             "{}: no layer groups from '{}'",
-            model.onnx_path.display(),
+            onnx_path.display(),
             a.groups
         );
     }
     let policy = QuantPolicy {
         target: a.target.into(),
         min_channels: a.min_channels,
+        mode: a.mode.into(),
         ..QuantPolicy::default()
     };
     let metric = metric_of(a)?;
+    if let Some(t) = &asr {
+        if a.mode == ModeArg::Full && a.table.is_none() {
+            bail!(
+                "--table: full int8 of the {} part needs a calibration table of {} (or use --mode weight-only)",
+                t.part,
+                t.onnx.display()
+            );
+        }
+        if a.trials.is_some() || a.calib.is_some() {
+            bail!("--trials/--calib: a speech-to-text model is judged by WER on --list");
+        }
+    }
     // every argument is checked above, before the (slow) calibration
     let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
     let mut tables = Vec::new();
-    for &m in &a.method {
-        tables.push(table_for(a, m, &model, &proto, &model_sha256, &cache)?);
+    if a.mode == ModeArg::WeightOnly {
+        tables.push((None, "none (weight-only)".to_string()));
+    } else if let (Some(_), Some(t)) = (&asr, &a.table) {
+        tables.push((Some(read_table(t)?), format!("table {}", t.display())));
+    } else if let Some(m) = &speaker {
+        for &meth in &a.method {
+            let (t, name) = table_for(a, meth, m, &proto, &model_sha256, &cache)?;
+            tables.push((Some(t), name));
+        }
     }
-    let evaluator: Box<dyn Evaluate> = if let (Metric::Eer, Some(t)) = (metric, &a.trials) {
-        let trials = read_trials(t)?;
-        Box::new(TrialsEvaluator::new(
-            model.clone(),
-            trials,
-            &a.audio_root,
-            DcfParams::default(),
-            runner(a, latency),
-            !a.quiet,
-        )?)
-    } else {
-        let list = read_list(&a.calib, &a.audio_root)?;
-        Box::new(OutputEvaluator::new(
-            model.clone(),
-            &to_bytes(&proto)?,
-            &list,
-            runner(a, latency),
-            !a.quiet,
-        )?)
+    let evaluator: Box<dyn Evaluate> = match (&asr, &speaker, metric, &a.trials) {
+        (Some(t), _, _, _) => {
+            let list = a
+                .list
+                .as_ref()
+                .context("--list: the WER metric needs an ASR list (audio<TAB>reference)")?;
+            let items = runtime::asr_eval::read_asr_list(list)?;
+            Box::new(WerEvaluator::new(
+                &t.path,
+                &t.part,
+                items,
+                &a.audio_root,
+                a.max_new_tokens,
+                opts(a.threads),
+                !a.quiet,
+            )?)
+        }
+        (None, Some(m), Metric::Eer, Some(tr)) => {
+            let trials = read_trials(tr)?;
+            Box::new(TrialsEvaluator::new(
+                m.clone(),
+                trials,
+                &a.audio_root,
+                DcfParams::default(),
+                runner(a, latency),
+                !a.quiet,
+            )?)
+        }
+        (None, Some(m), _, _) => {
+            let calib = a
+                .calib
+                .as_ref()
+                .context("--calib: the SQNR metric runs the calibration list")?;
+            let list = read_list(calib, &a.audio_root)?;
+            Box::new(OutputEvaluator::new(
+                m.clone(),
+                &to_bytes(&proto)?,
+                &list,
+                runner(a, latency),
+                !a.quiet,
+            )?)
+        }
+        (None, None, _, _) => bail!("{}: no model", a.model.display()),
+    };
+    let name = match (&asr, &speaker) {
+        (Some(t), _) => t.name(),
+        (None, Some(m)) => m.config.name.clone(),
+        (None, None) => String::new(),
     };
     Ok((
         Setup {
-            model,
+            asr,
+            onnx_path,
+            name,
             proto,
             model_sha256,
             tables,
@@ -269,10 +397,10 @@ pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs, k: usize) -> Study<'a
     let (table, method) = &s.tables[k];
     Study {
         model: &s.proto,
-        model_name: s.model.config.name.clone(),
+        model_name: s.name.clone(),
         model_sha256: s.model_sha256.clone(),
-        table,
-        table_sha256: table_sha256(table),
+        table: table.as_ref(),
+        table_sha256: table.as_ref().map(table_sha256).unwrap_or_default(),
         method: method.clone(),
         groups: &s.groups,
         policy: s.policy.clone(),
@@ -326,6 +454,13 @@ pub(crate) fn sensitivity_files(
 pub(crate) fn write_report(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    // autoquant's model folder (and an audio LLM's llm/ in it)
+    for (p, _) in files {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+        }
+    }
     let refs: Vec<(&Path, &[u8])> = files
         .iter()
         .map(|(p, b)| (p.as_path(), b.as_slice()))
@@ -337,10 +472,22 @@ pub(crate) fn write_report(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(
 /// and its audio, the trial list and its audio, the table. A list that cannot be read adds no
 /// audio here; the run's own error names it where the list is used.
 pub(crate) fn inputs(a: &SensitivityArgs) -> Vec<Input> {
+    if let Ok(Some(t)) = AsrTarget::locate(&a.model, a.part.as_deref()) {
+        let mut v = t.inputs(a.list.as_deref().unwrap_or(Path::new("")), &a.audio_root);
+        if a.list.is_none() {
+            v.pop();
+        }
+        if let Some(t) = &a.table {
+            v.push(Input::new("the calibration table (--table)", t));
+        }
+        return v;
+    }
     let mut v = outputs::speaker_model(&a.model);
-    v.push(Input::new("the calibration list", &a.calib));
-    for (_, p) in read_list(&a.calib, &a.audio_root).unwrap_or_default() {
-        v.push(Input::new("an audio file of the calibration list", p));
+    if let Some(calib) = &a.calib {
+        v.push(Input::new("the calibration list", calib));
+        for (_, p) in read_list(calib, &a.audio_root).unwrap_or_default() {
+            v.push(Input::new("an audio file of the calibration list", p));
+        }
     }
     if let Some(t) = &a.trials {
         v.push(Input::new("the trial list", t));
@@ -364,6 +511,9 @@ pub(crate) fn inputs(a: &SensitivityArgs) -> Vec<Input> {
 
 /// The ONNX file of the model argument (its config read, the model not loaded).
 pub(crate) fn model_onnx(a: &SensitivityArgs) -> Result<PathBuf> {
+    if let Some(t) = AsrTarget::locate(&a.model, a.part.as_deref())? {
+        return Ok(t.onnx);
+    }
     Ok(SpeakerModel::locate(&a.model)?.onnx_path)
 }
 

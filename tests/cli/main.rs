@@ -24,6 +24,7 @@ mod quantize_bad_input;
 mod quantize_campplus;
 mod reference_parity;
 mod sensitivity;
+mod sensitivity_asr;
 mod silence;
 mod speaker_cli;
 mod trt_fixes;

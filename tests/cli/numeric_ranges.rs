@@ -175,6 +175,7 @@ fn cases(tmp: &Path) -> Vec<Case> {
     for cmd in ["sensitivity", "autoquant"] {
         add(&sens(cmd), "--min-channels", true, "[0, 65536]");
         add(&sens(cmd), "--threads", true, &threads);
+        add(&sens(cmd), "--max-new-tokens", true, "[1, 4096]");
     }
     add(&sens("autoquant"), "--max-increase", false, "[0, 100]");
     add(&sens("autoquant"), "--min-sqnr", false, "[0, 200]");

@@ -80,6 +80,10 @@ impl Study<'_> {
             o.insert("ops".into(), serde_json::json!(p.ops));
             o.insert("min_channels".into(), p.min_channels.into());
             o.insert("per_channel".into(), p.per_channel.into());
+            if p.mode != crate::policy::QuantMode::Full {
+                // absent for full int8, so caches written before modes existed stay valid
+                o.insert("mode".into(), p.mode.name().into());
+            }
             o.insert("float16".into(), self.float16.into());
             o.insert(
                 "nodes_sha256".into(),

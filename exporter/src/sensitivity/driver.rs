@@ -13,7 +13,7 @@ use super::cache::CacheEntry;
 use super::{Evaluate, Progress, Result, Row, SensitivityReport};
 use crate::groups::LayerGroups;
 use crate::model::{elem, num_elements, to_bytes};
-use crate::pipeline::quantize;
+use crate::pipeline::quantize_with;
 use crate::policy::QuantPolicy;
 use crate::size::deployable_size;
 use crate::ExportError;
@@ -24,7 +24,9 @@ pub struct Study<'a> {
     /// Where the model came from (reports only).
     pub model_name: String,
     pub model_sha256: String,
-    pub table: &'a CalibrationTable,
+    /// `None` in weight-only mode (no activation is quantized, so no range is needed).
+    pub table: Option<&'a CalibrationTable>,
+    /// sha256 of the table (empty without one).
     pub table_sha256: String,
     /// Calibration method the table was computed with (cache key and reports).
     pub method: String,
@@ -94,7 +96,7 @@ impl Study<'_> {
                     nodes: Some(self.nodes_of(gs)?),
                     ..self.policy.clone()
                 };
-                let q = quantize(self.model, self.table, &policy, self.float16)?;
+                let q = quantize_with(self.model, self.table, &policy, self.float16)?;
                 Ok((q.model, q.plan.quantized.len()))
             }
         }
@@ -213,7 +215,10 @@ impl Study<'_> {
             model_sha256: self.model_sha256.clone(),
             table_sha256: self.table_sha256.clone(),
             method: self.method.clone(),
-            target: self.policy.target.name().to_string(),
+            target: match self.policy.mode {
+                crate::policy::QuantMode::Full => self.policy.target.name().to_string(),
+                crate::policy::QuantMode::WeightOnly => "weight-only".to_string(),
+            },
             groups_source: self.groups.source.clone(),
             metric: eval.metric(),
             fp32,

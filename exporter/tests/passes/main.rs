@@ -19,3 +19,4 @@ mod placement;
 mod plan;
 mod tile;
 mod trt_placement;
+mod weight_only;

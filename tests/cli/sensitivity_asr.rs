@@ -1,0 +1,220 @@
+//! `voxq sensitivity` / `voxq autoquant` on speech-to-text models, judged by WER: the tiny
+//! audio LLM's `llm` part in weight-only int8 with the smollm2 preset (the committed list
+//! `fixtures/audio-llm-tiny-test/asr.tsv` holds the fixture's known output, so fp32 scores 0%),
+//! the chosen model written as a folder that `voxq eval-asr` scores at the reported WER; the
+//! tiny Whisper decoder per group with the whisper-tiny preset; bad inputs in one line.
+
+use crate::common;
+
+use common::{assert_one_line_error, root, s, stderr, stdout, voxq};
+use serde_json::Value;
+
+const LLM: &str = "fixtures/audio-llm-tiny-test/audio_llm.json";
+const LIST: &str = "fixtures/audio-llm-tiny-test/asr.tsv";
+
+fn json(p: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// With a budget of 100 points every group is chosen, so the written model is the all-int8
+/// one (WER 55.56% on this random tiny model, 5 errors / 9 words); eval-asr on the written
+/// folder must give exactly the WER the report gives, and its decoder holds int8 weights
+/// behind DequantizeLinear and no QuantizeLinear (weight-only).
+#[test]
+fn autoquant_weight_only_audio_llm_writes_a_model_eval_asr_scores_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("aq");
+    let o = voxq(&[
+        "autoquant",
+        LLM,
+        "--part",
+        "llm",
+        "--list",
+        LIST,
+        "--audio-root",
+        ".",
+        "--groups",
+        "preset:smollm2",
+        "--mode",
+        "weight-only",
+        "--max-increase",
+        "100",
+        "--max-new-tokens",
+        "12",
+        "--no-cache",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&out.join("autoquant.json"));
+    assert_eq!(r["sensitivity"]["fp32"]["metric"], 0.0);
+    assert_eq!(r["sensitivity"]["metric"]["name"], "WER");
+    assert_eq!(r["sensitivity"]["target"], "weight-only");
+    let groups: Vec<&str> = r["sensitivity"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "block0.attn",
+            "block0.mlp",
+            "block1.attn",
+            "block1.mlp",
+            "lm_head",
+            "(other)"
+        ]
+    );
+    let wer = r["chosen_row"]["metric"].as_f64().unwrap();
+    assert!((wer - 500.0 / 9.0).abs() < 1e-9, "{wer}");
+    assert_eq!(r["chosen_row"]["quantized_nodes"], 15);
+    let model = out.join("model");
+    let cfg = json(&model.join("audio_llm.json"));
+    assert_eq!(cfg["llm"]["dir"], "llm");
+    let dec = exporter::model::load(model.join("llm/decoder.onnx")).unwrap();
+    let count = |op: &str| dec.graph.node.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(
+        (count("QuantizeLinear"), count("DequantizeLinear")),
+        (0, 15)
+    );
+    let o = voxq(&[
+        "eval-asr",
+        "--model",
+        s(&model.join("audio_llm.json")),
+        "--list",
+        LIST,
+        "--max-new-tokens",
+        "12",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("WER 55.56% (5 errors / 9 reference words"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// The tiny Whisper decoder, weight-only, one group at a time: a row per group of the
+/// whisper-tiny preset that matches the decoder, WER of fp32 on the fixture's own outputs 0%.
+#[test]
+fn sensitivity_of_the_whisper_decoder_per_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = json(&root().join("fixtures/whisper-tiny-test/expected.json"));
+    let list = tmp.path().join("asr.tsv");
+    let mut text = String::new();
+    for c in exp["clips"].as_array().unwrap() {
+        text.push_str(&format!(
+            "{}\t{}\n",
+            c["wav"].as_str().unwrap(),
+            c["text"].as_str().unwrap().trim()
+        ));
+    }
+    std::fs::write(&list, text).unwrap();
+    let out = tmp.path().join("sens");
+    let o = voxq(&[
+        "sensitivity",
+        "fixtures/whisper-tiny-test",
+        "--part",
+        "decoder",
+        "--list",
+        s(&list),
+        "--audio-root",
+        ".",
+        "--groups",
+        "preset:whisper-tiny",
+        "--mode",
+        "weight-only",
+        "--max-new-tokens",
+        "20",
+        "--no-cache",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&out.join("sensitivity.json"));
+    assert_eq!(r["fp32"]["metric"], 0.0);
+    let rows: Vec<(&str, u64)> = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["label"].as_str().unwrap(),
+                g["quantized_nodes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("dec.block0.self_attn", 4),
+            ("dec.block0.cross_attn", 4),
+            ("dec.block0.mlp", 2),
+            ("dec.block1.self_attn", 4),
+            ("dec.block1.cross_attn", 4),
+            ("dec.block1.mlp", 2),
+            ("dec.embed_out", 1),
+            ("(other)", 0),
+        ]
+    );
+    assert_eq!(r["all_int8"]["quantized_nodes"], 21);
+    assert!(
+        stdout(&o).contains("`dec.block1.cross_attn` only"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn asr_bad_inputs_fail_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let base = |extra: &[&str]| {
+        let mut v = vec![
+            "sensitivity",
+            LLM,
+            "--list",
+            LIST,
+            "--audio-root",
+            ".",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        v.extend_from_slice(extra);
+        voxq(&v)
+    };
+    let o = base(&["--mode", "weight-only"]);
+    assert_one_line_error(&o, &["--part", "encoder, projector, llm"]);
+    let o = base(&["--mode", "weight-only", "--part", "decoder"]);
+    assert_one_line_error(&o, &["--part", "no part 'decoder'"]);
+    let o = base(&["--part", "llm"]);
+    assert_one_line_error(&o, &["--table", "full int8 of the llm part", "weight-only"]);
+    let o = base(&["--part", "llm", "--mode", "weight-only", "--metric", "eer"]);
+    assert_one_line_error(&o, &["--metric eer", "WER"]);
+    let o = base(&["--part", "llm", "--mode", "weight-only", "--table", LIST]);
+    assert_one_line_error(&o, &["--table", "weight-only"]);
+    let o = voxq(&[
+        "sensitivity",
+        LLM,
+        "--part",
+        "llm",
+        "--mode",
+        "weight-only",
+        "--list",
+        "no/such/list.tsv",
+        "--audio-root",
+        ".",
+        "--out",
+        s(&out),
+    ]);
+    assert_one_line_error(&o, &["no/such/list.tsv"]);
+    assert!(!out.exists(), "nothing written on a refused run");
+}
