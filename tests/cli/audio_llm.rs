@@ -349,7 +349,12 @@ fn trained_audio_llm_transcribes_its_committed_clip() {
     let got = m
         .generate(&wav, &a.samples, a.sample_rate, &user, &o, &mut |_| true)
         .unwrap();
-    assert_eq!(got, ids(&exp["tokens"]));
+    // the export script lists the stop token it stopped on; the runtime returns the answer
+    let mut want = ids(&exp["tokens"]);
+    if exp["stop"] == "stop_token" {
+        want.pop();
+    }
+    assert_eq!(got, want);
     let out = voxq(&[
         "generate",
         "--model",
