@@ -71,3 +71,14 @@ fetch_deb() {
   rm -rf "$tmp"
   echo "$DL/$file"
 }
+
+# extract_debs LIST DEST: fetch each "NAME VERSION SHA256 [ARCH]" line of LIST (fetch_deb) and
+# unpack them all into DEST.
+extract_debs() {
+  local list=$1 dest=$2 name version sha arch deb
+  while read -r name version sha arch; do
+    [ -n "$name" ] || continue
+    deb=$(fetch_deb "$name" "$version" "$sha" "$arch")
+    dpkg -x "$deb" "$dest"
+  done <<< "$list"
+}

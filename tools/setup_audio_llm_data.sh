@@ -41,11 +41,7 @@ done
 mkdir -p "$OUT"
 work=$(mktemp -d "$OUT/.debs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-while read -r name version sha arch; do
-  [ -n "$name" ] || continue
-  deb=$(fetch_deb "$name" "$version" "$sha" "$arch")
-  dpkg -x "$deb" "$work/debs"
-done <<< "$DEBS"
+extract_debs "$DEBS" "$work/debs"
 rm -rf "$OUT/audio"
 (cd "$VOXQ_ROOT" && "$PY" "$TOOLS/audio_llm_data.py" --debs "$work/debs" --out .cache/audio-llm-train)
 touch "$OUT/audio/.stamp-$KEY"

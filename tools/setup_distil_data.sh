@@ -24,11 +24,7 @@ KEY=$( { echo "$DEBS"; cat "$TOOLS/prepare_distil_audio.py"; } | sha256sum | cut
 mkdir -p "$CACHE/distil"
 work=$(mktemp -d "$CACHE/distil/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-while read -r name version sha arch; do
-  [ -n "$name" ] || continue
-  deb=$(fetch_deb "$name" "$version" "$sha" "$arch")
-  dpkg -x "$deb" "$work/debs"
-done <<< "$DEBS"
+extract_debs "$DEBS" "$work/debs"
 "$CACHE/pyenv/bin/python" "$TOOLS/prepare_distil_audio.py" --debs "$work/debs" \
   --speech "$CACHE/speech" --out "$work/out"
 touch "$work/out/.stamp-$KEY"

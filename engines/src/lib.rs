@@ -19,6 +19,7 @@
 //! `build.rs`'s shared steps, and a `--target` name in its manifests.
 
 pub mod build;
+mod dylib;
 pub mod engine;
 pub mod error;
 pub mod manifest;

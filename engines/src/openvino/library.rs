@@ -5,7 +5,7 @@
 //! `make setup-openvino` runs), then next to the `voxq` executable. The CPU plugin and the ONNX
 //! front end are found by OpenVINO beside the library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use crate::EngineError;
@@ -20,37 +20,16 @@ static LOADED: OnceLock<Result<String, String>> = OnceLock::new();
 
 /// Candidate locations of `libopenvino_c.so`, in search order.
 pub fn dylib_candidates() -> Vec<PathBuf> {
-    if let Some(p) = std::env::var_os("OPENVINO_DYLIB_PATH") {
-        // An explicit setting is the only candidate (as for ONNX Runtime).
-        let p = PathBuf::from(p);
-        return vec![if p.is_dir() { p.join(LIB_NAME) } else { p }];
-    }
-    let mut out = vec![Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(".cache/openvino")
-        .join(LIB_NAME)];
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            out.push(dir.join(LIB_NAME));
-        }
-    }
-    out
+    crate::dylib::candidates("OPENVINO_DYLIB_PATH", "openvino", LIB_NAME, true)
 }
 
 /// Finds the OpenVINO C library or says where it looked and how to install it.
 pub fn find_dylib() -> Result<PathBuf, EngineError> {
-    let cands = dylib_candidates();
-    if let Some(c) = cands.iter().find(|c| c.is_file()) {
-        return Ok(c.canonicalize().unwrap_or_else(|_| c.clone()));
-    }
-    Err(EngineError::Openvino(format!(
-        "OpenVINO library {LIB_NAME} not found (looked in {}): {INSTALL}",
-        cands
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
+    crate::dylib::first_file(&dylib_candidates()).map_err(|looked| {
+        EngineError::Openvino(format!(
+            "OpenVINO library {LIB_NAME} not found (looked in {looked}): {INSTALL}"
+        ))
+    })
 }
 
 /// Loads the OpenVINO library (once per process) and returns its version (`2026.4.1-…`).

@@ -5,7 +5,7 @@
 //! `ORT_DYLIB_PATH`, then in the project's install folder (`.cache/onnxruntime/`, filled by
 //! `tools/setup_ort.sh`), then next to the `voxq` executable.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use crate::EngineError;
@@ -18,38 +18,13 @@ static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::
 
 /// Candidate locations of `libonnxruntime.so`, in search order.
 pub fn dylib_candidates() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        // An explicit setting is the only candidate: silently using another library would
-        // change results without saying so.
-        out.push(PathBuf::from(p));
-        return out;
-    }
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    out.push(project.join(".cache/onnxruntime").join(LIB_NAME));
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            out.push(dir.join(LIB_NAME));
-        }
-    }
-    out
+    crate::dylib::candidates("ORT_DYLIB_PATH", "onnxruntime", LIB_NAME, false)
 }
 
 /// Finds the ONNX Runtime shared library or says where it looked.
 pub fn find_dylib() -> Result<PathBuf, EngineError> {
-    let cands = dylib_candidates();
-    for c in &cands {
-        if c.is_file() {
-            return Ok(c.canonicalize().unwrap_or_else(|_| c.clone()));
-        }
-    }
-    Err(EngineError::OrtMissing {
-        looked: cands
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    crate::dylib::first_file(&dylib_candidates())
+        .map_err(|looked| EngineError::OrtMissing { looked })
 }
 
 /// Loads ONNX Runtime (once per process) and returns the shared environment.
