@@ -13,6 +13,10 @@ Prompts whose reference is non-speech — nothing but bracketed spans of any for
 
 Usage: whisper_wer.py HYP.tsv [HYP2.tsv ...]   (prints one line per file; the files are
 scored on the utterances they all share)
+       whisper_wer.py --list OUT.tsv   (writes the evaluation list `audio<TAB>reference` of
+every reference whose audio the set-up made: .cache/speech/allison/en/... and
+.cache/whisper/transcripts/audio/librivox-*.wav, paths relative to the repository root, the
+form `voxq eval-asr --list` reads; fixtures/whisper/lists/asterisk_librivox.tsv is its output)
 """
 import re
 import sys
@@ -91,7 +95,27 @@ def edits(a: list, b: list) -> int:
     return prev[-1]
 
 
+def write_list(out: str) -> int:
+    refs = references()
+    found = {}
+    for p in sorted((ROOT / ".cache/speech/allison/en").rglob("*.wav")):
+        found.setdefault(key_of(str(p.relative_to(ROOT))), p.relative_to(ROOT))
+    for p in sorted((TRANSCRIPTS / "audio").glob("librivox-*.wav")):
+        found.setdefault(key_of(str(p.relative_to(ROOT))), p.relative_to(ROOT))
+    keys = [k for k in sorted(refs) if k in found]
+    if not keys:
+        print("error: no reference has audio; run `make whisper` first", file=sys.stderr)
+        return 1
+    lines = [f"{found[k]}\t{' '.join(refs[k].split())}\n" for k in keys]
+    Path(out).write_text("".join(lines))
+    missing = sorted(set(refs) - set(keys))
+    print(f"{out}: {len(keys)} utterances; references without audio: {', '.join(missing) or 'none'}")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--list":
+        return write_list(sys.argv[2])
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
