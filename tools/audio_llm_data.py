@@ -3,6 +3,13 @@
 
     .cache/whisper-venv/bin/python tools/audio_llm_data.py --debs DIR [--seed 20261121]
         [--n-synth 1500] [--real-copies 3] [--out .cache/audio-llm-train]
+    .cache/whisper-venv/bin/python tools/audio_llm_data.py --debs DIR --check
+
+`--check` makes every list again in memory (flite still runs, no audio is written, a few
+minutes), compares them byte for byte with the committed fixtures/audio-llm/lists/ and exits 1
+naming each file that differs (measured: about 6 minutes on 2 shared cores, all 7 lists the
+same). tools/test_audio_llm_lists.py checks the real-speech rows (heldout_real.tsv byte for
+byte, the real rows of train/val, the augmented copies) in about a second, without flite.
 
 Normally run by tools/setup_audio_llm_data.sh, which fetches and unpacks the Debian packages
 (sha256-pinned: flite, libflite1, pocketsphinx-testdata, fortunes-min, fortunes) into DIR and
@@ -11,9 +18,14 @@ the pocketsphinx clips (tools/setup_distil_data.sh). Deterministic for a given s
 
 Sources
   real      the English Asterisk prompts (Allison, .cache/speech/allison/en, 16 kHz from the G.722
-            package) with the words of asterisk-core-sounds-en's text file, bracketed non-speech
-            prompts (`[beep ...]`) and the 3 prompts over 30 s left out; the LibriVox and AN4
-            "cards" clips of pocketsphinx-testdata (.cache/distil/audio/pocketsphinx).
+            package) with the words of asterisk-core-sounds-en's text file, the non-speech
+            prompts whose whole text is one `[...]` span (`[this is a simple beep tone]`) and the
+            3 prompts over 30 s left out; the LibriVox and AN4 "cards" clips of
+            pocketsphinx-testdata (.cache/distil/audio/pocketsphinx). This is the rule the
+            committed lists were made with; it is NOT tools/whisper_wer.py's later, wider
+            `non_speech` (which also drops `<beep ascending>` and `(1 second of silence)`), so
+            the two beep prompts confbridge-join (held out) and confbridge-leave (training)
+            stay in, with their bracketed text as the reference (see `asterisk_references`).
   synthetic flite 2.2 voices kal (8 kHz, upsampled), kal16, awb, rms, slt at a random
             duration_stretch (0.8-1.3) and mean F0 (per-voice range) reading sentences from:
             fortune databases of `fortunes-min` and `fortunes` 1:1.99.1-7.3 (a list of the milder
@@ -61,7 +73,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from whisper_wer import normalise, references  # noqa: E402
+from whisper_wer import TRANSCRIPTS, normalise  # noqa: E402
 
 RATE = 16000
 SEED = 20261121
@@ -299,28 +311,45 @@ def rel(p: Path) -> str:
     return str(p)
 
 
-def write_tsv(path: Path, rows: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for r in rows:
-        for c in r:
-            if "\t" in str(c) or "\n" in str(c):
-                die(f"tab or newline in a list field: {c!r}")
-    path.write_text("".join("\t".join(str(c) for c in r) + "\n" for r in rows))
+def asterisk_references() -> dict:
+    """Prompt name -> words of asterisk-core-sounds-en's text file, as the lists were made.
+
+    Left out: only a prompt whose whole text is one `[...]` span. tools/whisper_wer.py's
+    `references()` later also dropped `<...>` and `(...)` texts (a WER rule); the lists keep
+    the original rule so that they stay the ones the projector was trained and scored on."""
+    refs = {}
+    text = (TRANSCRIPTS / "asterisk-core-sounds-en.txt").read_text(errors="replace")
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(";") or ":" not in line:
+            continue
+        name, words = line.split(":", 1)
+        words = words.strip()
+        if words.startswith("[") and words.endswith("]"):
+            continue
+        refs[name.strip()] = words
+    return refs
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--debs", required=True, type=Path)
-    ap.add_argument("--out", type=Path, default=Path(".cache/audio-llm-train"))
-    ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--n-synth", type=int, default=1500)
-    ap.add_argument("--real-copies", type=int, default=3)
-    args = ap.parse_args()
+def transcription(name: str, prefix: str) -> list:
+    """(path, text, 0.0) of a pocketsphinx `<s>text</s> (id)` file's clips, PSPHINX/prefix-id.wav."""
+    out = []
+    for line in (ROOT / ".cache/whisper/transcripts" / name).read_text().splitlines():
+        m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
+        if m:
+            p = PSPHINX / f"{prefix}-{m.group(2)}.wav"
+            if not p.exists():
+                die(f"{p} missing; run tools/setup_distil_data.sh")
+            out.append((rel(p), clean(m.group(1)), 0.0))
+    return out
+
+
+def real_speech(seed: int) -> dict:
+    """The real-speech split (no audio is read beyond WAV headers): `asterisk` (every prompt
+    <= 30 s), `held` (its held-out half), `librivox`, `cards`, `heldout` (held + librivox),
+    `held_norm` (their normalised texts), `dropped` and `train_real` (the training half less
+    the prompts whose text equals a held-out one, + cards). Paths are relative to ROOT."""
     os.chdir(ROOT)
-    rng = random.Random(args.seed)
-
-    # ---- real speech --------------------------------------------------------------------------
-    refs = references()  # bracketed non-speech already left out
+    refs = asterisk_references()
     asterisk = []
     for p in sorted(SPEECH.rglob("*.wav")):
         key = str(p.relative_to(SPEECH).with_suffix(""))
@@ -335,30 +364,71 @@ def main() -> None:
     if len(asterisk) < 500:
         die(f"only {len(asterisk)} English Asterisk prompts with words found under {SPEECH}")
     order = list(range(len(asterisk)))
-    random.Random(args.seed).shuffle(order)
+    random.Random(seed).shuffle(order)
     held_idx = set(order[:len(order) // 2])
     held = [asterisk[i] for i in sorted(held_idx)]
     train_real = [asterisk[i] for i in range(len(asterisk)) if i not in held_idx]
-    librivox = []
-    for line in (ROOT / ".cache/whisper/transcripts/librivox.transcription").read_text().splitlines():
-        m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
-        if m:
-            p = PSPHINX / f"librivox-{m.group(2)}.wav"
-            if not p.exists():
-                die(f"{p} missing; run tools/setup_distil_data.sh")
-            librivox.append((rel(p), clean(m.group(1)), 0.0))
-    cards = []
-    for line in (ROOT / ".cache/whisper/transcripts/cards.transcription").read_text().splitlines():
-        m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
-        if m:
-            p = PSPHINX / f"cards-{m.group(2)}.wav"
-            if not p.exists():
-                die(f"{p} missing; run tools/setup_distil_data.sh")
-            cards.append((rel(p), clean(m.group(1)), 0.0))
+    librivox = transcription("librivox.transcription", "librivox")
+    cards = transcription("cards.transcription", "cards")
     heldout = held + librivox
     held_norm = {normalise(t) for _, t, _ in heldout}
     dropped = [r for r in train_real if normalise(r[1]) in held_norm]
     train_real = [r for r in train_real if normalise(r[1]) not in held_norm] + cards
+    return {"asterisk": asterisk, "held": held, "librivox": librivox, "cards": cards,
+            "heldout": heldout, "held_norm": held_norm, "dropped": dropped,
+            "train_real": train_real}
+
+
+def write_tsv(path: Path, rows: list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        for c in r:
+            if "\t" in str(c) or "\n" in str(c):
+                die(f"tab or newline in a list field: {c!r}")
+    path.write_text(tsv_text(rows))
+
+
+def tsv_text(rows: list) -> str:
+    return "".join("\t".join(str(c) for c in r) + "\n" for r in rows)
+
+
+def check_lists(lists: dict) -> bool:
+    """Compares each made list with the committed file of its name; prints one line per file."""
+    same = True
+    for name, rows in lists.items():
+        made = tsv_text(rows)
+        committed = (LISTS / name).read_text()
+        if made == committed:
+            print(f"same: {name} ({len(rows)} lines)")
+            continue
+        same = False
+        a, b = committed.splitlines(), made.splitlines()
+        first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        print(f"DIFFERS: {name}: committed {len(a)} lines, made {len(b)}; first difference at "
+              f"line {first + 1}:\n  committed: {a[first] if first < len(a) else '(end)'}\n"
+              f"  made:      {b[first] if first < len(b) else '(end)'}")
+    return same
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--debs", required=True, type=Path)
+    ap.add_argument("--out", type=Path, default=Path(".cache/audio-llm-train"))
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--n-synth", type=int, default=1500)
+    ap.add_argument("--real-copies", type=int, default=3)
+    ap.add_argument("--check", action="store_true",
+                    help="write no audio and no list; compare the lists made with the committed "
+                         "ones and exit 1 if any differs")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    rng = random.Random(args.seed)
+
+    # ---- real speech --------------------------------------------------------------------------
+    real = real_speech(args.seed)
+    asterisk, held, librivox, cards = real["asterisk"], real["held"], real["librivox"], real["cards"]
+    heldout, held_norm, dropped = real["heldout"], real["held_norm"], real["dropped"]
+    train_real = real["train_real"]
     print(f"real: {len(asterisk)} Asterisk prompts <= 30 s -> {len(held)} held out + "
           f"{len(asterisk) - len(held)} for training ({len(dropped)} dropped: same text as a "
           f"held-out prompt, e.g. {dropped[0][1] if dropped else '-'!r}); {len(librivox)} "
@@ -410,7 +480,8 @@ def main() -> None:
             if len(x) / RATE > MAX_SECONDS:
                 continue
             p = out_audio / "synth" / voice / f"{i:05d}.wav"
-            write_wav(p, x)
+            if not args.check:
+                write_wav(p, x)
             synth.append((rel(p), text, len(x) / RATE))
             recipe.append((rel(p), voice, f"{stretch:.3f}", f"{f0:.1f}", tag, src, text))
             if (i + 1) % 250 == 0:
@@ -428,7 +499,8 @@ def main() -> None:
             arng = np.random.default_rng([args.seed, 2, j, c])
             y, tag = augment(x, arng)
             q = out_audio / "real" / f"{hashlib.sha1(p.encode()).hexdigest()[:12]}-{c}.wav"
-            write_wav(q, y)
+            if not args.check:
+                write_wav(q, y)
             real_rows.append((rel(q), text, group))
             recipe.append((rel(q), "real:" + p, "", "", tag, "asterisk-train-aug", text))
 
@@ -447,19 +519,19 @@ def main() -> None:
     held_rows = [(p, t) for p, t, _ in heldout]
     held_qa = [(p, q, a) for p, t in held_rows for q, a in questions(t, hrng, vocab, 2)]
 
-    write_tsv(LISTS / "heldout_real.tsv", held_rows)
-    write_tsv(LISTS / "heldout_real_qa.tsv", held_qa)
-    write_tsv(LISTS / "train.tsv", train)
-    write_tsv(LISTS / "train_qa.tsv", train_qa)
-    write_tsv(LISTS / "val.tsv", val)
-    write_tsv(LISTS / "val_qa.tsv", val_qa)
-    write_tsv(LISTS / "synth_recipe.tsv", recipe)
+    lists = {"heldout_real.tsv": held_rows, "heldout_real_qa.tsv": held_qa, "train.tsv": train,
+             "train_qa.tsv": train_qa, "val.tsv": val, "val_qa.tsv": val_qa,
+             "synth_recipe.tsv": recipe}
     hrs = lambda xs: sum(s for *_, s in xs) / 3600  # noqa: E731
     print(f"held-out real: {len(held_rows)} utterances ({len(held)} Asterisk + {len(librivox)} "
           f"LibriVox), {len(held_qa)} questions")
     print(f"train: {len(train)} utterances ({len(real_rows)} real incl. augmented copies, "
           f"{len(synth)} synthetic, {hrs(synth):.2f} h synthetic), {len(train_qa)} questions; "
           f"val: {len(val)} utterances, {len(val_qa)} questions")
+    if args.check:
+        sys.exit(0 if check_lists(lists) else 1)
+    for name, rows in lists.items():
+        write_tsv(LISTS / name, rows)
     print(f"wrote the lists to {LISTS}")
 
 

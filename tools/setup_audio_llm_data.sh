@@ -6,6 +6,8 @@
 # tools/setup_distil_data.sh), fortunes-min + fortunes (sentences flite reads). Needs
 # tools/setup_speech.sh, tools/setup_whisper.sh (transcripts, venv) and tools/setup_distil_data.sh
 # (pocketsphinx clips). A stamp makes a second run a no-op. Not part of `make test`.
+# Check that the committed lists are still what the script makes: tools/test_audio_llm_lists.py
+# (real-speech rows, seconds) or audio_llm_data.py --debs DIR --check (every list, minutes).
 #
 # The whole recipe (see tools/train_projector.py for each step):
 #   tools/setup_whisper.sh && tools/setup_llm.sh && tools/setup_distil_data.sh
