@@ -152,6 +152,7 @@ PROMPT_TEXT = (
 
 
 def worker_llama(a) -> dict:
+    import llama_cpp
     import numpy as np
     from llama_cpp import Llama
 
@@ -170,9 +171,10 @@ def worker_llama(a) -> dict:
             llm.eval(prompt)
             pe.append(time.perf_counter() - t0)
             t1 = time.perf_counter()
-            for _ in range(a.gen_tokens):
-                tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-                llm.eval([tok])
+            for _ in range(a.gen_tokens):  # greedy: argmax of the last position's logits
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                               shape=(llm.n_vocab(),))
+                llm.eval([int(np.argmax(logits))])
             gen.append(time.perf_counter() - t1)
         out.append({
             "context": ctx, "gen_tokens": a.gen_tokens, "runs": a.runs,
