@@ -87,6 +87,15 @@ test-real-models: audio-llm
 bench: setup-ort setup-openvino setup-speech build
 	bash tools/bench_quant.sh
 
+# voxq's Whisper tiny.en and SmolLM2 against faster-whisper, whisper.cpp and llama.cpp (issue 21):
+# the peers in their own pinned venvs (tools/setup_peers.sh), then one alternated run on the
+# 556-utterance list and the LLM contexts (tools/bench_asr.py). Report: out/bench-asr/REPORT.md.
+# BENCH_ASR_ARGS passes options (e.g. --limit 100, --voxq-model DIR for an int8 folder).
+.PHONY: bench-asr
+bench-asr: audio-llm build
+	bash tools/setup_peers.sh
+	python3 tools/bench_asr.py --llm $(BENCH_ASR_ARGS)
+
 # Engine folders with manifests (issue 5): ONNX Runtime CPU and OpenVINO engines (fp32, bf16,
 # int8) for every float model under fixtures/models; TensorRT when found (TRT=1: required).
 engines: setup-ort setup-openvino setup-speech build
