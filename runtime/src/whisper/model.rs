@@ -11,7 +11,7 @@ use ort::value::Tensor;
 
 use super::calibrate::{observe, Tap};
 use super::config::{read_config, WhisperConfig, CONFIG_FILE};
-use crate::audio::logmel::LogMelExtractor;
+use crate::audio::logmel::{LogMel, LogMelExtractor};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
 use crate::session::f32_output;
@@ -42,7 +42,7 @@ pub struct WhisperCache {
 
 impl WhisperCache {
     /// An empty cache of `n_layers` decoder layers over one window's encoder output.
-    pub(super) fn new(n_layers: usize, encoder_out: Vec<f32>) -> WhisperCache {
+    pub(crate) fn new(n_layers: usize, encoder_out: Vec<f32>) -> WhisperCache {
         WhisperCache {
             self_kv: vec![Vec::new(); 2 * n_layers],
             past: 0,
@@ -54,7 +54,7 @@ impl WhisperCache {
 }
 
 /// The decoder step of a [`Whisper`] model, for [`crate::generation::generate`].
-pub(super) struct Step<'a> {
+pub(crate) struct Step<'a> {
     w: &'a Whisper,
 }
 
@@ -155,7 +155,16 @@ impl Whisper {
 
     /// Encoder output for one 30 s window of 16 kHz samples: `[n_audio_ctx * d_model]`.
     pub(super) fn encode(&self, name: &Path, samples: &[f32]) -> Result<Vec<f32>> {
-        let m = self.mel.compute(name, samples)?;
+        self.encode_features(self.features(name, samples)?)
+    }
+
+    /// The log-mel features of one 30 s window (the encoder's input).
+    pub(crate) fn features(&self, name: &Path, samples: &[f32]) -> Result<LogMel> {
+        self.mel.compute(name, samples)
+    }
+
+    /// The encoder pass over one window's features.
+    pub(crate) fn encode_features(&self, m: LogMel) -> Result<Vec<f32>> {
         let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
             .map_err(|e| self.run_err("encoder", e))?;
         let mut s = lock(&self.encoder);
@@ -197,7 +206,7 @@ impl Whisper {
     }
 
     /// The decoder step over this model's sessions.
-    pub(super) fn step_decoder(&self) -> Step<'_> {
+    pub(crate) fn step_decoder(&self) -> Step<'_> {
         Step { w: self }
     }
 
