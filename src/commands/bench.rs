@@ -1,4 +1,5 @@
-//! `voxq bench embed|engines|llm`: speaker-embedding, engine and generation benchmarks.
+//! `voxq bench embed|engines|llm|whisper|lm`: speaker-embedding, engine and generation
+//! benchmarks (`whisper` and `lm`: [`super::bench_decode`]).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -39,6 +40,13 @@ pub(crate) enum BenchCmd {
     /// folders and audio-LLM configs (e.g. fp32 vs int8) on real speech tiled to each length.
     #[command(after_help = LLM_EXAMPLES)]
     Llm(BenchLlmArgs),
+    /// Whisper transcription time per stage (front end, encoder, first decoder step, later
+    /// steps) and decoder steps/s by audio length.
+    #[command(after_help = super::bench_decode::WHISPER_EXAMPLES)]
+    Whisper(super::bench_decode::BenchWhisperArgs),
+    /// A decoder-only LLM folder's prompt-step time and tokens/s by context length.
+    #[command(after_help = super::bench_decode::LM_EXAMPLES)]
+    Lm(super::bench_decode::BenchLmArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +137,8 @@ pub(crate) fn run(b: &BenchCmd) -> Result<()> {
         BenchCmd::Embed(a) => embed(a),
         BenchCmd::Llm(a) => llm(a),
         BenchCmd::Engines(a) => engines(a),
+        BenchCmd::Whisper(a) => super::bench_decode::whisper(a),
+        BenchCmd::Lm(a) => super::bench_decode::lm(a),
     }
 }
 

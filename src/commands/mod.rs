@@ -3,6 +3,7 @@
 
 pub(crate) mod autoquant;
 pub(crate) mod bench;
+pub(crate) mod bench_decode;
 pub(crate) mod build;
 pub(crate) mod calibrate;
 pub(crate) mod embed;

@@ -11,6 +11,7 @@ mod common;
 
 mod audio_llm;
 mod bad_input;
+mod decode_nocopy;
 mod ecapa_distil;
 mod edges_misc;
 mod engines_cpu;

@@ -1,6 +1,8 @@
 //! Benchmarks, one file per thing measured: [`embed`] (speaker-embedding latency p50/p95,
 //! real-time factor, threads), [`engines`] (engine folders per batch size: ONNX Runtime or
-//! trtexec) and [`llm`] (Whisper and audio-LLM generation: first token, tokens/s).
+//! trtexec), [`llm`] (Whisper and audio-LLM generation: first token, tokens/s), [`whisper`]
+//! (Whisper's time per stage and per decoder step by audio length) and [`lm`] (an LLM
+//! folder's tokens/s by context length).
 //!
 //! These are measurements for reports (`voxq bench …`), not pass/fail tests: compare ratios
 //! measured in one run, since the machine may be shared.
@@ -8,12 +10,21 @@
 pub mod embed;
 pub mod engines;
 pub mod llm;
+pub mod lm;
+pub mod whisper;
+
+use std::cell::RefCell;
+use std::time::Instant;
 
 use crate::audio::wav::Audio;
+use crate::error::Result;
+use crate::generation::StepDecoder;
 
 pub use self::engines::{bench_engines, engines_markdown, EngineLatency, EnginesBench};
 pub use embed::{bench_embed, EmbedBench, EmbedBenchRow};
 pub use llm::{bench_llm, llm_markdown, GenModel, LlmBenchRow};
+pub use lm::{bench_lm, lm_markdown, LmBenchRow};
+pub use whisper::{bench_whisper, whisper_markdown, WhisperBenchRow};
 
 /// The audio the benchmark feeds: `seconds` of `source` repeated end to end.
 pub fn tile(source: &Audio, seconds: f64) -> Audio {
@@ -47,4 +58,43 @@ pub fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// A decoder step that records how long each call takes (ms), for the decode benchmarks.
+pub(crate) struct Timed<'a, D> {
+    inner: &'a D,
+    ms: RefCell<Vec<f64>>,
+}
+
+impl<'a, D: StepDecoder> Timed<'a, D> {
+    pub(crate) fn new(inner: &'a D) -> Self {
+        Timed {
+            inner,
+            ms: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The time of each step, in order.
+    pub(crate) fn into_ms(self) -> Vec<f64> {
+        self.ms.into_inner()
+    }
+}
+
+impl<D: StepDecoder> StepDecoder for Timed<'_, D> {
+    type State = D::State;
+    fn step(&self, st: &mut D::State, new: &[u32]) -> Result<Vec<f32>> {
+        let t = Instant::now();
+        let r = self.inner.step(st, new);
+        self.ms.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+        r
+    }
+}
+
+/// Mean of values (0 when empty).
+pub(crate) fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }

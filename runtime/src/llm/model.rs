@@ -1,12 +1,15 @@
 //! A decoder-only LLM in ONNX Runtime: its session, token-embedding table and tokenizer, and
 //! the decoder step over the KV cache the caller owns ([`LlmCache`], made by [`Llm::cache`]).
+//! The KV cache holds the present outputs ONNX Runtime returned, fed back by reference as the
+//! next step's past: no KV tensor is copied between steps.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use engines::ort::{cpu_session_variable_shapes, first_line, CpuOptions};
-use ort::session::Session;
-use ort::value::Tensor;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
 
 use super::config::LlmConfig;
 use crate::error::{cfg_err, Result, RuntimeError};
@@ -21,13 +24,18 @@ pub struct Llm {
     session: Mutex<Session>,
     embed: Vec<f32>,
     tokenizer: tokenizers::Tokenizer,
+    /// `past_key_values.{i}.{key,value}` and `present.{i}.{key,value}`, at `2 * i + k`.
+    past_names: Vec<String>,
+    present_names: Vec<String>,
 }
 
 /// KV cache of one hypothesis, plus embeddings still to be fed before the next tokens (the
-/// prompt prefix with the audio rows).
+/// prompt prefix with the audio rows). The KV tensors are the previous step's present outputs;
+/// cloning the cache (beam search) shares them, since a step never writes into its inputs.
 #[derive(Clone)]
 pub struct LlmCache {
-    kv: Vec<Vec<f32>>,
+    /// Per layer key and value; empty before the first step.
+    kv: Vec<Arc<DynValue>>,
     past: usize,
     pending: Vec<f32>,
 }
@@ -115,7 +123,14 @@ impl Llm {
         let tp = dir.join(&config.files.tokenizer);
         let tokenizer = tokenizers::Tokenizer::from_file(&tp)
             .map_err(|e| cfg_err(&tp, format!("cannot load tokenizer: {e}")))?;
+        let kv_names = |f: &dyn Fn(usize, &str) -> String| {
+            (0..config.n_layers)
+                .flat_map(|i| ["key", "value"].map(|kv| f(i, kv)))
+                .collect()
+        };
         Ok(Llm {
+            past_names: kv_names(&|i, kv| format!("past_key_values.{i}.{kv}")),
+            present_names: kv_names(&|i, kv| format!("present.{i}.{kv}")),
             config,
             dir: dir.to_path_buf(),
             session: Mutex::new(session),
@@ -155,7 +170,7 @@ impl Llm {
     /// An empty cache with `prefix` embeddings to feed first.
     pub fn cache(&self, prefix: Vec<f32>) -> LlmCache {
         LlmCache {
-            kv: vec![Vec::new(); 2 * self.config.n_layers],
+            kv: Vec::with_capacity(2 * self.config.n_layers),
             past: 0,
             pending: prefix,
         }
@@ -180,7 +195,7 @@ impl StepDecoder for Llm {
         let n = x.len() / h;
         let e = |e: ort::Error| self.run_err(e);
         let total = st.past + n;
-        let mut feeds: Vec<(String, ort::session::SessionInputValue)> = vec![
+        let mut feeds: Vec<(Cow<str>, SessionInputValue)> = vec![
             (
                 "inputs_embeds".into(),
                 Tensor::<f32>::from_array((vec![1i64, n as i64, h as i64], x))
@@ -203,21 +218,21 @@ impl StepDecoder for Llm {
                 .into(),
             ),
         ];
-        for i in 0..c.n_layers {
-            for (k, kv) in ["key", "value"].iter().enumerate() {
-                feeds.push((
-                    format!("past_key_values.{i}.{kv}"),
-                    Tensor::<f32>::from_array((
-                        vec![1, c.n_kv_heads as i64, st.past as i64, c.head_dim as i64],
-                        st.kv[2 * i + k].clone(),
-                    ))
-                    .map_err(e)?
-                    .into(),
-                ));
-            }
+        for (j, name) in self.past_names.iter().enumerate() {
+            let past = match st.kv.get(j) {
+                Some(v) => v.as_ref().into(),
+                // the first step: a zero-length past
+                None => Tensor::<f32>::from_array((
+                    vec![1, c.n_kv_heads as i64, 0, c.head_dim as i64],
+                    Vec::<f32>::new(),
+                ))
+                .map_err(e)?
+                .into(),
+            };
+            feeds.push((Cow::Borrowed(name.as_str()), past));
         }
         let mut s = lock(&self.session);
-        let out = s.run(feeds).map_err(e)?;
+        let mut out = s.run(feeds).map_err(e)?;
         let out_err = |r: String| self.run_err(r);
         let (shape, logits) = f32_output(&out, "logits").map_err(out_err)?;
         let vocab = *shape.last().unwrap_or(&0) as usize;
@@ -232,12 +247,16 @@ impl StepDecoder for Llm {
             ));
         };
         let last = logits[start..].to_vec();
-        for i in 0..c.n_layers {
-            for (k, kv) in ["key", "value"].iter().enumerate() {
-                let (_, v) = f32_output(&out, &format!("present.{i}.{kv}")).map_err(out_err)?;
-                st.kv[2 * i + k] = v.to_vec();
-            }
-        }
+        // this step's present KV is the next step's past, kept as the values ONNX Runtime made
+        st.kv = self
+            .present_names
+            .iter()
+            .map(|p| {
+                out.remove(p.as_str())
+                    .map(Arc::new)
+                    .ok_or_else(|| self.run_err(format!("the model has no output '{p}'")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         st.past = total;
         Ok(last)
     }

@@ -1,17 +1,20 @@
 //! The Whisper model in ONNX Runtime: the encoder and decoder sessions, the tokenizer, the
 //! encoder pass over one window's log-mel features, and the decoder step over a KV cache the
-//! caller owns ([`WhisperCache`]).
+//! caller owns ([`WhisperCache`]). The encoder output and every KV tensor stay the ONNX Runtime
+//! values the sessions returned: a step feeds them by reference and keeps its present KV
+//! outputs as the next step's past, so no tensor is copied between steps.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use engines::ort::{cpu_session, first_line, CpuOptions};
-use ort::session::Session;
-use ort::value::Tensor;
+use ort::session::{Session, SessionInputValue, SessionOutputs};
+use ort::value::{DynValue, Tensor};
 
 use super::calibrate::{observe, Tap};
 use super::config::{read_config, WhisperConfig, CONFIG_FILE};
-use crate::audio::logmel::LogMelExtractor;
+use crate::audio::logmel::{LogMel, LogMelExtractor};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
 use crate::session::f32_output;
@@ -24,37 +27,66 @@ pub struct Whisper {
     mel: LogMelExtractor,
     encoder: Mutex<Session>,
     decoder: Mutex<Session>,
+    names: KvNames,
     pub(super) tokenizer: tokenizers::Tokenizer,
     /// Calibration observers fed from exposed activations (encoder, decoder), if any.
     pub(crate) tap: Option<Mutex<Tap>>,
 }
 
-/// The KV cache of one hypothesis: per decoder layer, self-attention key and value (growing)
-/// and cross-attention key and value (computed at the first step, then shared).
+/// The decoder's KV input and output names, per layer key then value (`2 * layer + k`).
+struct KvNames {
+    past_self: Vec<String>,
+    past_cross: Vec<String>,
+    present_self: Vec<String>,
+    present_cross: Vec<String>,
+}
+
+impl KvNames {
+    fn new(n_layers: usize) -> KvNames {
+        let names = |f: &dyn Fn(usize, &str) -> String| {
+            (0..n_layers)
+                .flat_map(|i| ["key", "value"].map(|kv| f(i, kv)))
+                .collect()
+        };
+        KvNames {
+            past_self: names(&|i, kv| format!("past_key_values.{i}.decoder.{kv}")),
+            past_cross: names(&|i, kv| format!("past_key_values.{i}.encoder.{kv}")),
+            present_self: names(&|i, kv| format!("present.{i}.decoder.{kv}")),
+            present_cross: names(&|i, kv| format!("present.{i}.encoder.{kv}")),
+        }
+    }
+}
+
+/// One window's encoder output `[1, n_audio_ctx, d_model]`, the value the encoder session
+/// returned (fed to every decoder step by reference).
+pub struct EncoderOutput(DynValue);
+
+/// The KV cache of one hypothesis: per decoder layer, self-attention key and value (the
+/// previous step's present outputs, growing) and cross-attention key and value (computed at
+/// the first step, then shared), with the encoder output. Cloning it (beam search) shares
+/// every tensor: a step never writes into its inputs, it returns new values.
 #[derive(Clone)]
 pub struct WhisperCache {
-    self_kv: Vec<Vec<f32>>,
-    past: usize,
-    cross_kv: Arc<Vec<Vec<f32>>>,
-    cross_len: usize,
-    encoder_out: Arc<Vec<f32>>,
+    /// Empty before the first step.
+    self_kv: Vec<Arc<DynValue>>,
+    /// Empty before the first step.
+    cross_kv: Arc<Vec<DynValue>>,
+    encoder_out: Arc<EncoderOutput>,
 }
 
 impl WhisperCache {
     /// An empty cache of `n_layers` decoder layers over one window's encoder output.
-    pub(super) fn new(n_layers: usize, encoder_out: Vec<f32>) -> WhisperCache {
+    pub(crate) fn new(n_layers: usize, encoder_out: EncoderOutput) -> WhisperCache {
         WhisperCache {
-            self_kv: vec![Vec::new(); 2 * n_layers],
-            past: 0,
-            cross_kv: Arc::new(vec![Vec::new(); 2 * n_layers]),
-            cross_len: 0,
+            self_kv: Vec::with_capacity(2 * n_layers),
+            cross_kv: Arc::new(Vec::new()),
             encoder_out: Arc::new(encoder_out),
         }
     }
 }
 
 /// The decoder step of a [`Whisper`] model, for [`crate::generation::generate`].
-pub(super) struct Step<'a> {
+pub(crate) struct Step<'a> {
     w: &'a Whisper,
 }
 
@@ -116,12 +148,14 @@ impl Whisper {
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| cfg_err(&tok_path, format!("cannot load tokenizer: {e}")))?;
+        let names = KvNames::new(config.n_layers);
         let w = Whisper {
             config,
             dir,
             mel,
             encoder: Mutex::new(encoder),
             decoder: Mutex::new(decoder),
+            names,
             tokenizer,
             tap: None,
         };
@@ -153,21 +187,30 @@ impl Whisper {
         Ok(())
     }
 
-    /// Encoder output for one 30 s window of 16 kHz samples: `[n_audio_ctx * d_model]`.
-    pub(super) fn encode(&self, name: &Path, samples: &[f32]) -> Result<Vec<f32>> {
-        let m = self.mel.compute(name, samples)?;
+    /// Encoder output for one 30 s window of 16 kHz samples.
+    pub(super) fn encode(&self, name: &Path, samples: &[f32]) -> Result<EncoderOutput> {
+        self.encode_features(self.features(name, samples)?)
+    }
+
+    /// The log-mel features of one 30 s window (the encoder's input).
+    pub(crate) fn features(&self, name: &Path, samples: &[f32]) -> Result<LogMel> {
+        self.mel.compute(name, samples)
+    }
+
+    /// The encoder pass over one window's features.
+    pub(crate) fn encode_features(&self, m: LogMel) -> Result<EncoderOutput> {
         let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
             .map_err(|e| self.run_err("encoder", e))?;
         let mut s = lock(&self.encoder);
         // the input stays alive (borrowed) until its outputs are read: an exposed graph input
         // may come back as an output sharing its buffer
-        let out = s
+        let mut out = s
             .run(vec![("input_features", t.view().into_dyn())])
             .map_err(|e| self.run_err("encoder", e))?;
         if let Some(tap) = &self.tap {
             observe(&out, &mut lock(tap).encoder).map_err(|r| self.run_err("encoder", r))?;
         }
-        let (shape, v) =
+        let (shape, _) =
             f32_output(&out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
         let want = [
             1,
@@ -183,7 +226,8 @@ impl Whisper {
                 ),
             ));
         }
-        Ok(v.to_vec())
+        let v = take(&mut out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
+        Ok(EncoderOutput(v))
     }
 
     fn run_err(&self, which: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -197,7 +241,7 @@ impl Whisper {
     }
 
     /// The decoder step over this model's sessions.
-    pub(super) fn step_decoder(&self) -> Step<'_> {
+    pub(crate) fn step_decoder(&self) -> Step<'_> {
         Step { w: self }
     }
 
@@ -217,48 +261,39 @@ impl StepDecoder for Step<'_> {
     fn step(&self, st: &mut WhisperCache, new: &[u32]) -> Result<Vec<f32>> {
         let w = self.w;
         let c = &w.config;
-        let (h, hd) = (c.n_heads as i64, c.head_dim as i64);
+        let n = &w.names;
         let e = |e: ort::Error| w.run_err("decoder", e);
         let out_err = |r: String| w.run_err("decoder", r);
-        let mut inputs: Vec<(String, Tensor<f32>)> = Vec::new();
         let ids = Tensor::<i64>::from_array((
             vec![1i64, new.len() as i64],
             new.iter().map(|&t| t as i64).collect::<Vec<_>>(),
         ))
         .map_err(e)?;
-        inputs.push((
-            "encoder_hidden_states".into(),
+        // zero-length past: the first step (no tensor to share yet)
+        let empty = || {
             Tensor::<f32>::from_array((
-                vec![1i64, c.n_audio_ctx as i64, c.d_model as i64],
-                st.encoder_out.as_ref().clone(),
+                vec![1i64, c.n_heads as i64, 0, c.head_dim as i64],
+                Vec::<f32>::new(),
             ))
-            .map_err(e)?,
-        ));
-        for i in 0..c.n_layers {
-            for (k, kv) in ["key", "value"].iter().enumerate() {
-                inputs.push((
-                    format!("past_key_values.{i}.decoder.{kv}"),
-                    Tensor::<f32>::from_array((
-                        vec![1, h, st.past as i64, hd],
-                        st.self_kv[2 * i + k].clone(),
-                    ))
-                    .map_err(e)?,
-                ));
-                inputs.push((
-                    format!("past_key_values.{i}.encoder.{kv}"),
-                    Tensor::<f32>::from_array((
-                        vec![1, h, st.cross_len as i64, hd],
-                        st.cross_kv[2 * i + k].clone(),
-                    ))
-                    .map_err(e)?,
-                ));
-            }
+            .map(SessionInputValue::from)
+        };
+        let mut feeds: Vec<(Cow<str>, SessionInputValue)> = Vec::with_capacity(2 + 8 * c.n_layers);
+        feeds.push(("input_ids".into(), ids.into()));
+        feeds.push(("encoder_hidden_states".into(), (&st.encoder_out.0).into()));
+        for j in 0..2 * c.n_layers {
+            let past = match st.self_kv.get(j) {
+                Some(v) => v.as_ref().into(),
+                None => empty().map_err(e)?,
+            };
+            feeds.push((Cow::Borrowed(n.past_self[j].as_str()), past));
+            let cross = match st.cross_kv.get(j) {
+                Some(v) => v.into(),
+                None => empty().map_err(e)?,
+            };
+            feeds.push((Cow::Borrowed(n.past_cross[j].as_str()), cross));
         }
-        let mut feeds: Vec<(String, ort::session::SessionInputValue)> =
-            vec![("input_ids".into(), ids.into())];
-        feeds.extend(inputs.into_iter().map(|(n, t)| (n, t.into())));
         let mut s = lock(&w.decoder);
-        let out = s.run(feeds).map_err(e)?;
+        let mut out = s.run(feeds).map_err(e)?;
         let (shape, logits) = f32_output(&out, "logits").map_err(out_err)?;
         let vocab = *shape.last().unwrap_or(&0) as usize;
         let start = logits.len().checked_sub(vocab);
@@ -275,25 +310,29 @@ impl StepDecoder for Step<'_> {
         if let Some(tap) = &w.tap {
             observe(&out, &mut lock(tap).decoder).map_err(out_err)?;
         }
-        let new_cross = st.cross_len == 0;
-        let mut cross = Vec::new();
-        for i in 0..c.n_layers {
-            for (k, kv) in ["key", "value"].iter().enumerate() {
-                let (_, v) =
-                    f32_output(&out, &format!("present.{i}.decoder.{kv}")).map_err(out_err)?;
-                st.self_kv[2 * i + k] = v.to_vec();
-                if new_cross {
-                    let (_, v) =
-                        f32_output(&out, &format!("present.{i}.encoder.{kv}")).map_err(out_err)?;
-                    cross.push(v.to_vec());
-                }
-            }
-        }
-        st.past += new.len();
-        if new_cross {
+        // this step's present KV is the next step's past, kept as the values ONNX Runtime made
+        let self_kv = n
+            .present_self
+            .iter()
+            .map(|p| take(&mut out, p).map(Arc::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(out_err)?;
+        if st.cross_kv.is_empty() {
+            let cross = n
+                .present_cross
+                .iter()
+                .map(|p| take(&mut out, p))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(out_err)?;
             st.cross_kv = Arc::new(cross);
-            st.cross_len = c.n_audio_ctx;
         }
+        st.self_kv = self_kv;
         Ok(last)
     }
+}
+
+/// Takes the output `name` out of a run's outputs (no copy), or says the model lacks it.
+fn take(out: &mut SessionOutputs, name: &str) -> std::result::Result<DynValue, String> {
+    out.remove(name)
+        .ok_or_else(|| format!("the model has no output '{name}'"))
 }
