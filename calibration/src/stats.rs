@@ -166,7 +166,7 @@ impl TensorStats {
 /// Largest finite |x| per channel (`data[i]` in channel `i % channels`); empty when `data` is
 /// not a whole number of rows of `channels` values.
 fn channel_maxima(data: &[f32], channels: usize) -> Vec<f32> {
-    if channels == 0 || data.is_empty() || data.len() % channels != 0 {
+    if channels == 0 || data.is_empty() || !data.len().is_multiple_of(channels) {
         return Vec::new();
     }
     let mut out = vec![0f32; channels];

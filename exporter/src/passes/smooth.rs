@@ -347,10 +347,12 @@ pub fn smooth_quant(
     stats: &BTreeMap<String, Vec<f32>>,
     opts: &SmoothOptions,
 ) -> Result<(ModelProto, SmoothReport)> {
-    if !(0.0..=1.0).contains(&opts.alpha)
-        || !(opts.min_scale > 0.0 && opts.min_scale <= 1.0 && opts.max_scale >= 1.0)
-        || !opts.max_scale.is_finite()
-    {
+    let valid = (0.0..=1.0).contains(&opts.alpha)
+        && opts.min_scale > 0.0
+        && opts.min_scale <= 1.0
+        && opts.max_scale >= 1.0
+        && opts.max_scale.is_finite();
+    if !valid {
         return Err(crate::ExportError::Policy(format!(
             "smoothing: alpha {} must be in [0, 1] and 0 < min_scale {} ≤ 1 ≤ max_scale {} < ∞",
             opts.alpha, opts.min_scale, opts.max_scale

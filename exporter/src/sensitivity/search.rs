@@ -11,6 +11,9 @@ use super::{
 use crate::policy::QuantMode;
 use crate::ExportError;
 
+/// A candidate to measure: each group with its mode, predicted degradation and cost.
+type Planned = (Vec<(String, QuantMode)>, f64, f64);
+
 /// A candidate set: group indices, predicted degradation and cost (the objective).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -260,7 +263,7 @@ pub fn autoquant(
     }
     // one option per group (one mode): the plain subset search; else one mode per group
     let several = study.modes().len() > 1;
-    let (cands, search): (Vec<(Vec<(String, QuantMode)>, f64, f64)>, &str) = if several {
+    let (cands, search): (Vec<Planned>, &str) = if several {
         let (c, how) = candidates_modes(&opts, base_cost, budget);
         let c = c
             .into_iter()
