@@ -267,6 +267,7 @@ fn sensitivity_of_the_whisper_decoder_in_several_modes() {
     }
     std::fs::write(&list, text).unwrap();
     let out = tmp.path().join("sens");
+    let cache = tmp.path().join("cache");
     let o = voxq(&[
         "sensitivity",
         "fixtures/whisper-tiny-test",
@@ -284,7 +285,8 @@ fn sensitivity_of_the_whisper_decoder_in_several_modes() {
         s(&table),
         "--max-new-tokens",
         "20",
-        "--no-cache",
+        "--cache",
+        s(&cache),
         "--quiet",
         "--out",
         s(&out),
@@ -319,4 +321,48 @@ fn sensitivity_of_the_whisper_decoder_in_several_modes() {
     assert!(md.contains("`dec.block0.mlp` only, smooth |"), "{md}");
     assert!(md.contains("`dec.block0.mlp` only, full |"), "{md}");
     assert!(out.join("sensitivity.png").is_file());
+
+    // autoquant over the same measurements (from the cache): a mode per chosen group,
+    // written into the model folder's report
+    let aq = tmp.path().join("aq");
+    let o = voxq(&[
+        "autoquant",
+        "fixtures/whisper-tiny-test",
+        "--part",
+        "decoder",
+        "--list",
+        s(&list),
+        "--audio-root",
+        ".",
+        "--groups",
+        "preset:whisper-tiny",
+        "--mode",
+        "weight-only,smooth,full",
+        "--table",
+        s(&table),
+        "--max-new-tokens",
+        "20",
+        "--max-increase",
+        "100",
+        "--cache",
+        s(&cache),
+        "--quiet",
+        "--out",
+        s(&aq),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&aq.join("autoquant.json"));
+    let chosen = r["chosen"].as_array().unwrap();
+    assert!(!chosen.is_empty());
+    for g in chosen {
+        let m = r["chosen_modes"][g.as_str().unwrap()].as_str();
+        assert!(
+            matches!(m, Some("full" | "smooth" | "weight-only")),
+            "{g}: {m:?}"
+        );
+    }
+    assert!(aq.join("model/decoder.onnx").is_file());
+    assert!(std::fs::read_to_string(aq.join("autoquant.md"))
+        .unwrap()
+        .contains("modes: "));
 }
