@@ -172,6 +172,14 @@ impl Calibrator {
     /// Folds one batch of `tensor` into its observers. NaN/Inf are counted in
     /// `stats.nonfinite` and left out of the histogram; [`Calibrator::compute`] rejects them.
     pub fn observe(&mut self, tensor: &str, data: &[f32]) -> Result<()> {
+        let obs = self.entry(tensor)?;
+        obs.stats.update(data);
+        obs.hist.add(data);
+        Ok(())
+    }
+
+    /// The observers of `tensor`, created on first use.
+    fn entry(&mut self, tensor: &str) -> Result<&mut Observed> {
         if !self.tensors.contains_key(tensor) {
             check_tensor_name(tensor)?;
             let obs = Observed {
@@ -180,10 +188,20 @@ impl Calibrator {
             };
             self.tensors.insert(tensor.to_string(), obs);
         }
-        if let Some(obs) = self.tensors.get_mut(tensor) {
-            obs.stats.update(data);
-            obs.hist.add(data);
-        }
+        self.tensors
+            .get_mut(tensor)
+            .ok_or_else(|| CalibError::Tensor {
+                tensor: tensor.to_string(),
+                reason: "observer lost".into(),
+            })
+    }
+
+    /// [`Calibrator::observe`], also keeping the |x| maximum of each of the `channels`
+    /// channels of the last axis (`stats.channel_abs_max`, for SmoothQuant scale migration).
+    pub fn observe_channels(&mut self, tensor: &str, data: &[f32], channels: usize) -> Result<()> {
+        let obs = self.entry(tensor)?;
+        obs.stats.update_channels(data, channels);
+        obs.hist.add(data);
         Ok(())
     }
 

@@ -5,6 +5,11 @@
 //! big batch, or merging statistics from separate runs all give the same result up to rounding.
 //! Non-finite values (NaN, ±Inf) are counted in [`TensorStats::nonfinite`] and left out of every
 //! other field. The standard deviation is the population one (divides by `count`).
+//!
+//! Optionally ([`TensorStats::update_channels`]) the largest |x| of every channel along the
+//! last axis is kept too (`channel_abs_max`, one float per channel: memory independent of how
+//! much data is seen), what SmoothQuant-style scale migration needs
+//! (`exporter::passes::smooth`).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +27,10 @@ pub struct TensorStats {
     pub count: u64,
     /// Number of NaN / ±Inf values seen (not included in any other field).
     pub nonfinite: u64,
+    /// Largest finite |x| per channel of the last axis (empty unless fed through
+    /// [`TensorStats::update_channels`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channel_abs_max: Vec<f32>,
 }
 
 impl Default for TensorStats {
@@ -40,6 +49,7 @@ impl TensorStats {
             std: 0.0,
             count: 0,
             nonfinite: 0,
+            channel_abs_max: Vec::new(),
         }
     }
 
@@ -89,6 +99,7 @@ impl TensorStats {
             std: (m2 / n).sqrt(),
             count,
             nonfinite,
+            channel_abs_max: Vec::new(),
         }
     }
 
@@ -96,6 +107,23 @@ impl TensorStats {
     pub fn update(&mut self, data: &[f32]) {
         let batch = TensorStats::from_slice(data);
         self.merge(&batch);
+    }
+
+    /// [`TensorStats::update`], and the per-channel |x| maxima over the last axis of
+    /// `channels` channels (`data` is row-major, so `data[i]` is in channel `i % channels`).
+    /// Per-channel maxima are kept only when every batch since the first came through here
+    /// with the same channel count; otherwise they are dropped (they would mix channels).
+    pub fn update_channels(&mut self, data: &[f32], channels: usize) {
+        let batch = channel_maxima(data, channels);
+        let first = self.count == 0 && self.nonfinite == 0;
+        let mut kept = std::mem::take(&mut self.channel_abs_max);
+        self.update(data);
+        if first {
+            kept = batch;
+        } else {
+            merge_maxima(&mut kept, &batch);
+        }
+        self.channel_abs_max = kept;
     }
 
     /// Merges statistics gathered elsewhere (Chan et al.'s parallel algorithm).
@@ -119,6 +147,7 @@ impl TensorStats {
         let m2 = m2a + m2b + delta * delta * na * nb / n;
         self.mean += delta * nb / n;
         self.std = (m2.max(0.0) / n).sqrt();
+        merge_maxima(&mut self.channel_abs_max, &other.channel_abs_max);
         self.count += other.count;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
@@ -131,6 +160,34 @@ impl TensorStats {
         } else {
             self.min.abs().max(self.max.abs())
         }
+    }
+}
+
+/// Largest finite |x| per channel (`data[i]` in channel `i % channels`); empty when `data` is
+/// not a whole number of rows of `channels` values.
+fn channel_maxima(data: &[f32], channels: usize) -> Vec<f32> {
+    if channels == 0 || data.is_empty() || !data.len().is_multiple_of(channels) {
+        return Vec::new();
+    }
+    let mut out = vec![0f32; channels];
+    for row in data.chunks_exact(channels) {
+        for (m, &x) in out.iter_mut().zip(row) {
+            if x.is_finite() {
+                *m = m.max(x.abs());
+            }
+        }
+    }
+    out
+}
+
+/// Element-wise max of `b` into `a`; mismatched or missing maxima leave none.
+fn merge_maxima(a: &mut Vec<f32>, b: &[f32]) {
+    if a.len() == b.len() {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x = x.max(*y);
+        }
+    } else {
+        a.clear();
     }
 }
 
@@ -182,6 +239,34 @@ mod tests {
             "{}",
             whole.std
         );
+    }
+
+    #[test]
+    fn channel_maxima_stream_and_merge() {
+        // rows of 3 channels; channel 1 carries the outlier
+        let mut s = TensorStats::new();
+        s.update_channels(&[1.0, -9.0, 0.5, -2.0, 3.0, 0.25], 3);
+        s.update_channels(&[0.5, 1.0, -0.75, f32::NAN, 2.0, 0.0], 3);
+        assert_eq!(s.channel_abs_max, [2.0, 9.0, 0.75]);
+        assert_eq!((s.count, s.nonfinite), (11, 1));
+        assert_eq!(s.abs_max(), 9.0);
+        let mut other = TensorStats::new();
+        other.update_channels(&[4.0, 0.0, 0.0], 3);
+        let mut merged = s.clone();
+        merged.merge(&other);
+        assert_eq!(merged.channel_abs_max, [4.0, 9.0, 0.75]);
+        // a batch that is not whole rows, or a plain update, drops them
+        let mut ragged = s.clone();
+        ragged.update_channels(&[1.0, 2.0], 3);
+        assert!(ragged.channel_abs_max.is_empty());
+        let mut plain = s.clone();
+        plain.merge(&TensorStats::from_slice(&[1.0]));
+        assert!(plain.channel_abs_max.is_empty());
+        // absent from the JSON when empty, and round-trips when present
+        let json = serde_json::to_string(&TensorStats::from_slice(&[1.0])).unwrap();
+        assert!(!json.contains("channel_abs_max"), "{json}");
+        let back: TensorStats = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -11,9 +11,13 @@ use onnx_protobuf::ModelProto;
 use serde::Serialize;
 
 use crate::graph::GraphIndex;
+use crate::groups::node_id;
 use crate::onnx::is_default_op;
-use crate::passes::{insert_qdq, to_float16, InsertQdqReport};
-use crate::policy::{plan, QdqPlan, QuantPolicy, NOT_SELECTED};
+use crate::passes::smooth::{channel_stats, smoothed_table};
+use crate::passes::{
+    insert_qdq, smooth_quant, to_float16, InsertQdqReport, SmoothOptions, SmoothReport,
+};
+use crate::policy::{plan, QdqPlan, QuantMode, QuantPolicy, NOT_SELECTED};
 use crate::size::{deployable_size, SizeReport};
 use crate::ExportError;
 
@@ -96,6 +100,8 @@ pub fn check_table_matches(model: &ModelProto, table: &CalibrationTable) -> Resu
 /// Everything one quantization produced.
 pub struct Quantized {
     pub model: ModelProto,
+    /// What SmoothQuant migrated first ([`QuantMode::Smooth`] nodes; `None` when none).
+    pub smooth: Option<SmoothReport>,
     pub plan: QdqPlan,
     pub report: InsertQdqReport,
     pub unknown_ops: Vec<(String, String)>,
@@ -183,6 +189,11 @@ pub fn quantize_with(
     if let Some(t) = table {
         check_table_matches(model, t)?;
     }
+    let (smoothed, smooth, smoothed_tab) = smooth_first(model, table, policy)?;
+    let (model, table) = match (&smoothed, &smoothed_tab) {
+        (Some(m), Some(t)) => (m, Some(t)),
+        _ => (model, table),
+    };
     let plan = plan(model, policy)?;
     let empty;
     let table = match table {
@@ -211,10 +222,57 @@ pub fn quantize_with(
     }
     Ok(Quantized {
         model: q,
+        smooth,
         plan,
         report,
         unknown_ops: unknown_ops(model),
     })
+}
+
+/// [`QuantMode::Smooth`]: SmoothQuant over the selected smooth-mode nodes, with the table's
+/// ranges of the smoothed tensors rescaled. `(None, None, None)` when no node is in that mode.
+#[allow(clippy::type_complexity)]
+fn smooth_first(
+    model: &ModelProto,
+    table: Option<&CalibrationTable>,
+    policy: &QuantPolicy,
+) -> Result<(
+    Option<ModelProto>,
+    Option<SmoothReport>,
+    Option<CalibrationTable>,
+)> {
+    if !policy.smooths() {
+        return Ok((None, None, None));
+    }
+    let Some(table) = table else {
+        return Err(ExportError::Policy(
+            "smooth int8 needs a calibration table (with per-channel maxima)".into(),
+        ));
+    };
+    let stats = channel_stats(table);
+    if stats.is_empty() {
+        return Err(ExportError::Policy(
+            "smooth int8: the calibration table has no per-channel maxima (a table from before they were collected, or from a calibration that does not keep them); calibrate again".into(),
+        ));
+    }
+    let g = &model.graph;
+    let nodes = (0..g.node.len())
+        .map(|i| node_id(g, i))
+        .filter(|id| policy.mode_of(id) == QuantMode::Smooth)
+        .filter(|id| policy.nodes.as_ref().is_none_or(|s| s.contains(id)))
+        .collect();
+    let opts = SmoothOptions {
+        nodes: Some(nodes),
+        ..SmoothOptions::default()
+    };
+    let (m, report) = smooth_quant(model, &stats, &opts)?;
+    log::info!(
+        "smoothed {} LayerNorm outputs ({} left alone)",
+        report.smoothed.len(),
+        report.skipped.len()
+    );
+    let t = smoothed_table(table, &report);
+    Ok((Some(m), Some(report), Some(t)))
 }
 
 /// Sizes of the fp32 input and the quantized output, side by side.

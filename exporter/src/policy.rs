@@ -79,7 +79,10 @@ use crate::model::elem;
 use crate::onnx::{attr_int, is_default_op};
 use crate::ExportError;
 
+mod mode;
 mod openvino;
+
+pub use mode::QuantMode;
 
 type Result<T> = std::result::Result<T, ExportError>;
 
@@ -162,47 +165,6 @@ impl ActivationType {
     }
 }
 
-/// What a quantized node gets: int8 weights and activations, or int8 weights only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum QuantMode {
-    /// int8 weights and Q/DQ on activations as the target's placement says (needs a
-    /// calibration table).
-    #[default]
-    Full,
-    /// int8 weights behind DequantizeLinear only; activations stay float (no table needed).
-    WeightOnly,
-}
-
-impl QuantMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            QuantMode::Full => "full",
-            QuantMode::WeightOnly => "weight-only",
-        }
-    }
-}
-
-impl fmt::Display for QuantMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for QuantMode {
-    type Err = ExportError;
-
-    fn from_str(s: &str) -> Result<QuantMode> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "full" | "int8" => Ok(QuantMode::Full),
-            "weight-only" | "weight_only" | "weights" => Ok(QuantMode::WeightOnly),
-            other => Err(ExportError::Policy(format!(
-                "unknown quantization mode '{other}' (expected 'full' or 'weight-only')"
-            ))),
-        }
-    }
-}
-
 /// What to quantize and for which runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuantPolicy {
@@ -215,8 +177,25 @@ pub struct QuantPolicy {
     pub per_channel: bool,
     /// `None`: every node is eligible; otherwise only the nodes with these ids.
     pub nodes: Option<BTreeSet<String>>,
-    /// Weights and activations, or weights only.
+    /// Weights and activations, or weights only (or smoothed first), for every node
+    /// `node_modes` does not name.
     pub mode: QuantMode,
+    /// Per-node modes (node id → mode): a plan with a mode per layer group. Nodes not named
+    /// here get `mode`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_modes: BTreeMap<String, QuantMode>,
+}
+
+impl QuantPolicy {
+    /// The mode of node `id`.
+    pub fn mode_of(&self, id: &str) -> QuantMode {
+        self.node_modes.get(id).copied().unwrap_or(self.mode)
+    }
+
+    /// Whether any node may be smoothed ([`QuantMode::Smooth`]).
+    pub fn smooths(&self) -> bool {
+        self.mode == QuantMode::Smooth || self.node_modes.values().any(|m| *m == QuantMode::Smooth)
+    }
 }
 
 impl Default for QuantPolicy {
@@ -228,6 +207,7 @@ impl Default for QuantPolicy {
             per_channel: true,
             nodes: None,
             mode: QuantMode::Full,
+            node_modes: BTreeMap::new(),
         }
     }
 }
@@ -451,8 +431,8 @@ impl Planning<'_> {
                     } else {
                         weights.insert(weight.clone(), (axis, per_channel, id.clone()));
                     }
-                    let inputs = match policy.mode {
-                        QuantMode::Full => vec![act],
+                    let inputs = match policy.mode_of(id) {
+                        QuantMode::Full | QuantMode::Smooth => vec![act],
                         QuantMode::WeightOnly => Vec::new(),
                     };
                     quantized.push(PlannedNode {
@@ -580,24 +560,29 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
         ir_version: model.ir_version,
     };
     cx.check_ids(policy)?;
-    let (mut quantized, skipped) = cx.weighted(policy);
+    let (quantized, skipped) = cx.weighted(policy);
     let pos: BTreeMap<&str, usize> = cx
         .ids
         .iter()
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let residual_adds = match (policy.mode, policy.target) {
-        (QuantMode::WeightOnly, _) | (_, Target::Openvino) => Vec::new(),
-        (QuantMode::Full, Target::Tensorrt | Target::OrtCpu) => {
-            cx.residual_adds(&quantized, &pos, policy.target)
-        }
+    // residual-Add and output pairs only around the nodes that quantize activations
+    let (mut with_acts, weight_only): (Vec<PlannedNode>, Vec<PlannedNode>) = quantized
+        .into_iter()
+        .partition(|p| policy.mode_of(&p.node) != QuantMode::WeightOnly);
+    let residual_adds = match policy.target {
+        Target::Openvino => Vec::new(),
+        Target::Tensorrt | Target::OrtCpu => cx.residual_adds(&with_acts, &pos, policy.target),
     };
-    match (policy.mode, policy.target) {
-        (QuantMode::WeightOnly, _) | (QuantMode::Full, Target::Tensorrt) => {}
-        (QuantMode::Full, Target::OrtCpu) => cx.ort_outputs(&mut quantized, &pos),
-        (QuantMode::Full, Target::Openvino) => cx.openvino(&mut quantized, &pos),
+    match policy.target {
+        Target::Tensorrt => {}
+        Target::OrtCpu => cx.ort_outputs(&mut with_acts, &pos),
+        Target::Openvino => cx.openvino(&mut with_acts, &pos),
     }
+    // back in graph order
+    let mut quantized: Vec<PlannedNode> = with_acts.into_iter().chain(weight_only).collect();
+    quantized.sort_by_key(|p| pos.get(p.node.as_str()).copied().unwrap_or(usize::MAX));
 
     let mut activations = BTreeSet::new();
     for p in &quantized {

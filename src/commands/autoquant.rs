@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::Args;
 use exporter::model::to_bytes;
+use exporter::policy::QuantMode;
 use exporter::sensitivity::{autoquant, AutoquantReport, Budget, Objective};
 use runtime::evaluate::{LatencySpec, LATENCY_KEY};
 
 use super::quantize::{config_for, model_outputs};
 use super::sensitivity::{
     cached_summary, inputs, metric_of, model_onnx, progress_bar, report_outputs, sensitivity_files,
-    setup, study, write_report, ModeArg, SensitivityArgs,
+    setup, study, write_report, SensitivityArgs,
 };
 use super::sensitivity_asr::AsrTarget;
 use crate::args::{int, real, Metric};
@@ -158,16 +159,34 @@ pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
     let r = results.swap_remove(best).1;
     // Every report file and the model rendered first, then written as one.
     let mut files = sensitivity_files(&a.out, &r.sensitivity)?;
-    let chosen = st.quantized_model(&r.chosen)?;
+    let chosen_modes: Vec<(String, QuantMode)> = r
+        .chosen
+        .iter()
+        .map(|g| {
+            let m = r.chosen_modes.get(g).and_then(|m| m.parse().ok());
+            (g.clone(), m.unwrap_or(st.policy.mode))
+        })
+        .collect();
+    let chosen = st.quantized_model_modes(&chosen_modes)?;
     let model_path = match &s.asr {
         Some(t) => {
             let dir = a.out.join("model");
             let note = format!(
                 "voxq autoquant: part {} quantized ({}, {} of {} groups: {}); WER {:.2}% vs fp32 {:.2}%",
                 t.part,
-                match a.mode {
-                    ModeArg::WeightOnly => "weight-only int8".to_string(),
-                    ModeArg::Full => format!("int8, {} placement", a.target),
+                match a.modes().as_slice() {
+                    [QuantMode::WeightOnly] => "weight-only int8".to_string(),
+                    [QuantMode::Full] => format!("int8, {} placement", a.target),
+                    [QuantMode::Smooth] => format!("smooth int8, {} placement", a.target),
+                    _ => format!(
+                        "a mode per group ({}), {} placement",
+                        r.chosen_modes
+                            .iter()
+                            .map(|(g, m)| format!("{g}: {m}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        a.target
+                    ),
                 },
                 r.chosen.len(),
                 r.chosen.len() + r.kept_float.len(),

@@ -53,10 +53,13 @@ pub(crate) struct SensitivityArgs {
     /// encoder, projector, llm).
     #[arg(long)]
     pub(crate) part: Option<String>,
-    /// full (int8 weights and activations; needs a calibration table) or weight-only
-    /// (per-channel int8 weights, float activations; no table).
-    #[arg(long, value_enum, default_value_t = ModeArg::Full)]
-    pub(crate) mode: ModeArg,
+    /// full (int8 weights and activations; needs a calibration table), smooth (SmoothQuant
+    /// scale migration from each LayerNorm into the weights that read it, then full int8;
+    /// needs a table with per-channel maxima) or weight-only (per-channel int8 weights, float
+    /// activations; no table). Several, comma-separated (e.g. weight-only,smooth,full): every
+    /// group is measured in each and autoquant picks a mode per group.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "full")]
+    pub(crate) mode: Vec<ModeArg>,
     /// WER metric: most tokens per utterance, greedy [range: [1, 4096]].
     #[arg(long, allow_hyphen_values = true, default_value_t = 224, value_parser = max_new_tokens())]
     max_new_tokens: usize,
@@ -115,6 +118,7 @@ pub(crate) struct SensitivityArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ModeArg {
     Full,
+    Smooth,
     WeightOnly,
 }
 
@@ -122,8 +126,31 @@ impl From<ModeArg> for QuantMode {
     fn from(m: ModeArg) -> QuantMode {
         match m {
             ModeArg::Full => QuantMode::Full,
+            ModeArg::Smooth => QuantMode::Smooth,
             ModeArg::WeightOnly => QuantMode::WeightOnly,
         }
+    }
+}
+
+impl SensitivityArgs {
+    /// The `--mode` values, each once, in the order given.
+    pub(crate) fn modes(&self) -> Vec<QuantMode> {
+        let mut v: Vec<QuantMode> = Vec::new();
+        for &m in &self.mode {
+            let m = QuantMode::from(m);
+            if !v.contains(&m) {
+                v.push(m);
+            }
+        }
+        if v.is_empty() {
+            v.push(QuantMode::Full);
+        }
+        v
+    }
+
+    /// Whether only weight-only int8 is asked for (no table needed or taken).
+    pub(crate) fn weight_only(&self) -> bool {
+        self.modes() == [QuantMode::WeightOnly]
     }
 }
 
@@ -257,7 +284,7 @@ pub(crate) fn setup(
     if a.table.is_some() && a.method.len() > 1 {
         bail!("--table and several --method values: the table's method is fixed; give one or the other");
     }
-    if a.mode == ModeArg::WeightOnly && a.table.is_some() {
+    if a.weight_only() && a.table.is_some() {
         bail!(
             "--table: weight-only int8 quantizes no activation, so it takes no calibration table"
         );
@@ -299,12 +326,12 @@ pub(crate) fn setup(
     let policy = QuantPolicy {
         target: a.target.into(),
         min_channels: a.min_channels,
-        mode: a.mode.into(),
+        mode: a.modes()[0],
         ..QuantPolicy::default()
     };
     let metric = metric_of(a)?;
     if let Some(t) = &asr {
-        if a.mode == ModeArg::Full && a.table.is_none() {
+        if !a.weight_only() && a.table.is_none() {
             bail!(
                 "--table: full int8 of the {} part needs a calibration table of {} (or use --mode weight-only)",
                 t.part,
@@ -318,7 +345,7 @@ pub(crate) fn setup(
     // every argument is checked above, before the (slow) calibration
     let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
     let mut tables = Vec::new();
-    if a.mode == ModeArg::WeightOnly {
+    if a.weight_only() {
         tables.push((None, "none (weight-only)".to_string()));
     } else if let (Some(_), Some(t)) = (&asr, &a.table) {
         tables.push((Some(read_table(t)?), format!("table {}", t.display())));
@@ -404,6 +431,7 @@ pub(crate) fn study<'a>(s: &'a Setup, a: &SensitivityArgs, k: usize) -> Study<'a
         method: method.clone(),
         groups: &s.groups,
         policy: s.policy.clone(),
+        modes: a.modes(),
         float16: a.float16,
         cache: if a.no_cache {
             None

@@ -218,3 +218,151 @@ fn asr_bad_inputs_fail_in_one_line() {
     assert_one_line_error(&o, &["no/such/list.tsv"]);
     assert!(!out.exists(), "nothing written on a refused run");
 }
+
+/// Several modes in one run: the tiny Whisper decoder calibrated by `quantize-whisper` (its
+/// table keeps per-channel maxima), then every group measured in weight-only, smooth and full
+/// int8 — one row per group and mode, the mode in the Markdown table; the groups whose
+/// LayerNorm feeds them (self-attention, cross-attention, MLP) are smoothed.
+#[test]
+fn sensitivity_of_the_whisper_decoder_in_several_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let calib = tmp.path().join("calib.txt");
+    std::fs::write(
+        &calib,
+        "allison/en/vm-repeat.wav\nallison/en/all-circuits-busy-now.wav\n",
+    )
+    .unwrap();
+    let int8 = tmp.path().join("int8");
+    let o = voxq(&[
+        "quantize-whisper",
+        "--model",
+        "fixtures/whisper-tiny-test",
+        "--calib",
+        s(&calib),
+        "--audio-root",
+        s(&common::speech()),
+        "--decoder-include",
+        "op:MatMul",
+        "--method",
+        "max",
+        "--out",
+        s(&int8),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = int8.join("decoder.table.json");
+    let t = json(&table);
+    // the MLP's LayerNorm output: one maximum per channel of the 16-wide tiny decoder
+    let ln = "/dec/layers.0/final_layer_norm/LayerNormalization_output_0";
+    let per_channel = t["tensors"][ln]["stats"]["channel_abs_max"].as_array();
+    assert_eq!(per_channel.map(Vec::len), Some(16), "{ln}");
+    let exp = json(&root().join("fixtures/whisper-tiny-test/expected.json"));
+    let list = tmp.path().join("asr.tsv");
+    let mut text = String::new();
+    for c in exp["clips"].as_array().unwrap() {
+        text.push_str(&format!(
+            "{}\t{}\n",
+            c["wav"].as_str().unwrap(),
+            c["text"].as_str().unwrap().trim()
+        ));
+    }
+    std::fs::write(&list, text).unwrap();
+    let out = tmp.path().join("sens");
+    let cache = tmp.path().join("cache");
+    let o = voxq(&[
+        "sensitivity",
+        "fixtures/whisper-tiny-test",
+        "--part",
+        "decoder",
+        "--list",
+        s(&list),
+        "--audio-root",
+        ".",
+        "--groups",
+        "preset:whisper-tiny",
+        "--mode",
+        "weight-only,smooth,full",
+        "--table",
+        s(&table),
+        "--max-new-tokens",
+        "20",
+        "--cache",
+        s(&cache),
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&out.join("sensitivity.json"));
+    assert_eq!(r["fp32"]["metric"], 0.0);
+    let rows: Vec<(&str, &str)> = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let label = g["label"].as_str().unwrap();
+            let group = g["quantized_groups"][0].as_str().unwrap();
+            (label, g["modes"][group].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 8 * 3);
+    assert_eq!(
+        rows[0],
+        ("dec.block0.self_attn [weight-only]", "weight-only")
+    );
+    assert_eq!(rows[7], ("dec.block0.mlp [smooth]", "smooth"));
+    assert_eq!(rows[8], ("dec.block0.mlp [full]", "full"));
+    // all int8 in the preferred mode (full), and the modes named in the report
+    assert_eq!(r["all_int8"]["modes"]["dec.block0.mlp"], "full");
+    assert!(r["target"]
+        .as_str()
+        .unwrap()
+        .contains("weight-only, smooth, full"));
+    let md = std::fs::read_to_string(out.join("sensitivity.md")).unwrap();
+    assert!(md.contains("`dec.block0.mlp` only, smooth |"), "{md}");
+    assert!(md.contains("`dec.block0.mlp` only, full |"), "{md}");
+    assert!(out.join("sensitivity.png").is_file());
+
+    // autoquant over the same measurements (from the cache): a mode per chosen group,
+    // written into the model folder's report
+    let aq = tmp.path().join("aq");
+    let o = voxq(&[
+        "autoquant",
+        "fixtures/whisper-tiny-test",
+        "--part",
+        "decoder",
+        "--list",
+        s(&list),
+        "--audio-root",
+        ".",
+        "--groups",
+        "preset:whisper-tiny",
+        "--mode",
+        "weight-only,smooth,full",
+        "--table",
+        s(&table),
+        "--max-new-tokens",
+        "20",
+        "--max-increase",
+        "100",
+        "--cache",
+        s(&cache),
+        "--quiet",
+        "--out",
+        s(&aq),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&aq.join("autoquant.json"));
+    let chosen = r["chosen"].as_array().unwrap();
+    assert!(!chosen.is_empty());
+    for g in chosen {
+        let m = r["chosen_modes"][g.as_str().unwrap()].as_str();
+        assert!(
+            matches!(m, Some("full" | "smooth" | "weight-only")),
+            "{g}: {m:?}"
+        );
+    }
+    assert!(aq.join("model/decoder.onnx").is_file());
+    assert!(std::fs::read_to_string(aq.join("autoquant.md"))
+        .unwrap()
+        .contains("modes: "));
+}

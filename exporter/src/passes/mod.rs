@@ -15,6 +15,9 @@
 //! - [`raise_opset`] ([`opset`]) moves a model to a newer default-domain opset where every op
 //!   present is unchanged or changed compatibly (per ONNX's own version converter), with the
 //!   few attribute-to-input rewrites the converter also does.
+//! - [`smooth_quant`] ([`smooth`]) migrates per-channel activation outliers of a LayerNorm
+//!   output into the following MatMul/Gemm weights (SmoothQuant; exact in float), before a
+//!   per-tensor int8 quantization.
 //!
 //! Names are derived from the tensor served: `{weight}_quantized`, `{weight}_scale`,
 //! `{weight}_zero_point`, node and output `{weight}_dq`; `{tensor}_scale`,
@@ -26,6 +29,7 @@ pub mod expose;
 pub mod float16;
 pub mod insert_qdq;
 pub mod opset;
+pub mod smooth;
 pub mod tensors;
 pub mod tile;
 pub mod weights;
@@ -34,6 +38,7 @@ pub use expose::expose_activations;
 pub use float16::{to_float16, FP16_SCALE_MIN_OPSET};
 pub use insert_qdq::{insert_qdq, InsertQdqReport, QDQ_MIN_OPSET};
 pub use opset::{default_opset, raise_opset};
+pub use smooth::{smooth_quant, SmoothOptions, SmoothReport};
 pub use tensors::f32_data;
 pub use tile::{tile_to_expand, TileReport};
 pub use weights::{quantize_weight, ZERO_CHANNEL_SCALE};

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Evaluate, Measurement, Result, Study};
 use crate::atomic::write_atomic;
+use crate::policy::QuantMode;
 use crate::ExportError;
 
 /// What a cache file holds.
@@ -62,7 +63,7 @@ impl Study<'_> {
     pub(super) fn key_material(
         &self,
         eval: &dyn Evaluate,
-        groups: Option<&[String]>,
+        groups: Option<&[(String, QuantMode)]>,
     ) -> Result<serde_json::Value> {
         let p = &self.policy;
         let mut v = serde_json::json!({
@@ -72,7 +73,10 @@ impl Study<'_> {
             "metric": eval.metric().name,
         });
         if let Some(gs) = groups {
-            let nodes: Vec<String> = self.nodes_of(gs)?.into_iter().collect();
+            let names: Vec<String> = gs.iter().map(|(g, _)| g.clone()).collect();
+            let nodes: Vec<String> = self.nodes_of(&names)?.into_iter().collect();
+            let one_mode = gs.first().map(|(_, m)| *m).unwrap_or(p.mode);
+            let mixed = gs.iter().any(|(_, m)| *m != one_mode);
             let o = v.as_object_mut().expect("object");
             o.insert("table_sha256".into(), self.table_sha256.clone().into());
             o.insert("method".into(), self.method.clone().into());
@@ -80,9 +84,21 @@ impl Study<'_> {
             o.insert("ops".into(), serde_json::json!(p.ops));
             o.insert("min_channels".into(), p.min_channels.into());
             o.insert("per_channel".into(), p.per_channel.into());
-            if p.mode != crate::policy::QuantMode::Full {
+            if mixed {
+                // a mode per group: the mode of every node
+                let pol = self.policy_for(gs)?;
+                let lines: Vec<String> = nodes
+                    .iter()
+                    .map(|n| format!("{n}\t{}", pol.mode_of(n)))
+                    .collect();
+                o.insert("mode".into(), "mixed".into());
+                o.insert(
+                    "modes_sha256".into(),
+                    sha256_hex(lines.join("\n").as_bytes()).into(),
+                );
+            } else if one_mode != QuantMode::Full {
                 // absent for full int8, so caches written before modes existed stay valid
-                o.insert("mode".into(), p.mode.name().into());
+                o.insert("mode".into(), one_mode.name().into());
             }
             o.insert("float16".into(), self.float16.into());
             o.insert(

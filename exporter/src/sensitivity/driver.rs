@@ -14,7 +14,7 @@ use super::{Evaluate, Progress, Result, Row, SensitivityReport};
 use crate::groups::LayerGroups;
 use crate::model::{elem, num_elements, to_bytes};
 use crate::pipeline::quantize_with;
-use crate::policy::QuantPolicy;
+use crate::policy::{QuantMode, QuantPolicy};
 use crate::size::deployable_size;
 use crate::ExportError;
 
@@ -31,8 +31,11 @@ pub struct Study<'a> {
     /// Calibration method the table was computed with (cache key and reports).
     pub method: String,
     pub groups: &'a LayerGroups,
-    /// Target, ops, channel floor; its `nodes` is replaced per variant.
+    /// Target, ops, channel floor; its `nodes` (and `node_modes`) are replaced per variant.
     pub policy: QuantPolicy,
+    /// The modes each group is measured in (empty: only `policy.mode`). With several, the
+    /// sensitivity pass measures every group in every mode and autoquant picks one per group.
+    pub modes: Vec<QuantMode>,
     pub float16: bool,
     /// Folder of cached measurements (`None`: no cache).
     pub cache: Option<PathBuf>,
@@ -87,15 +90,48 @@ impl Study<'_> {
         Ok(set)
     }
 
+    /// The modes groups are measured in: [`Study::modes`], or the policy's one mode.
+    pub fn modes(&self) -> Vec<QuantMode> {
+        if self.modes.is_empty() {
+            vec![self.policy.mode]
+        } else {
+            self.modes.clone()
+        }
+    }
+
+    /// `groups`, each in the policy's mode.
+    fn in_policy_mode(&self, groups: &[String]) -> Vec<(String, QuantMode)> {
+        groups
+            .iter()
+            .map(|g| (g.clone(), self.policy.mode))
+            .collect()
+    }
+
+    /// The policy quantizing exactly `groups`, each in its mode.
+    pub(super) fn policy_for(&self, groups: &[(String, QuantMode)]) -> Result<QuantPolicy> {
+        let mut nodes = BTreeSet::new();
+        let mut node_modes = std::collections::BTreeMap::new();
+        for (g, m) in groups {
+            for n in self.nodes_of(std::slice::from_ref(g))? {
+                if *m != self.policy.mode {
+                    node_modes.insert(n.clone(), *m);
+                }
+                nodes.insert(n);
+            }
+        }
+        Ok(QuantPolicy {
+            nodes: Some(nodes),
+            node_modes,
+            ..self.policy.clone()
+        })
+    }
+
     /// The model with `groups` quantized (`None`: fp32), serialized, and its plan size.
-    fn variant(&self, groups: Option<&[String]>) -> Result<(ModelProto, usize)> {
+    fn variant(&self, groups: Option<&[(String, QuantMode)]>) -> Result<(ModelProto, usize)> {
         match groups {
             None => Ok((self.model.clone(), 0)),
             Some(gs) => {
-                let policy = QuantPolicy {
-                    nodes: Some(self.nodes_of(gs)?),
-                    ..self.policy.clone()
-                };
+                let policy = self.policy_for(gs)?;
                 let q = quantize_with(self.model, self.table, &policy, self.float16)?;
                 Ok((q.model, q.plan.quantized.len()))
             }
@@ -104,15 +140,33 @@ impl Study<'_> {
 
     /// The model with exactly these groups quantized (what autoquant writes).
     pub fn quantized_model(&self, groups: &[String]) -> Result<ModelProto> {
+        Ok(self.variant(Some(&self.in_policy_mode(groups)))?.0)
+    }
+
+    /// The model with exactly these groups quantized, each in its mode.
+    pub fn quantized_model_modes(&self, groups: &[(String, QuantMode)]) -> Result<ModelProto> {
         Ok(self.variant(Some(groups))?.0)
     }
 
-    /// Measures one variant, from the cache when it holds it.
+    /// Measures one variant (its groups in the policy's mode), from the cache when it holds it.
     pub fn measure(
         &self,
         eval: &mut dyn Evaluate,
         label: &str,
         groups: Option<&[String]>,
+        base: Option<f64>,
+        params: (&BTreeMap<String, u64>, u64),
+    ) -> Result<Row> {
+        let gm = groups.map(|g| self.in_policy_mode(g));
+        self.measure_modes(eval, label, gm.as_deref(), base, params)
+    }
+
+    /// Measures one variant, each group in its mode, from the cache when it holds it.
+    pub fn measure_modes(
+        &self,
+        eval: &mut dyn Evaluate,
+        label: &str,
+        groups: Option<&[(String, QuantMode)]>,
         base: Option<f64>,
         params: (&BTreeMap<String, u64>, u64),
     ) -> Result<Row> {
@@ -149,7 +203,15 @@ impl Study<'_> {
         };
         let quantized_groups: Vec<String> = match groups {
             None => Vec::new(),
-            Some(gs) => gs.to_vec(),
+            Some(gs) => gs.iter().map(|(g, _)| g.clone()).collect(),
+        };
+        // the mode of each group, only when the study measures several
+        let modes = match groups {
+            Some(gs) if self.modes().len() > 1 => gs
+                .iter()
+                .map(|(g, m)| (g.clone(), m.name().to_string()))
+                .collect(),
+            _ => BTreeMap::new(),
         };
         let (per, total) = params;
         let share = quantized_groups
@@ -161,6 +223,7 @@ impl Study<'_> {
         Ok(Row {
             label: label.to_string(),
             quantized_groups,
+            modes,
             metric,
             delta: base.map(|b| metric - b).unwrap_or(0.0),
             extra: entry.measurement.extra,
@@ -173,7 +236,25 @@ impl Study<'_> {
         })
     }
 
-    /// fp32, all-int8 and every group alone.
+    /// The placement as reports name it: the target, `weight-only`, `smooth (target)`, or the
+    /// list of modes measured.
+    fn target_text(&self) -> String {
+        let one = |m: QuantMode| match m {
+            QuantMode::Full => self.policy.target.name().to_string(),
+            QuantMode::WeightOnly => "weight-only".to_string(),
+            QuantMode::Smooth => format!("smooth ({})", self.policy.target.name()),
+        };
+        let modes = self.modes();
+        if modes.len() == 1 {
+            one(modes[0])
+        } else {
+            let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+            format!("{} (modes {})", self.policy.target.name(), names.join(", "))
+        }
+    }
+
+    /// fp32, all-int8 and every group alone (in every mode of the study; all-int8 in the most
+    /// preferred one, [`QuantMode::preference`]).
     pub fn sensitivity(
         &self,
         eval: &mut dyn Evaluate,
@@ -181,44 +262,50 @@ impl Study<'_> {
     ) -> Result<SensitivityReport> {
         let (per, total) = group_parameters(self.model, self.groups);
         let names: Vec<String> = self.groups.groups.iter().map(|g| g.name.clone()).collect();
+        let modes = self.modes();
         progress(Progress::Start {
-            total: names.len() + 2,
+            total: names.len() * modes.len() + 2,
         });
-        let fp32 = self.measure(eval, "fp32", None, None, (&per, total))?;
+        let fp32 = self.measure_modes(eval, "fp32", None, None, (&per, total))?;
         progress(Progress::Done {
             label: "fp32",
             cached: fp32.cached,
         });
         let base = Some(fp32.metric);
-        let all_int8 = self.measure(eval, "all int8", Some(&names), base, (&per, total))?;
+        let best = modes
+            .iter()
+            .copied()
+            .min_by_key(|m| m.preference())
+            .unwrap_or(self.policy.mode);
+        let all: Vec<(String, QuantMode)> = names.iter().map(|g| (g.clone(), best)).collect();
+        let all_int8 = self.measure_modes(eval, "all int8", Some(&all), base, (&per, total))?;
         progress(Progress::Done {
             label: "all int8",
             cached: all_int8.cached,
         });
         let mut rows = Vec::new();
         for name in &names {
-            let r = self.measure(
-                eval,
-                name,
-                Some(std::slice::from_ref(name)),
-                base,
-                (&per, total),
-            )?;
-            progress(Progress::Done {
-                label: name,
-                cached: r.cached,
-            });
-            rows.push(r);
+            for &m in &modes {
+                let label = if modes.len() > 1 {
+                    format!("{name} [{m}]")
+                } else {
+                    name.clone()
+                };
+                let one = [(name.clone(), m)];
+                let r = self.measure_modes(eval, &label, Some(&one), base, (&per, total))?;
+                progress(Progress::Done {
+                    label: &label,
+                    cached: r.cached,
+                });
+                rows.push(r);
+            }
         }
         Ok(SensitivityReport {
             model: self.model_name.clone(),
             model_sha256: self.model_sha256.clone(),
             table_sha256: self.table_sha256.clone(),
             method: self.method.clone(),
-            target: match self.policy.mode {
-                crate::policy::QuantMode::Full => self.policy.target.name().to_string(),
-                crate::policy::QuantMode::WeightOnly => "weight-only".to_string(),
-            },
+            target: self.target_text(),
             groups_source: self.groups.source.clone(),
             metric: eval.metric(),
             fp32,

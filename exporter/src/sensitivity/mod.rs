@@ -15,9 +15,14 @@
 //! subsets when there are at most [`EXHAUSTIVE_MAX`] groups (greedy by degradation per saved
 //! byte otherwise), and measures the best predicted sets until one verifies.
 //!
+//! With several quantization modes ([`Study::modes`], e.g. weight-only, smooth and full int8)
+//! every group is measured in every mode and autoquant picks a mode per group
+//! ([`candidates_modes`]): the cheapest, and among near-equal sizes the preferred mode.
+//!
 //! Files: `driver` (the [`Study`] and its measurements), `cache` (measurement cache keys and
 //! files), `report` (the sensitivity and autoquant reports and their tables), `search` (the
-//! budgeted search: [`candidates`], [`Budget`], [`autoquant`]).
+//! budgeted search: [`candidates`], [`Budget`], [`autoquant`]), `modes` (the search with a
+//! mode per group).
 
 use std::collections::BTreeMap;
 
@@ -25,11 +30,13 @@ use serde::{Deserialize, Serialize};
 
 mod cache;
 mod driver;
+mod modes;
 mod report;
 mod search;
 
 pub use cache::{default_cache_dir, sha256_hex, table_sha256};
 pub use driver::{group_parameters, Study};
+pub use modes::{candidates_modes, ModeCandidate, ModeOption, TIE_SHARE};
 pub use report::{AutoquantReport, Row, SensitivityReport, Tried};
 pub use search::{autoquant, candidates, Budget, Candidate, Objective};
 

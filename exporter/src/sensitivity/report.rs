@@ -14,6 +14,9 @@ pub struct Row {
     pub label: String,
     /// Groups quantized in this variant (all of them for all-int8, none for fp32).
     pub quantized_groups: Vec<String>,
+    /// The mode of each quantized group, when the study measures several modes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modes: BTreeMap<String, String>,
     pub metric: f64,
     /// Metric minus the fp32 metric.
     pub delta: f64,
@@ -44,6 +47,18 @@ pub struct SensitivityReport {
     pub fp32: Row,
     pub all_int8: Row,
     pub groups: Vec<Row>,
+}
+
+/// `g1, g2`, or `g1 (smooth), g2 (full)` when modes are known.
+fn with_modes(groups: &[String], modes: &BTreeMap<String, String>) -> String {
+    groups
+        .iter()
+        .map(|g| match modes.get(g) {
+            Some(m) => format!("{g} ({m})"),
+            None => g.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn mib(b: u64) -> f64 {
@@ -130,6 +145,11 @@ impl SensitivityReport {
             let name = match r.label.as_str() {
                 "fp32" => "none (fp32)".to_string(),
                 "all int8" => "all groups (int8)".to_string(),
+                _ if !r.modes.is_empty() && r.quantized_groups.len() == 1 => format!(
+                    "`{}` only, {}",
+                    r.quantized_groups[0],
+                    r.modes.values().next().map(String::as_str).unwrap_or("")
+                ),
                 g => format!("`{g}` only"),
             };
             s.push_str(&row_line(r, &extras, &self.fp32, &name));
@@ -166,6 +186,9 @@ pub struct AutoquantReport {
     pub search: String,
     /// Groups quantized in the chosen model.
     pub chosen: Vec<String>,
+    /// The mode of each chosen group, when several modes were measured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub chosen_modes: BTreeMap<String, String>,
     /// Groups kept in float.
     pub kept_float: Vec<String>,
     /// The chosen set, measured.
@@ -181,6 +204,9 @@ pub struct AutoquantReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tried {
     pub groups: Vec<String>,
+    /// The mode of each group, when several modes were measured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modes: BTreeMap<String, String>,
     pub predicted_degradation: f64,
     /// The objective's predicted and measured cost (bytes or milliseconds).
     pub predicted_cost: f64,
@@ -217,11 +243,21 @@ impl AutoquantReport {
         } else {
             self.kept_float.join(", ")
         };
+        let modes = if self.chosen_modes.is_empty() {
+            String::new()
+        } else {
+            let m: Vec<String> = self
+                .chosen_modes
+                .iter()
+                .map(|(g, m)| format!("{g}: {m}"))
+                .collect();
+            format!("; modes: {}", m.join(", "))
+        };
         out.push_str(&row_line(
             &self.chosen_row,
             &extras,
             &s.fp32,
-            &format!("chosen (float: {kept})"),
+            &format!("chosen (float: {kept}{modes})"),
         ));
         out.push('\n');
         if !self.tried.is_empty() {
@@ -254,7 +290,7 @@ impl AutoquantReport {
                 let _ = writeln!(
                     out,
                     "| {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {} |",
-                    t.groups.join(", "),
+                    with_modes(&t.groups, &t.modes),
                     shown(t.predicted_degradation),
                     shown(t.measured_degradation),
                     cost(t.predicted_cost),

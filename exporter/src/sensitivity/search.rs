@@ -1,11 +1,18 @@
 //! The budgeted search: predict each set of groups' degradation and size from the
 //! per-group measurements, then measure the best predicted sets until one verifies.
 
+use std::collections::BTreeMap;
+
+use super::modes::{candidates_modes, ModeOption};
 use super::{
     degradation, group_parameters, AutoquantReport, Evaluate, MetricInfo, Progress, Result, Row,
     Study, Tried, EXHAUSTIVE_MAX, MAX_VERIFY,
 };
+use crate::policy::QuantMode;
 use crate::ExportError;
+
+/// A candidate to measure: each group with its mode, predicted degradation and cost.
+type Planned = (Vec<(String, QuantMode)>, f64, f64);
 
 /// A candidate set: group indices, predicted degradation and cost (the objective).
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +189,13 @@ pub fn autoquant(
     let base = sens.fp32.metric;
     let (budget, budget_text) = budget.resolve(&metric, base)?;
     let params = group_parameters(study.model, study.groups);
-    let names: Vec<String> = sens.groups.iter().map(|r| r.label.clone()).collect();
+    let names: Vec<String> = study.groups.groups.iter().map(|g| g.name.clone()).collect();
+    let mode_of = |r: &Row, g: &str| {
+        r.modes
+            .get(g)
+            .and_then(|m| m.parse::<QuantMode>().ok())
+            .unwrap_or(study.policy.mode)
+    };
     let worse = |r: &Row| degradation(&metric, r.metric, base);
     let cost = |r: &Row| objective.cost(r);
     let base_cost = cost(&sens.fp32)?;
@@ -190,6 +203,7 @@ pub fn autoquant(
     let all_names = names.clone();
     let finish = |chosen_row: Row, tried: Vec<Tried>, search: &str, verdict: String| {
         let chosen = chosen_row.quantized_groups.clone();
+        let chosen_modes = chosen_row.modes.clone();
         let kept_float = all_names
             .iter()
             .filter(|g| !chosen.contains(g))
@@ -201,6 +215,7 @@ pub fn autoquant(
             objective: objective.describe(),
             search: search.to_string(),
             chosen,
+            chosen_modes,
             kept_float,
             chosen_row,
             tried,
@@ -227,20 +242,62 @@ pub fn autoquant(
     // quantized nodes, and the larger of the two counts.
     let all_saving = base_cost - cost(&sens.all_int8)?;
     let all_nodes = sens.all_int8.quantized_nodes.max(1) as f64;
-    let mut useful = Vec::new();
-    let mut saving = Vec::new();
-    for (i, r) in sens.groups.iter().enumerate() {
+    let mut opts = Vec::new();
+    for r in &sens.groups {
         let mut save = base_cost - cost(r)?;
         if matches!(objective, Objective::Latency { .. }) && all_saving > 0.0 {
             save = save.max(all_saving * r.quantized_nodes as f64 / all_nodes);
         }
-        if save > 0.0 {
-            useful.push(i);
-            saving.push(save);
-        }
+        let Some(g) = r.quantized_groups.first() else {
+            continue;
+        };
+        let Some(group) = names.iter().position(|n| n == g) else {
+            continue;
+        };
+        opts.push(ModeOption {
+            group,
+            mode: mode_of(r, g),
+            degradation: worse(r),
+            saving: save,
+        });
     }
-    let deg: Vec<f64> = useful.iter().map(|&i| worse(&sens.groups[i])).collect();
-    let (cands, search) = candidates(&deg, &saving, base_cost, budget);
+    // one option per group (one mode): the plain subset search; else one mode per group
+    let several = study.modes().len() > 1;
+    let (cands, search): (Vec<Planned>, &str) = if several {
+        let (c, how) = candidates_modes(&opts, base_cost, budget);
+        let c = c
+            .into_iter()
+            .map(|c| {
+                let gs = c
+                    .options
+                    .iter()
+                    .map(|&i| (names[opts[i].group].clone(), opts[i].mode))
+                    .collect();
+                (gs, c.degradation, c.cost)
+            })
+            .collect();
+        (c, how)
+    } else {
+        let useful: Vec<usize> = (0..opts.len()).filter(|&i| opts[i].saving > 0.0).collect();
+        let deg: Vec<f64> = useful.iter().map(|&i| opts[i].degradation).collect();
+        let saving: Vec<f64> = useful.iter().map(|&i| opts[i].saving).collect();
+        let (c, how) = candidates(&deg, &saving, base_cost, budget);
+        let c = c
+            .into_iter()
+            .map(|c| {
+                let gs = c
+                    .groups
+                    .iter()
+                    .map(|&k| {
+                        let o = &opts[useful[k]];
+                        (names[o.group].clone(), o.mode)
+                    })
+                    .collect();
+                (gs, c.degradation, c.cost)
+            })
+            .collect();
+        (c, how)
+    };
     for r in &sens.groups {
         let c = cost(r)?;
         if worse(r) <= budget && c < base_cost && best.as_ref().is_none_or(|b| c < b.1) {
@@ -248,21 +305,34 @@ pub fn autoquant(
         }
     }
     let mut measured = 0;
-    for c in &cands {
+    for (gs, pred_deg, pred_cost) in &cands {
         if measured >= MAX_VERIFY {
             break;
         }
         if let Some(b) = &best {
-            if c.cost >= b.1 {
+            if *pred_cost >= b.1 {
                 break; // nothing predicted cheaper than what is already verified
             }
         }
-        let gs: Vec<String> = c.groups.iter().map(|&k| names[useful[k]].clone()).collect();
-        if gs.len() == 1 || (all_ok && gs.len() == names.len()) {
+        let same_as_all = gs.len() == names.len()
+            && gs.iter().all(|(g, m)| {
+                sens.all_int8.quantized_groups.contains(g) && *m == mode_of(&sens.all_int8, g)
+            });
+        if gs.len() == 1 || (all_ok && same_as_all) {
             continue; // measured in the sensitivity pass
         }
-        let label = format!("set {}", gs.join("+"));
-        let r = study.measure(eval, &label, Some(&gs), Some(base), (&params.0, params.1))?;
+        let label = format!(
+            "set {}",
+            gs.iter()
+                .map(|(g, m)| if several {
+                    format!("{g}[{m}]")
+                } else {
+                    g.clone()
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        );
+        let r = study.measure_modes(eval, &label, Some(gs), Some(base), (&params.0, params.1))?;
         progress(Progress::Done {
             label: &label,
             cached: r.cached,
@@ -271,9 +341,16 @@ pub fn autoquant(
         let w = worse(&r);
         let rc = cost(&r)?;
         tried.push(Tried {
-            groups: gs,
-            predicted_degradation: c.degradation,
-            predicted_cost: c.cost,
+            groups: gs.iter().map(|(g, _)| g.clone()).collect(),
+            modes: if several {
+                gs.iter()
+                    .map(|(g, m)| (g.clone(), m.name().to_string()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
+            predicted_degradation: *pred_deg,
+            predicted_cost: *pred_cost,
             measured_degradation: w,
             cost: rc,
             deployable_bytes: r.deployable_bytes,

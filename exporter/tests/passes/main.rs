@@ -17,6 +17,7 @@ mod opset;
 mod pipeline;
 mod placement;
 mod plan;
+mod smooth;
 mod tile;
 mod trt_placement;
 mod weight_only;
