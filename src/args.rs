@@ -346,3 +346,6 @@ pub(crate) fn selectors(args: &[String]) -> Result<Vec<exporter::groups::Selecto
         .map(|s| s.parse::<exporter::groups::Selector>())
         .collect::<Result<Vec<_>, _>>()?)
 }
+
+/// Help of `--audio-ctx` (Whisper's encoder positions per window).
+pub(crate) const AUDIO_CTX_HELP: &str = "Whisper encoder positions per 30 s window: full (1500, what Whisper was trained on), auto (the clip's length + 1 s, in whole seconds), auto+N (+N s) or N (50 per second). Shorter contexts encode short clips several times faster but cost accuracy (measured WER in the README, section Whisper); needs a model exported with dynamic frames (tools/whisper_ct2.py export)";

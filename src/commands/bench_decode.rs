@@ -37,6 +37,10 @@ pub(crate) struct BenchWhisperArgs {
     /// Timed runs per model and length, after one warm-up [range: [1, 1000]].
     #[arg(long, allow_hyphen_values = true, default_value_t = 3, value_parser = int(1usize, 1000))]
     runs: usize,
+    /// Audio contexts to compare, comma-separated (each model runs with each; see
+    /// `voxq transcribe --help`): full, auto or a number of encoder positions.
+    #[arg(long, value_delimiter = ',', default_value = "full")]
+    audio_ctx: Vec<runtime::whisper::AudioCtx>,
     #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
         help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
@@ -85,8 +89,15 @@ pub(crate) fn whisper(a: &BenchWhisperArgs) -> Result<()> {
     let opts = session_options(a.threads, a.device);
     let mut models = Vec::new();
     for m in &a.model {
-        let w = runtime::whisper::Whisper::open(m, &opts)?;
-        models.push((m.display().to_string(), w));
+        for &ctx in &a.audio_ctx {
+            let mut w = runtime::whisper::Whisper::open(m, &opts)?;
+            w.set_audio_ctx(ctx)?;
+            let label = match (a.audio_ctx.len(), ctx) {
+                (1, runtime::whisper::AudioCtx::Full) => m.display().to_string(),
+                _ => format!("{} [audio-ctx {ctx}]", m.display()),
+            };
+            models.push((label, w));
+        }
     }
     let mut samples = Vec::new();
     for p in &a.audio {

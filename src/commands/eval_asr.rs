@@ -48,6 +48,8 @@ pub(crate) struct EvalAsrArgs {
     /// [range: [1, 4096]].
     #[arg(long, allow_hyphen_values = true, default_value_t = 224, value_parser = max_new_tokens())]
     max_new_tokens: usize,
+    #[arg(long, default_value = "full", help = crate::args::AUDIO_CTX_HELP)]
+    audio_ctx: runtime::whisper::AudioCtx,
     #[arg(long, allow_hyphen_values = true, default_value_t = 0, value_parser = threads(),
         help = threads_help("ONNX Runtime intra-op threads (0 = ONNX Runtime's default)"))]
     threads: usize,
@@ -122,7 +124,8 @@ pub(crate) fn run(a: &EvalAsrArgs) -> Result<()> {
         max_new_tokens: a.max_new_tokens,
         ..Default::default()
     })?;
-    let model = AsrModel::open(&a.model, &session_options(a.threads, a.device), None)?;
+    let mut model = AsrModel::open(&a.model, &session_options(a.threads, a.device), None)?;
+    model.set_audio_ctx(a.audio_ctx)?;
     let clips = load_clips(audio.iter().copied(), &a.audio_root, !a.quiet)?;
     let label = a.model.display().to_string();
     let mut say = outputs::summary(&outs);

@@ -29,6 +29,8 @@ pub(crate) struct TranscribeArgs {
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
+    #[arg(long, default_value = "full", help = crate::args::AUDIO_CTX_HELP)]
+    audio_ctx: runtime::whisper::AudioCtx,
     /// Write `path<TAB>text` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -53,7 +55,8 @@ pub(crate) fn run(a: &TranscribeArgs) -> Result<()> {
             .into_iter()
             .collect::<Vec<_>>(),
     )?;
-    let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, a.device))?;
+    let mut w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, a.device))?;
+    w.set_audio_ctx(a.audio_ctx)?;
     let mut lines = String::new();
     for p in &a.audio {
         let text = w.transcribe_file(p, &o)?;

@@ -203,3 +203,48 @@ fn quantize_whisper_writes_a_complete_int8_folder_that_transcribes() {
     assert_one_line_error(&o, &["no-such-prompt.wav"]);
     assert!(!bad.exists());
 }
+
+/// A shorter audio context needs an encoder that takes any number of frames; the committed
+/// fixture (like any 30 s-only export) has a fixed 3000-frame input, so `--audio-ctx` other
+/// than `full` is refused in one line naming the encoder file before any audio is decoded,
+/// and a malformed value names the option.
+#[test]
+fn audio_ctx_needs_a_dynamic_export_and_a_valid_value() {
+    let exp = expected();
+    let wav = exp["clips"][0]["wav"].as_str().unwrap().to_string();
+    for ctx in ["auto", "auto+10", "750"] {
+        let o = voxq(&["transcribe", "--model", FIXTURE, "--audio-ctx", ctx, &wav]);
+        assert_one_line_error(&o, &["encoder.onnx", "--audio-ctx", "fixed length"]);
+    }
+    for bad in ["half", "0", "1501", "auto+31"] {
+        let o = voxq(&[
+            "eval-asr",
+            "--model",
+            FIXTURE,
+            "--list",
+            "fixtures/whisper/lists/asterisk_librivox_every7.tsv",
+            "--audio-ctx",
+            bad,
+        ]);
+        assert_one_line_error(&o, &["--audio-ctx", bad]);
+    }
+    // `full` is the default and changes nothing
+    let o = voxq(&[
+        "transcribe",
+        "--model",
+        FIXTURE,
+        "--audio-ctx",
+        "full",
+        "--max-new-tokens",
+        "20",
+        &wav,
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(
+        stdout(&o).trim_end(),
+        format!(
+            "{wav}\t{}",
+            exp["clips"][0]["text"].as_str().unwrap().trim()
+        )
+    );
+}

@@ -46,6 +46,19 @@ pub fn is_audio_llm(path: &Path) -> Option<bool> {
 }
 
 impl AsrModel {
+    /// Sets a Whisper model's audio context ([`crate::whisper::AudioCtx`]); an audio LLM
+    /// takes only the full context (its projector was trained on its own cut, `trim_to_audio`).
+    pub fn set_audio_ctx(&mut self, ctx: crate::whisper::AudioCtx) -> Result<()> {
+        match self {
+            AsrModel::Whisper(w) => w.set_audio_ctx(ctx),
+            AsrModel::AudioLlm(a) if ctx != crate::whisper::AudioCtx::Full => Err(cfg_err(
+                a.config_path(),
+                format!("--audio-ctx {ctx}: an audio LLM cuts its audio tokens by its own config (projector.trim_to_audio); only full applies"),
+            )),
+            AsrModel::AudioLlm(_) => Ok(()),
+        }
+    }
+
     /// Opens a Whisper folder or an audio-LLM config, with one part replaced by serialized
     /// ONNX bytes when given (part names: Whisper `encoder`/`decoder`; audio LLM `encoder`/
     /// `projector`/`llm`).

@@ -4,6 +4,7 @@
 //! is cut into consecutive 30 s windows, each transcribed on its own, texts joined.
 //!
 //! - [`config`] — `whisper.json`, read and checked;
+//! - [`context`] — the audio context (encoder positions per window: 30 s, or the clip's length);
 //! - [`model`] — sessions, tokenizer, encoder pass, decoder step over a caller-owned cache;
 //! - [`decode`] — the prompt, token rules and decode loop of one window;
 //! - [`window`] — 30 s windowing of longer audio;
@@ -11,10 +12,12 @@
 
 pub(crate) mod calibrate;
 pub mod config;
+pub mod context;
 pub mod decode;
 pub mod model;
 pub mod window;
 
 pub use config::{read_config, WhisperConfig, CONFIG_FILE};
+pub use context::AudioCtx;
 pub use decode::beam;
 pub use model::{Whisper, WhisperCache};

@@ -14,6 +14,7 @@ use ort::value::{DynValue, Tensor};
 
 use super::calibrate::{observe, Tap};
 use super::config::{read_config, WhisperConfig, CONFIG_FILE};
+use super::context::AudioCtx;
 use crate::audio::logmel::{LogMel, LogMelExtractor};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
@@ -29,6 +30,8 @@ pub struct Whisper {
     decoder: Mutex<Session>,
     names: KvNames,
     pub(super) tokenizer: tokenizers::Tokenizer,
+    /// Encoder positions per window ([`AudioCtx::Full`] unless set).
+    audio_ctx: AudioCtx,
     /// Calibration observers fed from exposed activations (encoder, decoder), if any.
     pub(crate) tap: Option<Mutex<Tap>>,
 }
@@ -157,6 +160,7 @@ impl Whisper {
             decoder: Mutex::new(decoder),
             names,
             tokenizer,
+            audio_ctx: AudioCtx::Full,
             tap: None,
         };
         w.check_io()?;
@@ -187,18 +191,85 @@ impl Whisper {
         Ok(())
     }
 
+    /// Encodes every window over `ctx` positions (see [`AudioCtx`]). A context shorter than
+    /// the model's needs an encoder that takes any number of frames and a decoder that takes
+    /// any encoder length (`tools/whisper_ct2.py export` writes both); a folder with fixed
+    /// 3000-frame shapes is refused here, before any audio is read.
+    pub fn set_audio_ctx(&mut self, ctx: AudioCtx) -> Result<()> {
+        if ctx != AudioCtx::Full {
+            let fixed = |s: &Mutex<Session>, input: &str, axis: usize| {
+                lock(s)
+                    .inputs()
+                    .iter()
+                    .find(|i| i.name() == input)
+                    .and_then(|i| i.dtype().tensor_shape().map(|d| d.get(axis).copied()))
+                    .flatten()
+                    .is_some_and(|d| d > 0)
+            };
+            for (s, file, input, axis) in [
+                (
+                    &self.encoder,
+                    &self.config.encoder_file,
+                    "input_features",
+                    2,
+                ),
+                (
+                    &self.decoder,
+                    &self.config.decoder_file,
+                    "encoder_hidden_states",
+                    1,
+                ),
+            ] {
+                if fixed(s, input, axis) {
+                    return Err(cfg_err(
+                        &self.dir.join(file),
+                        format!(
+                            "--audio-ctx {ctx}: '{input}' has a fixed length (a 30 s-only export); re-export the model with tools/whisper_ct2.py export for a shorter audio context"
+                        ),
+                    ));
+                }
+            }
+        }
+        self.audio_ctx = ctx;
+        Ok(())
+    }
+
+    /// The audio context this model encodes with.
+    pub fn audio_ctx(&self) -> AudioCtx {
+        self.audio_ctx
+    }
+
     /// Encoder output for one 30 s window of 16 kHz samples.
     pub(super) fn encode(&self, name: &Path, samples: &[f32]) -> Result<EncoderOutput> {
         self.encode_features(self.features(name, samples)?)
     }
 
-    /// The log-mel features of one 30 s window (the encoder's input).
+    /// The log-mel features of one 30 s window (the encoder's input), cut to the audio
+    /// context's frames (2 per position).
     pub(crate) fn features(&self, name: &Path, samples: &[f32]) -> Result<LogMel> {
-        self.mel.compute(name, samples)
+        let m = self.mel.compute(name, samples)?;
+        let positions = self
+            .audio_ctx
+            .positions(samples.len(), self.config.n_audio_ctx);
+        let frames = (2 * positions).min(m.frames);
+        if frames == m.frames {
+            return Ok(m);
+        }
+        let data = m
+            .data
+            .chunks(m.frames)
+            .flat_map(|row| row[..frames].iter().copied())
+            .collect();
+        Ok(LogMel {
+            n_mels: m.n_mels,
+            frames,
+            data,
+        })
     }
 
     /// The encoder pass over one window's features.
     pub(crate) fn encode_features(&self, m: LogMel) -> Result<EncoderOutput> {
+        let positions = (m.frames / 2) as i64;
         let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
             .map_err(|e| self.run_err("encoder", e))?;
         let mut s = lock(&self.encoder);
@@ -212,11 +283,7 @@ impl Whisper {
         }
         let (shape, _) =
             f32_output(&out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
-        let want = [
-            1,
-            self.config.n_audio_ctx as i64,
-            self.config.d_model as i64,
-        ];
+        let want = [1, positions, self.config.d_model as i64];
         if **shape != want {
             return Err(cfg_err(
                 &self.dir.join(&self.config.encoder_file),
