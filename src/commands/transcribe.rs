@@ -1,4 +1,6 @@
-//! `voxq transcribe`: speech to text with a Whisper model folder, `path<TAB>text` per file.
+//! `voxq transcribe`: speech to text with a Whisper model folder, `path<TAB>text` per file,
+//! with Whisper's decoding safeguards (temperature fallback, no-speech detection) unless
+//! turned off.
 
 use std::path::PathBuf;
 
@@ -6,11 +8,13 @@ use anyhow::Result;
 use clap::Args;
 use runtime::fsutil::write_atomic;
 
-use crate::args::{beams, max_new_tokens, session_options, threads, threads_help, Device};
+use crate::args::{
+    beams, max_new_tokens, session_options, threads, threads_help, Device, SafeguardArgs,
+};
 use crate::outputs;
 
 /// Shown after `--help`.
-pub(crate) const EXAMPLES: &str = "Examples:\n  voxq transcribe --model fixtures/whisper-tiny-test a.wav b.wav\n  voxq transcribe --model WHISPER_DIR --beams 5 --out transcripts.tsv a.wav";
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq transcribe --model fixtures/whisper-tiny-test a.wav b.wav\n  voxq transcribe --model WHISPER_DIR --beams 5 --out transcripts.tsv a.wav\n  voxq transcribe --model WHISPER_DIR --no-safeguards a.wav";
 
 #[derive(Args)]
 pub(crate) struct TranscribeArgs {
@@ -29,6 +33,8 @@ pub(crate) struct TranscribeArgs {
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
+    #[command(flatten)]
+    safeguards: SafeguardArgs,
     /// Write `path<TAB>text` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -54,9 +60,10 @@ pub(crate) fn run(a: &TranscribeArgs) -> Result<()> {
             .collect::<Vec<_>>(),
     )?;
     let w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, a.device))?;
+    let sg = a.safeguards.safeguards();
     let mut lines = String::new();
     for p in &a.audio {
-        let text = w.transcribe_file(p, &o)?;
+        let text = w.transcribe_file_with(p, &o, &sg)?;
         lines.push_str(&format!("{}\t{}\n", p.display(), text));
     }
     match &a.out {
