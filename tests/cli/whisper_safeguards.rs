@@ -1,6 +1,6 @@
 //! Whisper's decoding safeguards through voxq: on the random-weight fixture every decode is
-//! unlikely, so every temperature of the fallback is tried and the flags that set them are
-//! honoured; on the real Whisper tiny.en (`make whisper`, ignored otherwise) a clip of faint
+//! unlikely, so every temperature of the fallback is tried, a looping greedy decode is
+//! replaced, and the flags that set them are honoured; on the real Whisper tiny.en (`make whisper`, ignored otherwise) a clip of faint
 //! hiss that the model transcribes as "you" without the safeguards gives no text with them
 //! (no-speech detection).
 
@@ -72,6 +72,37 @@ fn every_temperature_is_tried_when_no_decode_is_likely() {
         .transcribe_window_safe(name, &audio.samples, &prompt, &o, &sg, &mut |_| false)
         .unwrap();
     assert_eq!((stopped.attempts, stopped.tokens.len()), (1, 1));
+}
+
+/// Clip B of the fixture's expected.json: its greedy decode loops ("cosmos doctors doctors …
+/// MechMechMech…", compression ratio 3.35 > 2.4); with the safeguards a decode that does not
+/// loop is kept instead.
+#[test]
+fn the_fixtures_looping_greedy_decode_is_replaced() {
+    let w = Whisper::open(&root().join(FIXTURE), &Default::default()).unwrap();
+    let wav = ".cache/speech/allison/en/vm-repeat.wav";
+    let audio = runtime::audio::wav::read_wav(root().join(wav)).unwrap();
+    let o = GenerateOptions {
+        max_new_tokens: 20,
+        ..Default::default()
+    };
+    let prompt = w.config.prompt_notimestamps.clone();
+    let name = std::path::Path::new(wav);
+    let run = |sg: &Safeguards| {
+        w.transcribe_window_safe(name, &audio.samples, &prompt, &o, sg, &mut |_| true)
+            .unwrap()
+    };
+    let off = run(&Safeguards::off());
+    assert!(off.text.contains("doctors doctors doctors"), "{off:?}");
+    assert!(off.compression_ratio > 2.4, "{off:?}");
+    let on = run(&Safeguards::default());
+    assert!(
+        on.compression_ratio <= 2.4 && on.temperature > 0.0,
+        "{on:?}"
+    );
+    assert!(!on.text.contains("doctors doctors"), "{on:?}");
+    // seeded: the same text every run
+    assert_eq!(run(&Safeguards::default()).text, on.text);
 }
 
 #[test]
