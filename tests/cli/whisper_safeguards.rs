@@ -175,7 +175,11 @@ fn real_tiny_en_gives_no_text_for_faint_hiss() {
             let o = voxq(&a);
             assert!(o.status.success(), "{}", common::stderr(&o));
             let out = stdout(&o);
-            out.trim_end().split_once('\t').unwrap().1.to_string()
+            out.trim_end_matches('\n')
+                .split_once('\t')
+                .unwrap()
+                .1
+                .to_string()
         };
         assert_eq!(
             text(&["--no-safeguards"]).to_lowercase(),
