@@ -349,3 +349,55 @@ pub(crate) fn selectors(args: &[String]) -> Result<Vec<exporter::groups::Selecto
 
 /// Help of `--audio-ctx` (Whisper's encoder positions per window).
 pub(crate) const AUDIO_CTX_HELP: &str = "Whisper encoder positions per 30 s window: full (1500, what Whisper was trained on), auto (the clip's length + 1 s, in whole seconds), auto+N (+N s) or N (50 per second). Shorter contexts encode short clips several times faster but cost accuracy (measured WER in the README, section Whisper); needs a model exported with dynamic frames (tools/whisper_ct2.py export)";
+
+/// Whisper's decoding safeguards (`voxq transcribe`, `voxq eval-asr`): temperature fallback
+/// and no-speech detection, with Whisper's defaults.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct SafeguardArgs {
+    /// Temperatures tried in order while a window's decode fails the checks below: 0 decodes
+    /// greedily (or with --beams), above 0 samples (seeded) [range: [0, 2]].
+    #[arg(long, value_delimiter = ',', default_value = "0,0.2,0.4,0.6,0.8,1.0",
+        allow_hyphen_values = true, value_parser = as_f32(real(0.0, 2.0)))]
+    temperatures: Vec<f32>,
+    /// Decode once at temperature 0 (the same as --temperatures 0); no-speech detection stays.
+    #[arg(long, conflicts_with = "temperatures")]
+    no_fallback: bool,
+    /// A decode whose text's gzip compression ratio is above this is too repetitive
+    /// [range: (0, 100]].
+    #[arg(long, default_value_t = 2.4, allow_hyphen_values = true,
+        value_parser = as_f32(real_gt(0.0, 100.0)))]
+    compression_ratio_threshold: f32,
+    /// A decode whose average token log-probability is below this is too unlikely
+    /// [range: [-100, 0]].
+    #[arg(long, default_value_t = -1.0, allow_hyphen_values = true,
+        value_parser = as_f32(real(-100.0, 0.0)))]
+    logprob_threshold: f32,
+    /// A window whose no-speech probability is above this, with an unlikely decode, is
+    /// silence (no text) [range: [0, 1]].
+    #[arg(long, default_value_t = 0.6, allow_hyphen_values = true,
+        value_parser = as_f32(real(0.0, 1.0)))]
+    no_speech_threshold: f32,
+    /// No safeguard at all: one decode per window, its text kept (transformers' default).
+    #[arg(long, conflicts_with_all = ["temperatures", "no_fallback",
+        "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold"])]
+    no_safeguards: bool,
+}
+
+impl SafeguardArgs {
+    pub(crate) fn safeguards(&self) -> runtime::whisper::Safeguards {
+        if self.no_safeguards {
+            return runtime::whisper::Safeguards::off();
+        }
+        runtime::whisper::Safeguards {
+            temperatures: if self.no_fallback {
+                vec![0.0]
+            } else {
+                self.temperatures.clone()
+            },
+            compression_ratio_threshold: Some(self.compression_ratio_threshold),
+            logprob_threshold: Some(self.logprob_threshold),
+            no_speech_threshold: Some(self.no_speech_threshold),
+            seed: 0,
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `voxq eval-asr`: word error rate of a Whisper folder or an audio LLM on a list of audio and
-//! reference texts (greedy; text normalised as `tools/whisper_wer.py` does), or, with
+//! reference texts (greedy, Whisper with its decoding safeguards unless turned off; text
+//! normalised as `tools/whisper_wer.py` does), or, with
 //! `--task qa`, an audio LLM's accuracy on spoken-content questions; per-utterance TSV and
 //! JSON on request.
 
@@ -14,7 +15,7 @@ use runtime::asr_eval::{
 };
 use runtime::generation::{GenerateOptions, GenerationChoices};
 
-use crate::args::{max_new_tokens, session_options, threads, threads_help, Device};
+use crate::args::{max_new_tokens, session_options, threads, threads_help, Device, SafeguardArgs};
 use crate::outputs::{self, Input, Output};
 
 /// Shown after `--help`.
@@ -56,6 +57,8 @@ pub(crate) struct EvalAsrArgs {
     /// Execution provider: auto (TensorRT, else CUDA, else CPU), cpu, cuda, tensorrt.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
+    #[command(flatten)]
+    safeguards: SafeguardArgs,
     /// Write per-utterance results here as TSV (asr: audio, reference, hypothesis, errors,
     /// words; qa: audio, question, answer, output, exact, contained).
     #[arg(long)]
@@ -124,7 +127,8 @@ pub(crate) fn run(a: &EvalAsrArgs) -> Result<()> {
         max_new_tokens: a.max_new_tokens,
         ..Default::default()
     })?;
-    let mut model = AsrModel::open(&a.model, &session_options(a.threads, a.device), None)?;
+    let mut model = AsrModel::open(&a.model, &session_options(a.threads, a.device), None)?
+        .with_safeguards(a.safeguards.safeguards());
     model.set_audio_ctx(a.audio_ctx)?;
     let clips = load_clips(audio.iter().copied(), &a.audio_root, !a.quiet)?;
     let label = a.model.display().to_string();

@@ -1,4 +1,6 @@
-//! `voxq transcribe`: speech to text with a Whisper model folder, `path<TAB>text` per file.
+//! `voxq transcribe`: speech to text with a Whisper model folder, `path<TAB>text` per file,
+//! with Whisper's decoding safeguards (temperature fallback, no-speech detection) unless
+//! turned off.
 
 use std::path::PathBuf;
 
@@ -6,11 +8,13 @@ use anyhow::Result;
 use clap::Args;
 use runtime::fsutil::write_atomic;
 
-use crate::args::{beams, max_new_tokens, session_options, threads, threads_help, Device};
+use crate::args::{
+    beams, max_new_tokens, session_options, threads, threads_help, Device, SafeguardArgs,
+};
 use crate::outputs;
 
 /// Shown after `--help`.
-pub(crate) const EXAMPLES: &str = "Examples:\n  voxq transcribe --model fixtures/whisper-tiny-test a.wav b.wav\n  voxq transcribe --model WHISPER_DIR --beams 5 --out transcripts.tsv a.wav";
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq transcribe --model fixtures/whisper-tiny-test a.wav b.wav\n  voxq transcribe --model WHISPER_DIR --beams 5 --out transcripts.tsv a.wav\n  voxq transcribe --model WHISPER_DIR --no-safeguards a.wav";
 
 #[derive(Args)]
 pub(crate) struct TranscribeArgs {
@@ -31,6 +35,8 @@ pub(crate) struct TranscribeArgs {
     device: Device,
     #[arg(long, default_value = "full", help = crate::args::AUDIO_CTX_HELP)]
     audio_ctx: runtime::whisper::AudioCtx,
+    #[command(flatten)]
+    safeguards: SafeguardArgs,
     /// Write `path<TAB>text` lines here (atomically) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -57,9 +63,10 @@ pub(crate) fn run(a: &TranscribeArgs) -> Result<()> {
     )?;
     let mut w = runtime::whisper::Whisper::open(&a.model, &session_options(a.threads, a.device))?;
     w.set_audio_ctx(a.audio_ctx)?;
+    let sg = a.safeguards.safeguards();
     let mut lines = String::new();
     for p in &a.audio {
-        let text = w.transcribe_file(p, &o)?;
+        let text = w.transcribe_file_with(p, &o, &sg)?;
         lines.push_str(&format!("{}\t{}\n", p.display(), text));
     }
     match &a.out {

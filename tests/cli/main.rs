@@ -31,3 +31,4 @@ mod speaker_cli;
 mod trt_fixes;
 mod whisper_asr;
 mod whisper_logmel;
+mod whisper_safeguards;

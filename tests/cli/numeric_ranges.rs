@@ -197,6 +197,11 @@ fn cases(tmp: &Path) -> Vec<Case> {
     let eval_asr = v(&["eval-asr", "--model", &whisper, "--list", &t("list.tsv")]);
     add(&eval_asr, "--max-new-tokens", true, "[1, 4096]");
     add(&eval_asr, "--threads", true, &threads);
+    for base in [&transcribe, &eval_asr] {
+        add(base, "--compression-ratio-threshold", false, "(0, 100]");
+        add(base, "--logprob-threshold", false, "[-100, 0]");
+        add(base, "--no-speech-threshold", false, "[0, 1]");
+    }
     let generate = v(&["generate", "--model", &llm, &wav]);
     add(&generate, "--beams", true, "[1, 16]");
     add(&generate, "--temperature", false, "[0, 2]");
@@ -265,6 +270,18 @@ fn cases(tmp: &Path) -> Vec<Case> {
         ),
         (bench_engines, "--threads", true, threads.clone()),
         (bench_llm, "--seconds", false, "(0, 30]".to_string()),
+        (
+            transcribe.clone(),
+            "--temperatures",
+            false,
+            "[0, 2]".to_string(),
+        ),
+        (
+            eval_asr.clone(),
+            "--temperatures",
+            false,
+            "[0, 2]".to_string(),
+        ),
     ] {
         c.push(Case {
             base,

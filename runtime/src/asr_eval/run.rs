@@ -17,11 +17,12 @@ use crate::audio_llm::{AudioLlm, AudioLlmPart};
 use crate::error::{cfg_err, Result};
 use crate::generation::GenerateOptions;
 use crate::progress::Progress;
-use crate::whisper::Whisper;
+use crate::whisper::{Safeguards, Whisper};
 
 /// A model that turns speech into text: a Whisper folder or an audio LLM.
 pub enum AsrModel {
-    Whisper(Box<Whisper>),
+    /// A Whisper folder and the decoding safeguards it transcribes with.
+    Whisper(Box<Whisper>, Safeguards),
     AudioLlm(Box<AudioLlm>),
 }
 
@@ -50,7 +51,7 @@ impl AsrModel {
     /// takes only the full context (its projector was trained on its own cut, `trim_to_audio`).
     pub fn set_audio_ctx(&mut self, ctx: crate::whisper::AudioCtx) -> Result<()> {
         match self {
-            AsrModel::Whisper(w) => w.set_audio_ctx(ctx),
+            AsrModel::Whisper(w, _) => w.set_audio_ctx(ctx),
             AsrModel::AudioLlm(a) if ctx != crate::whisper::AudioCtx::Full => Err(cfg_err(
                 a.config_path(),
                 format!("--audio-ctx {ctx}: an audio LLM cuts its audio tokens by its own config (projector.trim_to_audio); only full applies"),
@@ -92,9 +93,10 @@ impl AsrModel {
                     Some(("decoder", b)) => (None, Some(b)),
                     Some((p, _)) => return Err(bad_part(p, "encoder, decoder")),
                 };
-                Ok(AsrModel::Whisper(Box::new(Whisper::open_replacing(
-                    path, opts, e, d,
-                )?)))
+                Ok(AsrModel::Whisper(
+                    Box::new(Whisper::open_replacing(path, opts, e, d)?),
+                    Safeguards::off(),
+                ))
             }
             None => Err(cfg_err(
                 path,
@@ -105,10 +107,19 @@ impl AsrModel {
         }
     }
 
+    /// The model with Whisper's decoding safeguards `sg` (a Whisper folder opens without
+    /// them; an audio LLM ignores them).
+    pub fn with_safeguards(self, sg: Safeguards) -> Self {
+        match self {
+            AsrModel::Whisper(w, _) => AsrModel::Whisper(w, sg),
+            other => other,
+        }
+    }
+
     /// `whisper` or `audio-llm`.
     pub fn kind(&self) -> &'static str {
         match self {
-            AsrModel::Whisper(_) => "whisper",
+            AsrModel::Whisper(..) => "whisper",
             AsrModel::AudioLlm(_) => "audio-llm",
         }
     }
@@ -123,7 +134,9 @@ impl AsrModel {
         opts: &GenerateOptions,
     ) -> Result<String> {
         match self {
-            AsrModel::Whisper(w) => w.transcribe_samples(name, samples, SAMPLE_RATE, opts),
+            AsrModel::Whisper(w, sg) => {
+                w.transcribe_samples_with(name, samples, SAMPLE_RATE, opts, sg)
+            }
             AsrModel::AudioLlm(m) => {
                 let task = if question.is_some() { "qa" } else { "asr" };
                 let user = m.user_turn(task, None, question)?;
@@ -315,7 +328,7 @@ pub fn evaluate_qa(
     opts: &GenerateOptions,
     progress: bool,
 ) -> Result<QaReport> {
-    if let AsrModel::Whisper(_) = model {
+    if let AsrModel::Whisper(..) = model {
         return Err(cfg_err(
             Path::new(label),
             "task qa needs an audio-LLM config (a Whisper model only transcribes)".into(),

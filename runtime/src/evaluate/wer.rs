@@ -30,7 +30,7 @@ pub struct WerEvaluator {
 /// embedding table).
 fn model_files(m: &AsrModel, path: &Path) -> Vec<PathBuf> {
     match m {
-        AsrModel::Whisper(_) => {
+        AsrModel::Whisper(..) => {
             let (dir, cfg) = match crate::whisper::read_config(path) {
                 Ok(x) => x,
                 Err(_) => return vec![path.to_path_buf()],
@@ -73,7 +73,7 @@ impl WerEvaluator {
     ) -> Result<WerEvaluator> {
         let m = AsrModel::open(model, &cpu, None)?;
         let parts: &[&str] = match m {
-            AsrModel::Whisper(_) => &["encoder", "decoder"],
+            AsrModel::Whisper(..) => &["encoder", "decoder"],
             AsrModel::AudioLlm(_) => &["encoder", "projector", "llm"],
         };
         if !parts.contains(&part) {

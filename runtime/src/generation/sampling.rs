@@ -40,6 +40,19 @@ pub fn log_softmax(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x - lse).collect()
 }
 
+/// `log_softmax(v)[i]` without the whole vector (-inf for an index outside `v`).
+pub(crate) fn log_prob_of(v: &[f32], i: usize) -> f32 {
+    let Some(&x) = v.get(i) else {
+        return f32::NEG_INFINITY;
+    };
+    let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    if !m.is_finite() {
+        return f32::NEG_INFINITY;
+    }
+    let lse = v.iter().map(|y| ((y - m) as f64).exp()).sum::<f64>().ln() as f32 + m;
+    x - lse
+}
+
 /// A token drawn from softmax(logits / temperature) over the `top_k` most likely tokens
 /// (0 = all) and the smallest set whose probability reaches `top_p` (1 = all). Fails when no
 /// logit is finite (every one NaN or infinite): there is nothing to draw from.

@@ -1,5 +1,6 @@
 //! Unit tests of generation: greedy, beam search, rules, repetition penalty, streaming stop,
-//! seeded sampling with top-k / top-p, and the refusal of logits with nothing finite.
+//! seeded sampling with top-k / top-p, the refusal of logits with nothing finite, and the
+//! log-probability of each chosen token.
 
 use super::*;
 
@@ -146,4 +147,73 @@ fn sampling_refuses_logits_with_nothing_finite() {
         matches!(e, crate::RuntimeError::NoFiniteLogits { .. }),
         "{e}"
     );
+}
+
+#[test]
+fn scored_generation_reports_each_chosen_tokens_log_probability() {
+    let o = GenerateOptions {
+        max_new_tokens: 4,
+        stop_tokens: vec![4],
+        ..Default::default()
+    };
+    let lp = |row: usize, t: usize| log_softmax(&table().0[row])[t];
+    // greedy 0→1→3→1→3, the budget reached: one log-probability per token
+    let g = generate_scored(&table(), Vec::new(), &[0], &o, &|_, _| {}, &mut |_| true).unwrap();
+    assert_eq!(g.tokens, [1, 3, 1, 3]);
+    let want = [lp(0, 1), lp(1, 3), lp(3, 1), lp(1, 3)];
+    assert_eq!(g.logprobs.len(), 4);
+    for (a, b) in g.logprobs.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6, "{:?} vs {want:?}", g.logprobs);
+    }
+    // averaged over the tokens plus one, as Whisper's reference does
+    let avg = want.iter().sum::<f32>() / 5.0;
+    assert!((g.avg_logprob() - avg).abs() < 1e-6);
+    // the rules come first: token 1 suppressed at step 0, its mass goes to 2 (then stop)
+    let g = generate_scored(
+        &table(),
+        Vec::new(),
+        &[0],
+        &o,
+        &|step, l| {
+            if step == 0 {
+                l[1] = f32::NEG_INFINITY
+            }
+        },
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(g.tokens, [2]);
+    let mut row = table().0[0].clone();
+    row[1] = f32::NEG_INFINITY;
+    // the stop token's log-probability is the last entry
+    assert_eq!(g.logprobs.len(), 2);
+    assert!((g.logprobs[0] - log_softmax(&row)[2]).abs() < 1e-6);
+    assert!((g.logprobs[1] - lp(2, 4)).abs() < 1e-6);
+    // beam search: the best hypothesis 0→2→4 with its two log-probabilities
+    let b = GenerateOptions {
+        strategy: Strategy::Beam {
+            beams: 3,
+            length_penalty: 0.0,
+        },
+        ..o.clone()
+    };
+    let g = generate_scored(&table(), Vec::new(), &[0], &b, &|_, _| {}, &mut |_| true).unwrap();
+    assert_eq!(g.tokens, [2]);
+    assert!((g.logprobs[0] - lp(0, 2)).abs() < 1e-6 && (g.logprobs[1] - lp(2, 4)).abs() < 1e-6);
+    // sampling reports the untempered log-probability of what it drew
+    let s = GenerateOptions {
+        strategy: Strategy::Sample {
+            temperature: 0.5,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 5,
+        },
+        ..o
+    };
+    let g = generate_scored(&table(), Vec::new(), &[0], &s, &|_, _| {}, &mut |_| true).unwrap();
+    let mut last = 0usize;
+    for (i, &t) in g.tokens.iter().enumerate() {
+        assert!((g.logprobs[i] - lp(last, t as usize)).abs() < 1e-6);
+        last = t as usize;
+    }
 }

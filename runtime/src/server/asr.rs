@@ -1,5 +1,8 @@
 //! `POST /v1/audio/transcriptions`: OpenAI-compatible transcription with Whisper (json, text
-//! and verbose_json responses; language and text prompt honoured).
+//! and verbose_json responses; language and text prompt honoured). Each window is decoded with
+//! Whisper's safeguards: temperature 0 (or absent) falls back to higher temperatures when a
+//! decode is repetitive or unlikely, as OpenAI's API does; a temperature above 0 samples once
+//! at it; silent windows give no text.
 
 use std::time::Instant;
 
@@ -15,7 +18,8 @@ use super::limits::Cancel;
 use super::{blocking, Shared};
 use crate::audio::decode::decode_upload;
 use crate::audio::logmel::{to_16k, LogMelExtractor};
-use crate::generation::{GenerateOptions, Strategy};
+use crate::generation::GenerateOptions;
+use crate::whisper::Safeguards;
 
 /// Tokens per 30 s window (Whisper's own limit is half the text context).
 const MAX_NEW_TOKENS: usize = 224;
@@ -54,22 +58,19 @@ pub async fn transcriptions(
     let prompt = w
         .prompt(language.as_deref(), prompt_text.as_deref())
         .map_err(|e| ApiError::bad_request(exporter::onnx::one_line(&e.to_string())))?;
-    let strategy = match form.parse::<f32>("temperature")? {
+    let sg = match form.parse::<f32>("temperature")? {
         Some(t) if !(0.0..=2.0).contains(&t) => {
             return Err(ApiError::bad_request(format!(
                 "temperature must be in [0, 2], got {t}"
             )))
         }
-        Some(t) if t > 0.0 => Strategy::Sample {
-            temperature: t,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
+        Some(t) if t > 0.0 => Safeguards {
+            temperatures: vec![t],
+            ..Default::default()
         },
-        _ => Strategy::Greedy,
+        _ => Safeguards::default(),
     };
     let opts = GenerateOptions {
-        strategy,
         max_new_tokens: MAX_NEW_TOKENS,
         ..Default::default()
     };
@@ -84,17 +85,18 @@ pub async fn transcriptions(
             if cancel.stopped() {
                 break;
             }
-            let ids =
-                w.transcribe_window_prompt(&name, win, &prompt, &opts, &mut |_| !cancel.stopped())?;
+            let d = w.transcribe_window_safe(&name, win, &prompt, &opts, &sg, &mut |_| {
+                !cancel.stopped()
+            })?;
             let start = i as f64 * 30.0;
-            segs.push((start, start + win.len() as f64 / 16000.0, w.decode(&ids)?));
+            segs.push((start, start + win.len() as f64 / 16000.0, d));
         }
         Ok((segs, audio.duration_s()))
     })
     .await?;
     let text = segments
         .iter()
-        .map(|s| s.2.as_str())
+        .map(|s| s.2.text.as_str())
         .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
@@ -105,11 +107,20 @@ pub async fn transcriptions(
             "language": language.unwrap_or_else(|| "en".into()),
             "duration": duration,
             "text": text,
-            "segments": segments.iter().enumerate().map(|(i, (s, e, t))| json!({
-                "id": i, "start": s, "end": e, "text": t,
+            "segments": segments.iter().enumerate().map(|(i, (s, e, d))| json!({
+                "id": i, "start": s, "end": e, "text": d.text,
+                "temperature": d.temperature,
+                "avg_logprob": finite(d.avg_logprob),
+                "compression_ratio": d.compression_ratio,
+                "no_speech_prob": d.no_speech_prob,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),
         _ => Json(json!({ "text": text })).into_response(),
     })
+}
+
+/// A JSON number, or null where it has none (-inf: a token with no probability).
+fn finite(x: f32) -> Option<f32> {
+    x.is_finite().then_some(x)
 }

@@ -50,6 +50,10 @@ pub struct WhisperConfig {
     pub transcribe: Option<u32>,
     #[serde(default)]
     pub notimestamps: Option<u32>,
+    /// `<|nospeech|>`: its probability at the start-of-transcript position says the window
+    /// holds no speech (folders without it: looked up in the tokenizer).
+    #[serde(default)]
+    pub no_speech: Option<u32>,
     /// Front-end settings the file may state; the log-mel front end is fixed, so any that is
     /// given must be its value (checked by [`read_config`]).
     #[serde(default)]

@@ -93,8 +93,19 @@ impl Whisper {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Vec<u32>> {
         let enc = self.encode(name, samples)?;
+        let cache = WhisperCache::new(self.config.n_layers, enc);
+        let (o, rule) = self.window_options(opts);
+        generate(&self.step_decoder(), cache, prompt, &o, &rule, on_token)
+    }
+
+    /// The options of one window (the stop token added, the budget capped at half the text
+    /// context) and Whisper's token rules: suppressed tokens at every step, begin-suppressed
+    /// tokens at the first.
+    pub(super) fn window_options(
+        &self,
+        opts: &GenerateOptions,
+    ) -> (GenerateOptions, impl Fn(usize, &mut [f32])) {
         let c = &self.config;
-        let cache = WhisperCache::new(c.n_layers, enc);
         let mut o = opts.clone();
         if !o.stop_tokens.contains(&c.eot) {
             o.stop_tokens.push(c.eot);
@@ -111,7 +122,7 @@ impl Whisper {
                 }
             }
         };
-        generate(&self.step_decoder(), cache, prompt, &o, &rule, on_token)
+        (o, rule)
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`context`] — the audio context (encoder positions per window: 30 s, or the clip's length);
 //! - [`model`] — sessions, tokenizer, encoder pass, decoder step over a caller-owned cache;
 //! - [`decode`] — the prompt, token rules and decode loop of one window;
+//! - [`safeguards`] — temperature fallback and no-speech detection per window;
 //! - [`window`] — 30 s windowing of longer audio;
 //! - `calibrate`: the calibration tap (the run itself is [`crate::calibrate::whisper`]).
 
@@ -15,9 +16,11 @@ pub mod config;
 pub mod context;
 pub mod decode;
 pub mod model;
+pub mod safeguards;
 pub mod window;
 
 pub use config::{read_config, WhisperConfig, CONFIG_FILE};
 pub use context::AudioCtx;
 pub use decode::beam;
 pub use model::{Whisper, WhisperCache};
+pub use safeguards::{compression_ratio, Safeguards, WindowDecode};
