@@ -282,7 +282,9 @@ def run_asr_once(a, s: dict, threads: int, rep: int, out: Path) -> dict:
         per_utt = out / "logs" / f"{tag}.voxq.tsv"
         cmd = [a.voxq, "eval-asr", "--model", s["model"], "--list", str(a.list), "--audio-root",
                str(a.audio_root), "--threads", str(threads), "--device", "cpu", "--quiet",
-               "--out", str(per_utt), "--json", str(out / "logs" / f"{tag}.voxq.json")]
+               "--out", str(per_utt), "--json", str(out / "logs" / f"{tag}.voxq.json"),
+               # greedy at temperature 0 once, like the peers' settings here (no fallback)
+               "--no-safeguards"]
         if a.limit:
             lim = out / "logs" / f"list.{a.limit}.tsv"
             lim.write_text("".join(f"{p}\t{r}\n" for p, r in read_list(a.list, a.limit)))

@@ -152,7 +152,15 @@ pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
         qd.plan.skipped.len(),
         a.out.display()
     );
-    println!("sizes: encoder {se:?}");
-    println!("sizes: decoder {sd:?}");
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for (part, c) in [("encoder", &se), ("decoder", &sd)] {
+        println!(
+            "{part}: deployable {:.2} -> {:.2} MiB ({} int8 weights, {:.2} MiB of float weights left)",
+            mib(c.fp32.deployable_bytes),
+            mib(c.quantized.deployable_bytes),
+            c.quantized.int8_weights,
+            mib(c.quantized.float_weight_bytes)
+        );
+    }
     Ok(())
 }
