@@ -190,6 +190,14 @@ fn cases(tmp: &Path) -> Vec<Case> {
     add(&bench_llm, "--max-new-tokens", true, "[1, 4096]");
     add(&bench_llm, "--runs", true, "[1, 1000]");
     add(&bench_llm, "--threads", true, &threads);
+    let bench_whisper = v(&["bench", "whisper", "--model", &whisper, "--audio", &wav]);
+    add(&bench_whisper, "--max-new-tokens", true, "[1, 4096]");
+    add(&bench_whisper, "--runs", true, "[1, 1000]");
+    add(&bench_whisper, "--threads", true, &threads);
+    let bench_lm = v(&["bench", "lm", "--model", "fixtures/audio-llm-tiny-test"]);
+    add(&bench_lm, "--max-new-tokens", true, "[1, 4096]");
+    add(&bench_lm, "--runs", true, "[1, 1000]");
+    add(&bench_lm, "--threads", true, &threads);
     let transcribe = v(&["transcribe", "--model", &whisper, &wav]);
     add(&transcribe, "--beams", true, "[1, 16]");
     add(&transcribe, "--max-new-tokens", true, "[1, 4096]");
@@ -270,6 +278,8 @@ fn cases(tmp: &Path) -> Vec<Case> {
         ),
         (bench_engines, "--threads", true, threads.clone()),
         (bench_llm, "--seconds", false, "(0, 30]".to_string()),
+        (bench_whisper, "--seconds", false, "(0, 30]".to_string()),
+        (bench_lm, "--context", true, "[1, 8192]".to_string()),
         (
             transcribe.clone(),
             "--temperatures",
