@@ -169,10 +169,7 @@ fn embed(a: &BenchEmbedArgs) -> Result<()> {
         a.warmup,
     )
     .context("bench embed")?;
-    write!(outputs::summary(&json), "{}", r.markdown())?;
-    if let Some(p) = &a.json {
-        write_atomic(p, serde_json::to_string_pretty(&r)?.as_bytes())?;
-    }
+    report(&json, a.json.as_deref(), &r.markdown(), &r)?;
     Ok(())
 }
 
@@ -215,14 +212,12 @@ fn llm(a: &BenchLlmArgs) -> Result<()> {
     }
     let audio = read_audio(&a.audio)?;
     let rows = runtime::bench::bench_llm(&models, &audio, &a.seconds, a.max_new_tokens, a.runs)?;
-    write!(
-        outputs::summary(&json),
-        "{}",
-        runtime::bench::llm_markdown(&rows)
+    report(
+        &json,
+        a.json.as_deref(),
+        &runtime::bench::llm_markdown(&rows),
+        &rows,
     )?;
-    if let Some(p) = &a.json {
-        write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
-    }
     Ok(())
 }
 
@@ -250,13 +245,26 @@ fn engines(a: &BenchEnginesArgs) -> Result<()> {
         seconds: a.seconds,
     };
     let rows = runtime::bench::bench_engines(&a.engines, &cfg)?;
-    write!(
-        outputs::summary(&json),
-        "{}",
-        runtime::bench::engines_markdown(&rows)
+    report(
+        &json,
+        a.json.as_deref(),
+        &runtime::bench::engines_markdown(&rows),
+        &rows,
     )?;
-    if let Some(p) = &a.json {
-        write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
+    Ok(())
+}
+
+/// A benchmark's result: the Markdown table on standard output (or standard error when the
+/// JSON goes to standard output), the rows as JSON to `--json` when given.
+pub(crate) fn report<T: serde::Serialize>(
+    json_out: &[Output],
+    json: Option<&std::path::Path>,
+    markdown: &str,
+    rows: &T,
+) -> Result<()> {
+    write!(outputs::summary(json_out), "{markdown}")?;
+    if let Some(p) = json {
+        write_atomic(p, serde_json::to_string_pretty(rows)?.as_bytes())?;
     }
     Ok(())
 }

@@ -1,14 +1,13 @@
 //! `voxq bench whisper` (per-stage time and steps/s of Whisper transcription by audio length)
 //! and `voxq bench lm` (tokens/s of a decoder-only LLM folder by context length).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use runtime::audio::read_audio;
-use runtime::fsutil::write_atomic;
 
+use super::bench::report;
 use crate::args::{int, max_new_tokens, real_gt, session_options, threads, threads_help, Device};
 use crate::outputs::{self, Input, Output};
 
@@ -114,14 +113,12 @@ pub(crate) fn whisper(a: &BenchWhisperArgs) -> Result<()> {
     };
     let rows = runtime::bench::bench_whisper(&models, &audio, &a.seconds, a.max_new_tokens, a.runs)
         .context("bench whisper")?;
-    write!(
-        outputs::summary(&json),
-        "{}",
-        runtime::bench::whisper_markdown(&rows)
+    report(
+        &json,
+        a.json.as_deref(),
+        &runtime::bench::whisper_markdown(&rows),
+        &rows,
     )?;
-    if let Some(p) = &a.json {
-        write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
-    }
     Ok(())
 }
 
@@ -139,13 +136,11 @@ pub(crate) fn lm(a: &BenchLmArgs) -> Result<()> {
     }
     let rows = runtime::bench::bench_lm(&models, &a.context, a.max_new_tokens, a.runs)
         .context("bench lm")?;
-    write!(
-        outputs::summary(&json),
-        "{}",
-        runtime::bench::lm_markdown(&rows)
+    report(
+        &json,
+        a.json.as_deref(),
+        &runtime::bench::lm_markdown(&rows),
+        &rows,
     )?;
-    if let Some(p) = &a.json {
-        write_atomic(p, serde_json::to_string_pretty(&rows)?.as_bytes())?;
-    }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{percentile, Timed};
+use super::{interleaved_medians, Timed};
 use crate::error::Result;
 use crate::generation::{generate, GenerateOptions};
 use crate::llm::Llm;
@@ -56,38 +56,31 @@ pub fn bench_lm(
         ..Default::default()
     };
     for &ctx in contexts {
-        let mut m: Vec<[Vec<f64>; 5]> = vec![Default::default(); models.len()];
-        for r in 0..=runs {
-            for (i, (_, llm)) in models.iter().enumerate() {
-                let p = prompt(llm, ctx)?;
-                let dec = Timed::new(llm);
-                let ids = generate(&dec, llm.cache(Vec::new()), &p, &o, &|_, _| {}, &mut |_| {
-                    true
-                })?;
-                let ms = dec.into_ms();
-                let later = ms.get(1..).unwrap_or(&[]);
-                let k = later.len().min(EDGE);
-                let x = [
-                    ids.len() as f64,
-                    ms.first().copied().unwrap_or(0.0),
-                    later.len() as f64 / (later.iter().sum::<f64>() / 1e3).max(1e-9),
-                    super::mean(&later[..k]),
-                    super::mean(&later[later.len() - k..]),
-                ];
-                if r > 0 {
-                    for (v, x) in m[i].iter_mut().zip(x) {
-                        v.push(x);
-                    }
-                }
-            }
-        }
-        for ((label, _), mut v) in models.iter().zip(m) {
-            let mut med = |k: usize| {
-                v[k].sort_by(|a, b| a.total_cmp(b));
-                percentile(&v[k], 0.5)
-            };
+        // the prompt of each model once, outside the timed runs
+        let prompted = models
+            .iter()
+            .map(|(label, llm)| Ok((label, llm, prompt(llm, ctx)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let medians = interleaved_medians(&prompted, runs, |(_, llm, p)| {
+            let dec = Timed::new(*llm);
+            let ids = generate(&dec, llm.cache(Vec::new()), p, &o, &|_, _| {}, &mut |_| {
+                true
+            })?;
+            let ms = dec.into_ms();
+            let later = ms.get(1..).unwrap_or(&[]);
+            let k = later.len().min(EDGE);
+            Ok([
+                ids.len() as f64,
+                ms.first().copied().unwrap_or(0.0),
+                later.len() as f64 / (later.iter().sum::<f64>() / 1e3).max(1e-9),
+                super::mean(&later[..k]),
+                super::mean(&later[later.len() - k..]),
+            ])
+        })?;
+        for ((label, _, _), med) in prompted.iter().zip(medians) {
+            let med = |k: usize| med[k];
             rows.push(LmBenchRow {
-                model: label.clone(),
+                model: (*label).clone(),
                 context: ctx,
                 runs,
                 new_tokens: med(0) as usize,

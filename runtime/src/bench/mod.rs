@@ -91,6 +91,36 @@ impl<D: StepDecoder> StepDecoder for Timed<'_, D> {
 }
 
 /// Mean of values (0 when empty).
+/// Interleaved timing: one warm-up round, then `runs` rounds that each run every model once;
+/// per model, the median over the rounds of each of the `N` quantities `once` returns.
+pub(crate) fn interleaved_medians<M, const N: usize>(
+    models: &[M],
+    runs: usize,
+    mut once: impl FnMut(&M) -> Result<[f64; N]>,
+) -> Result<Vec<[f64; N]>> {
+    let mut m: Vec<[Vec<f64>; N]> = (0..models.len())
+        .map(|_| std::array::from_fn(|_| Vec::new()))
+        .collect();
+    for r in 0..=runs {
+        for (i, model) in models.iter().enumerate() {
+            let x = once(model)?;
+            if r > 0 {
+                for (v, x) in m[i].iter_mut().zip(x) {
+                    v.push(x);
+                }
+            }
+        }
+    }
+    Ok(m.into_iter()
+        .map(|mut v| {
+            std::array::from_fn(|k| {
+                v[k].sort_by(|a, b| a.total_cmp(b));
+                percentile(&v[k], 0.5)
+            })
+        })
+        .collect())
+}
+
 pub(crate) fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         0.0

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{mean, percentile, tile, Timed};
+use super::{interleaved_medians, mean, tile, Timed};
 use crate::audio::wav::Audio;
 use crate::error::Result;
 use crate::generation::{generate, GenerateOptions};
@@ -54,23 +54,10 @@ pub fn bench_whisper(
     for &secs in seconds {
         let a = tile(source, secs);
         let samples = crate::audio::logmel::to_16k(name, &a.samples, a.sample_rate)?;
-        // per model: one Vec per measured quantity, one entry per run
-        let mut m: Vec<[Vec<f64>; 8]> = vec![Default::default(); models.len()];
-        for r in 0..=runs {
-            for (i, (_, w)) in models.iter().enumerate() {
-                let x = run_once(w, name, &samples, max_new)?;
-                if r > 0 {
-                    for (v, x) in m[i].iter_mut().zip(x) {
-                        v.push(x);
-                    }
-                }
-            }
-        }
-        for ((label, _), mut v) in models.iter().zip(m) {
-            let mut med = |k: usize| {
-                v[k].sort_by(|a, b| a.total_cmp(b));
-                percentile(&v[k], 0.5)
-            };
+        let medians =
+            interleaved_medians(models, runs, |(_, w)| run_once(w, name, &samples, max_new))?;
+        for ((label, _), med) in models.iter().zip(medians) {
+            let med = |k: usize| med[k];
             let steps_ms = med(4);
             let tokens = med(0) as usize;
             let n_steps = med(7);
