@@ -472,3 +472,65 @@ fn weight_only_int8_stays_close_to_fp32() {
         assert!(size.1.deployable_bytes < size.0.deployable_bytes);
     }
 }
+
+/// Dynamic int8 of the same two tiny models: every MatMul with a constant weight runs as
+/// `DynamicQuantizeLinear → MatMulInteger` (the Convs keep weight-only int8 weights), ONNX
+/// Runtime fuses each into one integer kernel (`DynamicQuantizeMatMul`, or
+/// `MatMulIntegerToFloat` behind a shared quantize: the reason for the mode), and
+/// the output stays within 3% relative L2 of fp32 while differing from it.
+#[test]
+fn dynamic_int8_fuses_in_ort_and_stays_close_to_fp32() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    for (file, input, dims, output, matmuls, convs) in [
+        (
+            "fixtures/audio-llm-tiny-test/projector.onnx",
+            "encoder_states",
+            vec![1i64, 1500, 16],
+            "audio_embeds",
+            2,
+            0,
+        ),
+        (
+            "fixtures/whisper-tiny-test/encoder.onnx",
+            "input_features",
+            vec![1, 80, 3000],
+            "last_hidden_state",
+            12,
+            2,
+        ),
+    ] {
+        let m = model::load(root.join(file)).unwrap();
+        let policy = QuantPolicy {
+            mode: QuantMode::Dynamic,
+            target: Target::OrtCpu,
+            ..QuantPolicy::default()
+        };
+        let q = quantize_with(&m, None, &policy, false).unwrap();
+        let d = q.dynamic.as_ref().unwrap();
+        assert_eq!(d.converted.len(), matmuls, "{file}: {:?}", d.skipped);
+        let ops = model::summary(&q.model).op_types;
+        let n = |op: &str| ops.get(op).copied().unwrap_or(0);
+        assert_eq!(n("MatMulInteger"), matmuls, "{file}");
+        assert_eq!(n("QuantizeLinear"), 0, "{file}");
+        assert_eq!(n("DequantizeLinear"), convs, "{file}: the Convs' weights");
+        assert_eq!(n("DynamicQuantizeLinear"), d.activations, "{file}");
+        let name = file.replace('/', "_");
+        let opt = optimised_ops(&q.model, dir.path(), &name);
+        // one kernel per MatMul: DynamicQuantizeMatMul, or MatMulIntegerToFloat where one
+        // DynamicQuantizeLinear serves several (q, k, v)
+        assert_eq!(
+            count(&opt, "DynamicQuantizeMatMul") + count(&opt, "MatMulIntegerToFloat"),
+            matmuls,
+            "{file}: ORT did not fuse every dynamic MatMul: {opt:?}"
+        );
+        assert_eq!(count(&opt, "MatMulInteger"), 0, "{file}: {opt:?}");
+        let len: i64 = dims.iter().product();
+        let x = HostTensor::from_f32(input, &dims, &uniform(len as usize, 7));
+        let f = run(&mut session(&m, "fp32"), &x)[output].clone();
+        let y = run(&mut session(&q.model, "dynamic"), &x)[output].clone();
+        let e = rel_l2(&f, &y);
+        println!("{file}: dynamic int8 relative L2 error {e:.5}");
+        assert!(e > 0.0 && e < 0.03, "{file}: relative L2 error {e}");
+    }
+}

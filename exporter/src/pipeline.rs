@@ -15,9 +15,10 @@ use crate::groups::node_id;
 use crate::onnx::is_default_op;
 use crate::passes::smooth::{channel_stats, smoothed_table};
 use crate::passes::{
-    insert_qdq, smooth_quant, to_float16, InsertQdqReport, SmoothOptions, SmoothReport,
+    dynamic_int8, insert_qdq, smooth_quant, to_float16, DynamicReport, InsertQdqReport,
+    SmoothOptions, SmoothReport,
 };
-use crate::policy::{plan, QdqPlan, QuantMode, QuantPolicy, NOT_SELECTED};
+use crate::policy::{plan, QdqPlan, QuantMode, QuantPolicy, Target, NOT_SELECTED};
 use crate::size::{deployable_size, SizeReport};
 use crate::ExportError;
 
@@ -104,7 +105,21 @@ pub struct Quantized {
     pub smooth: Option<SmoothReport>,
     pub plan: QdqPlan,
     pub report: InsertQdqReport,
+    /// What the dynamic int8 pass converted ([`QuantMode::Dynamic`] nodes; `None` when none).
+    pub dynamic: Option<DynamicReport>,
     pub unknown_ops: Vec<(String, String)>,
+}
+
+/// Refuses dynamic int8 for TensorRT, which has no `MatMulInteger`/`DynamicQuantizeLinear`.
+fn check_dynamic_target(policy: &QuantPolicy) -> Result<()> {
+    let dynamic = policy.mode == QuantMode::Dynamic
+        || policy.node_modes.values().any(|m| *m == QuantMode::Dynamic);
+    if dynamic && policy.target == Target::Tensorrt {
+        return Err(ExportError::Policy(
+            "dynamic int8 runs on ONNX Runtime or OpenVINO CPU (target ort-cpu or openvino); TensorRT has no MatMulInteger/DynamicQuantizeLinear".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a plan that quantizes no weighted node, saying why each was left in float.
@@ -147,6 +162,7 @@ pub fn require_quantized(plan: &QdqPlan) -> Result<()> {
 /// nodes or the plan quantizes nothing: the check to run before calibrating or quantizing.
 pub fn check_quantizable(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
     refuse_qdq_model(model)?;
+    check_dynamic_target(policy)?;
     let p = plan(model, policy)?;
     require_quantized(&p)?;
     Ok(p)
@@ -186,6 +202,7 @@ pub fn quantize_with(
     float16: bool,
 ) -> Result<Quantized> {
     refuse_qdq_model(model)?;
+    check_dynamic_target(policy)?;
     if let Some(t) = table {
         check_table_matches(model, t)?;
     }
@@ -217,6 +234,23 @@ pub fn quantize_with(
         }
     };
     let (mut q, report) = insert_qdq(model, &plan, table)?;
+    let dynamic = dynamic_nodes(model, &plan, policy);
+    let dynamic = if dynamic.is_empty() {
+        None
+    } else {
+        let (d, r) = dynamic_int8(&q, &dynamic)?;
+        log::info!(
+            "dynamic int8: {} MatMuls over {} activations ({} left weight-only)",
+            r.converted.len(),
+            r.activations,
+            r.skipped.len()
+        );
+        for (o, why) in &r.skipped {
+            log::debug!("dynamic int8 skips '{o}': {why}");
+        }
+        q = d;
+        Some(r)
+    };
     if float16 {
         q = to_float16(&q)?;
     }
@@ -225,8 +259,25 @@ pub fn quantize_with(
         smooth,
         plan,
         report,
+        dynamic,
         unknown_ops: unknown_ops(model),
     })
+}
+
+/// The first outputs of the planned nodes in [`QuantMode::Dynamic`] (names survive the Q/DQ
+/// insertion; `{op}#{index}` ids of unnamed nodes do not).
+fn dynamic_nodes(model: &ModelProto, plan: &QdqPlan, policy: &QuantPolicy) -> BTreeSet<String> {
+    let g = &model.graph;
+    let ids: BTreeSet<&str> = plan
+        .quantized
+        .iter()
+        .filter(|p| policy.mode_of(&p.node) == QuantMode::Dynamic)
+        .map(|p| p.node.as_str())
+        .collect();
+    (0..g.node.len())
+        .filter(|&i| ids.contains(node_id(g, i).as_str()))
+        .filter_map(|i| g.node[i].output.first().cloned())
+        .collect()
 }
 
 /// [`QuantMode::Smooth`]: SmoothQuant over the selected smooth-mode nodes, with the table's

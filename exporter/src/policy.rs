@@ -63,6 +63,11 @@
 //! each output feature keeps its own range, which is what bounds the error of `y[:, n]`. A
 //! scale per input row `k` (axis 0) would mix every output's range into each scale.
 //!
+//! **Dynamic int8** ([`QuantMode::Dynamic`]): planned like weight-only (no activation Q/DQ,
+//! no table); the pipeline then rewrites each such MatMul with [`crate::passes::dynamic`] into
+//! `DynamicQuantizeLinear → MatMulInteger → rescale`, the activation quantized per run from its
+//! own range. Refused for `tensorrt`.
+//!
 //! Nodes are identified as in [`crate::groups::node_id`]: by name, or `{op}#{index}` when
 //! unnamed.
 
@@ -431,9 +436,10 @@ impl Planning<'_> {
                     } else {
                         weights.insert(weight.clone(), (axis, per_channel, id.clone()));
                     }
-                    let inputs = match policy.mode_of(id) {
-                        QuantMode::Full | QuantMode::Smooth => vec![act],
-                        QuantMode::WeightOnly => Vec::new(),
+                    // dynamic int8 starts as weight-only; passes::dynamic rewrites it later
+                    let inputs = match policy.mode_of(id).needs_table() {
+                        true => vec![act],
+                        false => Vec::new(),
                     };
                     quantized.push(PlannedNode {
                         node: id.clone(),
@@ -570,7 +576,7 @@ pub fn plan(model: &ModelProto, policy: &QuantPolicy) -> Result<QdqPlan> {
     // residual-Add and output pairs only around the nodes that quantize activations
     let (mut with_acts, weight_only): (Vec<PlannedNode>, Vec<PlannedNode>) = quantized
         .into_iter()
-        .partition(|p| policy.mode_of(&p.node) != QuantMode::WeightOnly);
+        .partition(|p| policy.mode_of(&p.node).needs_table());
     let residual_adds = match policy.target {
         Target::Openvino => Vec::new(),
         Target::Tensorrt | Target::OrtCpu => cx.residual_adds(&with_acts, &pos, policy.target),

@@ -178,6 +178,7 @@ pub(crate) fn run(q: &AutoquantArgs) -> Result<()> {
                     [QuantMode::WeightOnly] => "weight-only int8".to_string(),
                     [QuantMode::Full] => format!("int8, {} placement", a.target),
                     [QuantMode::Smooth] => format!("smooth int8, {} placement", a.target),
+                    [QuantMode::Dynamic] => "dynamic int8".to_string(),
                     _ => format!(
                         "a mode per group ({}), {} placement",
                         r.chosen_modes

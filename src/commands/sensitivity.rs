@@ -55,7 +55,9 @@ pub(crate) struct SensitivityArgs {
     pub(crate) part: Option<String>,
     /// full (int8 weights and activations; needs a calibration table), smooth (SmoothQuant
     /// scale migration from each LayerNorm into the weights that read it, then full int8;
-    /// needs a table with per-channel maxima) or weight-only (per-channel int8 weights, float
+    /// needs a table with per-channel maxima), dynamic (per-column int8 MatMul weights, the
+    /// activation quantized per run from its own range: DynamicQuantizeLinear + MatMulInteger;
+    /// no table; ort-cpu/openvino) or weight-only (per-channel int8 weights, float
     /// activations; no table). Several, comma-separated (e.g. weight-only,smooth,full): every
     /// group is measured in each and autoquant picks a mode per group.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "full")]
@@ -119,6 +121,7 @@ pub(crate) struct SensitivityArgs {
 pub(crate) enum ModeArg {
     Full,
     Smooth,
+    Dynamic,
     WeightOnly,
 }
 
@@ -127,6 +130,7 @@ impl From<ModeArg> for QuantMode {
         match m {
             ModeArg::Full => QuantMode::Full,
             ModeArg::Smooth => QuantMode::Smooth,
+            ModeArg::Dynamic => QuantMode::Dynamic,
             ModeArg::WeightOnly => QuantMode::WeightOnly,
         }
     }
@@ -148,9 +152,10 @@ impl SensitivityArgs {
         v
     }
 
-    /// Whether only weight-only int8 is asked for (no table needed or taken).
-    pub(crate) fn weight_only(&self) -> bool {
-        self.modes() == [QuantMode::WeightOnly]
+    /// Whether only modes without calibrated ranges (weight-only, dynamic) are asked for: no
+    /// table needed or taken.
+    pub(crate) fn tableless(&self) -> bool {
+        self.modes().iter().all(|m| !m.needs_table())
     }
 }
 
@@ -284,9 +289,9 @@ pub(crate) fn setup(
     if a.table.is_some() && a.method.len() > 1 {
         bail!("--table and several --method values: the table's method is fixed; give one or the other");
     }
-    if a.weight_only() && a.table.is_some() {
+    if a.tableless() && a.table.is_some() {
         bail!(
-            "--table: weight-only int8 quantizes no activation, so it takes no calibration table"
+            "--table: weight-only and dynamic int8 use no calibrated range, so they take no calibration table"
         );
     }
     if a.engine == EvalBackend::Openvino {
@@ -331,7 +336,7 @@ pub(crate) fn setup(
     };
     let metric = metric_of(a)?;
     if let Some(t) = &asr {
-        if !a.weight_only() && a.table.is_none() {
+        if !a.tableless() && a.table.is_none() {
             bail!(
                 "--table: full int8 of the {} part needs a calibration table of {} (or use --mode weight-only)",
                 t.part,
@@ -345,8 +350,8 @@ pub(crate) fn setup(
     // every argument is checked above, before the (slow) calibration
     let cache = a.cache.clone().unwrap_or_else(default_cache_dir);
     let mut tables = Vec::new();
-    if a.weight_only() {
-        tables.push((None, "none (weight-only)".to_string()));
+    if a.tableless() {
+        tables.push((None, "none (weight-only/dynamic)".to_string()));
     } else if let (Some(_), Some(t)) = (&asr, &a.table) {
         tables.push((Some(read_table(t)?), format!("table {}", t.display())));
     } else if let Some(m) = &speaker {

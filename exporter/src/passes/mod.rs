@@ -18,6 +18,8 @@
 //! - [`smooth_quant`] ([`smooth`]) migrates per-channel activation outliers of a LayerNorm
 //!   output into the following MatMul/Gemm weights (SmoothQuant; exact in float), before a
 //!   per-tensor int8 quantization.
+//! - [`dynamic_int8`] ([`dynamic`]) turns weight-only int8 MatMuls into dynamic int8
+//!   (`DynamicQuantizeLinear → MatMulInteger`: activations quantized per run, no table).
 //!
 //! Names are derived from the tensor served: `{weight}_quantized`, `{weight}_scale`,
 //! `{weight}_zero_point`, node and output `{weight}_dq`; `{tensor}_scale`,
@@ -25,6 +27,7 @@
 //! exists in the model is an error (quantizing a model twice), never a silent rename.
 
 pub mod dims;
+pub mod dynamic;
 pub mod expose;
 pub mod float16;
 pub mod insert_qdq;
@@ -34,6 +37,7 @@ pub mod tensors;
 pub mod tile;
 pub mod weights;
 
+pub use dynamic::{dynamic_int8, DynamicReport, DYNAMIC_MIN_OPSET};
 pub use expose::expose_activations;
 pub use float16::{to_float16, FP16_SCALE_MIN_OPSET};
 pub use insert_qdq::{insert_qdq, InsertQdqReport, QDQ_MIN_OPSET};

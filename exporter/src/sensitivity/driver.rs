@@ -242,6 +242,7 @@ impl Study<'_> {
         let one = |m: QuantMode| match m {
             QuantMode::Full => self.policy.target.name().to_string(),
             QuantMode::WeightOnly => "weight-only".to_string(),
+            QuantMode::Dynamic => format!("dynamic ({})", self.policy.target.name()),
             QuantMode::Smooth => format!("smooth ({})", self.policy.target.name()),
         };
         let modes = self.modes();

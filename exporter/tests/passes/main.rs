@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod dynamic;
 mod expose;
 mod fixtures;
 mod float16;
