@@ -294,6 +294,9 @@ pub(crate) fn setup(
             "--table: weight-only and dynamic int8 use no calibrated range, so they take no calibration table"
         );
     }
+    if a.modes().contains(&QuantMode::Dynamic) && a.target == QuantTarget::Tensorrt {
+        bail!("--mode dynamic: dynamic int8 runs on ONNX Runtime or OpenVINO CPU (--target ort-cpu or openvino); TensorRT has no MatMulInteger/DynamicQuantizeLinear");
+    }
     if a.engine == EvalBackend::Openvino {
         engines::openvino::load()?;
     }

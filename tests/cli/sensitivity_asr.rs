@@ -366,3 +366,81 @@ fn sensitivity_of_the_whisper_decoder_in_several_modes() {
         .unwrap()
         .contains("modes: "));
 }
+
+/// Dynamic int8 of the tiny audio LLM's `llm` part: every group chosen (budget 100 points), the
+/// written decoder runs its MatMuls as `DynamicQuantizeLinear → MatMulInteger` (no
+/// QuantizeLinear, no table), and eval-asr on the folder gives the WER the report gives. The
+/// mode is refused for TensorRT and with a table, before any work.
+#[test]
+fn autoquant_dynamic_audio_llm_writes_integer_matmuls_eval_asr_scores_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("aq");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "autoquant",
+            LLM,
+            "--part",
+            "llm",
+            "--list",
+            LIST,
+            "--audio-root",
+            ".",
+            "--groups",
+            "preset:smollm2",
+            "--mode",
+            "dynamic",
+            "--max-increase",
+            "100",
+            "--max-new-tokens",
+            "12",
+            "--no-cache",
+            "--quiet",
+            "--out",
+            s(&out),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let v = args(extra);
+        voxq(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run(&[]);
+    assert_one_line_error(&o, &["--mode dynamic", "TensorRT has no MatMulInteger"]);
+    let o = run(&["--target", "ort-cpu", "--table", LIST]);
+    assert_one_line_error(&o, &["--table", "dynamic int8 use no calibrated range"]);
+    assert!(!out.exists(), "a refused run writes nothing");
+
+    let o = run(&["--target", "ort-cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&out.join("autoquant.json"));
+    assert_eq!(r["sensitivity"]["target"], "dynamic (ort-cpu)");
+    let model = out.join("model");
+    let dec = exporter::model::load(model.join("llm/decoder.onnx")).unwrap();
+    let count = |op: &str| dec.graph.node.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(count("QuantizeLinear"), 0);
+    assert!(count("MatMulInteger") >= 14, "{}", count("MatMulInteger"));
+    assert!(count("DynamicQuantizeLinear") >= 1);
+    let wer = r["chosen_row"]["metric"].as_f64().unwrap();
+    let o = voxq(&[
+        "eval-asr",
+        "--model",
+        s(&model.join("audio_llm.json")),
+        "--list",
+        LIST,
+        "--max-new-tokens",
+        "12",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("WER {wer:.2}%")),
+        "report {wer}: {}",
+        stdout(&o)
+    );
+}
