@@ -183,7 +183,12 @@ pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
             None => {
                 let groups = LayerGroups::resolve(&m.graph, &a.groups)
                     .with_context(|| format!("--groups {}", a.groups))?;
-                whisper_recipe::parse(spec.as_deref().unwrap_or(default), groups, option)
+                let mut r =
+                    whisper_recipe::parse(spec.as_deref().unwrap_or(default), groups, option)?;
+                if spec.is_none() {
+                    r.source = "default: autoquant's tiny.en choice".into();
+                }
+                Ok(r)
             }
         }
     };

@@ -169,7 +169,7 @@ pub(crate) fn from_autoquant(
         Recipe {
             groups,
             modes,
-            source: file.display().to_string(),
+            source: format!("{}, measured as {}", file.display(), r.sensitivity.target),
         },
     ))
 }
