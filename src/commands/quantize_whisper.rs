@@ -37,8 +37,9 @@ pub(crate) struct QuantizeWhisperArgs {
     /// Folder the calibration list's paths are relative to.
     #[arg(long, default_value = ".cache/speech")]
     audio_root: PathBuf,
-    /// Calibration method (max, percentile:P, entropy, mse).
-    #[arg(long, default_value = "entropy")]
+    /// Calibration method (max, percentile:P, entropy, mse); the default is the one the
+    /// default recipe was chosen with.
+    #[arg(long, default_value = whisper_recipe::DEFAULT_METHOD)]
     method: Method,
     /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels) or tensorrt (no dynamic mode).
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::OrtCpu)]

@@ -145,6 +145,10 @@ fn default_recipe_is_autoquants_choice_full_encoder_stem_dynamic_decoder() {
     assert_eq!(rec["encoder_modes"]["enc.block1"], "full");
     assert_eq!(rec["decoder_modes"]["dec.block1.mlp"], "dynamic");
     assert_eq!(rec["decoder_groups"], "preset:whisper-tiny");
+    assert_eq!(
+        rec["method"], "percentile:99.99",
+        "the recipe's calibration method"
+    );
     transcribes(&out);
 
     let mixed = tmp.path().join("mixed");
