@@ -5,8 +5,10 @@
 //!
 //! - int8 weights: integer initializers read by a `DequantizeLinear` (1 byte per int8 value),
 //!   and float weights behind a `QuantizeLinear → DequantizeLinear` pair (fake-quantized in the
-//!   file, int8 once built: counted as 1 byte per element, not at their float width);
-//! - scales: the scale and zero-point initializers of Q/DQ nodes, at their own width;
+//!   file, int8 once built: counted as 1 byte per element, not at their float width); the
+//!   integer weight of a `MatMulInteger` / `ConvInteger` (dynamic int8);
+//! - scales: the scale and zero-point initializers of Q/DQ nodes (and the zero points of
+//!   `MatMulInteger` / `ConvInteger`), at their own width;
 //! - everything else (float weights, biases, BatchNorm parameters, shape constants, `Constant`
 //!   node values) at its own width, split into float and non-float.
 //!
@@ -89,6 +91,23 @@ fn count_graph(g: &GraphProto, r: &mut SizeReport) {
     let mut fake = BTreeSet::new();
     let mut params = BTreeSet::new();
     for n in g.node.iter().filter(|n| is_default_op(n)) {
+        // Dynamic int8 (`MatMulInteger`, `ConvInteger`): the integer weight is input 1, the
+        // zero points inputs 2-3.
+        if matches!(n.op_type.as_str(), "MatMulInteger" | "ConvInteger") {
+            if let Some(t) = n.input.get(1).and_then(|w| ix.initializer(w)) {
+                if !is_float(t.data_type) {
+                    int8.insert(t.name.clone());
+                }
+            }
+            params.extend(
+                n.input
+                    .iter()
+                    .skip(2)
+                    .filter(|s| ix.is_initializer(s))
+                    .cloned(),
+            );
+            continue;
+        }
         let q = n.op_type == "QuantizeLinear";
         let dq = n.op_type == "DequantizeLinear";
         if !(q || dq) {

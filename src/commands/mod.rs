@@ -22,6 +22,7 @@ pub(crate) mod serve;
 pub(crate) mod store_check;
 pub(crate) mod transcribe;
 pub(crate) mod verify;
+pub(crate) mod whisper_recipe;
 
 /// Bytes as MiB, for size lines.
 pub(crate) fn mib(b: u64) -> f64 {

@@ -241,6 +241,8 @@ fn sensitivity_of_the_whisper_decoder_in_several_modes() {
         s(&calib),
         "--audio-root",
         s(&common::speech()),
+        "--decoder-modes",
+        "*=full",
         "--decoder-include",
         "op:MatMul",
         "--method",

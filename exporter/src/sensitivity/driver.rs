@@ -75,19 +75,49 @@ pub fn group_parameters(model: &ModelProto, groups: &LayerGroups) -> (BTreeMap<S
     (per, total)
 }
 
+/// The nodes of the named groups; an unknown name is refused, listing the groups.
+pub fn nodes_of(groups: &LayerGroups, names: &[String]) -> Result<BTreeSet<String>> {
+    let mut set = BTreeSet::new();
+    for name in names {
+        let g = groups.group(name).ok_or_else(|| {
+            ExportError::Policy(format!(
+                "no group '{name}' (groups: {})",
+                groups.names().join(", ")
+            ))
+        })?;
+        set.extend(g.nodes.iter().cloned());
+    }
+    Ok(set)
+}
+
+/// `base` (target, ops, channel floor) quantizing exactly the `chosen` groups of `groups`,
+/// each in its mode: what a study measures and what autoquant's choice is built with
+/// (also `voxq quantize-whisper`'s per-group recipes).
+pub fn policy_for_groups(
+    groups: &LayerGroups,
+    base: &QuantPolicy,
+    chosen: &[(String, QuantMode)],
+) -> Result<QuantPolicy> {
+    let mut nodes = BTreeSet::new();
+    let mut node_modes = BTreeMap::new();
+    for (g, m) in chosen {
+        for n in nodes_of(groups, std::slice::from_ref(g))? {
+            if *m != base.mode {
+                node_modes.insert(n.clone(), *m);
+            }
+            nodes.insert(n);
+        }
+    }
+    Ok(QuantPolicy {
+        nodes: Some(nodes),
+        node_modes,
+        ..base.clone()
+    })
+}
+
 impl Study<'_> {
     pub(super) fn nodes_of(&self, groups: &[String]) -> Result<BTreeSet<String>> {
-        let mut set = BTreeSet::new();
-        for name in groups {
-            let g = self.groups.group(name).ok_or_else(|| {
-                ExportError::Policy(format!(
-                    "no group '{name}' (groups: {})",
-                    self.groups.names().join(", ")
-                ))
-            })?;
-            set.extend(g.nodes.iter().cloned());
-        }
-        Ok(set)
+        nodes_of(self.groups, groups)
     }
 
     /// The modes groups are measured in: [`Study::modes`], or the policy's one mode.
@@ -109,21 +139,7 @@ impl Study<'_> {
 
     /// The policy quantizing exactly `groups`, each in its mode.
     pub(super) fn policy_for(&self, groups: &[(String, QuantMode)]) -> Result<QuantPolicy> {
-        let mut nodes = BTreeSet::new();
-        let mut node_modes = std::collections::BTreeMap::new();
-        for (g, m) in groups {
-            for n in self.nodes_of(std::slice::from_ref(g))? {
-                if *m != self.policy.mode {
-                    node_modes.insert(n.clone(), *m);
-                }
-                nodes.insert(n);
-            }
-        }
-        Ok(QuantPolicy {
-            nodes: Some(nodes),
-            node_modes,
-            ..self.policy.clone()
-        })
+        policy_for_groups(self.groups, &self.policy, groups)
     }
 
     /// The model with `groups` quantized (`None`: fp32), serialized, and its plan size.

@@ -35,7 +35,7 @@ mod report;
 mod search;
 
 pub use cache::{default_cache_dir, sha256_hex, table_sha256};
-pub use driver::{group_parameters, Study};
+pub use driver::{group_parameters, nodes_of, policy_for_groups, Study};
 pub use modes::{candidates_modes, ModeCandidate, ModeOption, TIE_SHARE};
 pub use report::{AutoquantReport, Row, SensitivityReport, Tried};
 pub use search::{autoquant, candidates, Budget, Candidate, Objective};

@@ -3,7 +3,7 @@
 //! (the tap in `crate::whisper::calibrate`), and the quantized encoder and decoder are written
 //! as a complete Whisper model folder beside their calibration tables.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -107,10 +107,17 @@ pub struct Int8Record {
     pub method: String,
     /// The placement target as the user named it (also the model name's suffix).
     pub target: String,
+    /// Node filters applied on top of the per-group modes (empty: none).
     pub encoder_include: Vec<String>,
     pub decoder_include: Vec<String>,
-    /// The calibration list.
-    pub calibration: String,
+    /// The groups (`preset:NAME`, a spec file, `depth=N`) the modes are given over.
+    pub encoder_groups: String,
+    pub decoder_groups: String,
+    /// The mode of each group (`full`, `smooth`, `dynamic`, `weight-only`, `float`).
+    pub encoder_modes: BTreeMap<String, String>,
+    pub decoder_modes: BTreeMap<String, String>,
+    /// The calibration list (`None`: every mode was tableless, nothing was calibrated).
+    pub calibration: Option<String>,
     pub utterances: usize,
 }
 
@@ -118,14 +125,15 @@ pub struct Int8Record {
 pub struct Int8Models<'a> {
     pub encoder: &'a ModelProto,
     pub decoder: &'a ModelProto,
-    pub encoder_table: &'a CalibrationTable,
-    pub decoder_table: &'a CalibrationTable,
+    /// `None` for a part whose modes need no table (weight-only, dynamic, float).
+    pub encoder_table: Option<&'a CalibrationTable>,
+    pub decoder_table: Option<&'a CalibrationTable>,
 }
 
 /// Writes the int8 Whisper model folder `out` from the float folder `dir` (config `cfg`):
 /// the quantized encoder and decoder under the config's file names, the tokenizer, a
 /// `whisper.json` naming the model `<model>-int8-<target>` with the `quantization` record,
-/// and `encoder.table.json` / `decoder.table.json`. The folder is built beside `out` and moved
+/// and `encoder.table.json` / `decoder.table.json` (each only when that part was calibrated). The folder is built beside `out` and moved
 /// into place only when complete; on failure the partial folder is removed.
 pub fn write_int8_folder(
     dir: &Path,
@@ -184,13 +192,13 @@ fn fill_int8_folder(
             .map_err(json_err)?
             .as_bytes(),
     )?;
-    write_atomic(
-        &scratch.join("encoder.table.json"),
-        models.encoder_table.to_json().as_bytes(),
-    )?;
-    write_atomic(
-        &scratch.join("decoder.table.json"),
-        models.decoder_table.to_json().as_bytes(),
-    )?;
+    for (file, table) in [
+        ("encoder.table.json", models.encoder_table),
+        ("decoder.table.json", models.decoder_table),
+    ] {
+        if let Some(t) = table {
+            write_atomic(&scratch.join(file), t.to_json().as_bytes())?;
+        }
+    }
     Ok(())
 }
