@@ -55,7 +55,7 @@ pub(crate) struct QuantizeWhisperArgs {
     groups: String,
     /// Encoder modes: GROUP=MODE,… with MODE full, smooth, dynamic, weight-only or float;
     /// *=MODE for every group not named [default: what autoquant chose for tiny.en,
-    /// enc.conv=full,enc.block0=full,enc.block1=full,*=weight-only].
+    /// enc.conv=full,enc.block0=full,enc.block1=full,*=dynamic].
     #[arg(long)]
     encoder_modes: Option<String>,
     /// Decoder modes, as --encoder-modes [default: *=dynamic].

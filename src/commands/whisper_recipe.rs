@@ -14,7 +14,7 @@ use exporter::sensitivity::AutoquantReport;
 /// The default recipes, `(encoder, decoder)`: autoquant's choice for tiny.en within +0.5 WER
 /// on the 80-utterance list (docs/results/whisper-autoquant/README.md). Change them here.
 pub(crate) const DEFAULT_MODES: (&str, &str) = (
-    "enc.conv=full,enc.block0=full,enc.block1=full,*=weight-only",
+    "enc.conv=full,enc.block0=full,enc.block1=full,*=dynamic",
     "*=dynamic",
 );
 

@@ -1,7 +1,7 @@
 //! `voxq quantize-whisper`'s per-group recipes on the tiny Whisper fixture
 //! (fixtures/whisper-tiny-test, groups of `preset:whisper-tiny`; 2 encoder and 2 decoder
 //! blocks, so enc.block2/3 match nothing): the default recipe (autoquant's choice for tiny.en:
-//! full int8 stem and blocks 0-1, weight-only elsewhere, dynamic decoder), tableless recipes
+//! full int8 stem and blocks 0-1, dynamic elsewhere, dynamic decoder), tableless recipes
 //! without `--calib`, a recipe taken from an autoquant report, and bad input in one line.
 
 use crate::common;
