@@ -154,7 +154,7 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
         q.plan.quantized.len(),
         q.plan.skipped.len(),
         q.report.q_nodes,
-        q.report.dq_nodes,
+        q.report.dq_nodes - q.dynamic.as_ref().map_or(0, |d| d.removed_dq),
         q.dynamic
             .as_ref()
             .map(|d| format!(
