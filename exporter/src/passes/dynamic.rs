@@ -11,6 +11,11 @@
 //! is that token's own range. What ONNX Runtime's `quantize_dynamic` produces and CTranslate2's
 //! int8 does (per row there).
 //!
+//! Not for every model: per-tensor ranges computed per run still let a few outlier channels set
+//! the scale of a whole row. Whisper tiny.en keeps its WER with a dynamic decoder and encoder
+//! blocks 2-3; SmolLM2-135M with every MatMul dynamic loses the trained audio LLM (held-out WER
+//! 88.8% → 211.8%), where weight-only keeps it. Let the per-group search choose.
+//!
 //! The pass takes the MatMul nodes by their first output's name (stable across the Q/DQ
 //! insertion, unlike the `{op}#{index}` ids of unnamed nodes). A candidate is left as it is
 //! (weight-only int8), with the reason in [`DynamicReport::skipped`], when: its weight is not
