@@ -418,30 +418,68 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
+/// A real tiny model with one float input, and its weighted nodes.
+struct Tiny {
+    file: &'static str,
+    input: &'static str,
+    dims: Vec<i64>,
+    output: &'static str,
+    /// MatMuls with a constant weight, and Convs.
+    matmuls: usize,
+    convs: usize,
+}
+
+/// The tiny audio-LLM projector and the tiny Whisper encoder (2 Convs + 2 blocks × q, k, v,
+/// out, fc1, fc2).
+fn tiny_models() -> [Tiny; 2] {
+    [
+        Tiny {
+            file: "fixtures/audio-llm-tiny-test/projector.onnx",
+            input: "encoder_states",
+            dims: vec![1, 1500, 16],
+            output: "audio_embeds",
+            matmuls: 2,
+            convs: 0,
+        },
+        Tiny {
+            file: "fixtures/whisper-tiny-test/encoder.onnx",
+            input: "input_features",
+            dims: vec![1, 80, 3000],
+            output: "last_hidden_state",
+            matmuls: 12,
+            convs: 2,
+        },
+    ]
+}
+
+impl Tiny {
+    fn load(&self) -> ModelProto {
+        model::load(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(self.file),
+        )
+        .unwrap()
+    }
+
+    /// Relative L2 error of `q`'s output against fp32 `m`'s on one fixed random input.
+    fn error(&self, m: &ModelProto, q: &ModelProto, label: &str) -> f64 {
+        let n: i64 = self.dims.iter().product();
+        let x = HostTensor::from_f32(self.input, &self.dims, &uniform(n as usize, 7));
+        let f = run(&mut session(m, "fp32"), &x)[self.output].clone();
+        let y = run(&mut session(q, label), &x)[self.output].clone();
+        rel_l2(&f, &y)
+    }
+}
+
 /// Weight-only int8 of two real tiny models against ONNX Runtime's fp32 run: every weighted
 /// node with a constant weight is quantized (no QuantizeLinear at all), the output moves (the
 /// weights really changed) but stays within 2% relative L2 of fp32.
 #[test]
 fn weight_only_int8_stays_close_to_fp32() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for (file, input, dims, output, nodes) in [
-        (
-            "fixtures/audio-llm-tiny-test/projector.onnx",
-            "encoder_states",
-            vec![1i64, 1500, 16],
-            "audio_embeds",
-            2,
-        ),
-        (
-            "fixtures/whisper-tiny-test/encoder.onnx",
-            "input_features",
-            vec![1, 80, 3000],
-            "last_hidden_state",
-            // 2 Convs + 2 blocks × (q, k, v, out, fc1, fc2)
-            14,
-        ),
-    ] {
-        let m = model::load(root.join(file)).unwrap();
+    for t in tiny_models() {
+        let (file, nodes) = (t.file, t.matmuls + t.convs);
+        let m = t.load();
         let policy = QuantPolicy {
             mode: QuantMode::WeightOnly,
             target: Target::OrtCpu,
@@ -458,11 +496,7 @@ fn weight_only_int8_stays_close_to_fp32() {
                 .count()
         };
         assert_eq!((qdq("QuantizeLinear"), qdq("DequantizeLinear")), (0, nodes));
-        let n: i64 = dims.iter().product();
-        let x = HostTensor::from_f32(input, &dims, &uniform(n as usize, 7));
-        let f = run(&mut session(&m, "fp32"), &x)[output].clone();
-        let w = run(&mut session(&q.model, "weight-only"), &x)[output].clone();
-        let e = rel_l2(&f, &w);
+        let e = t.error(&m, &q.model, "weight-only");
         let size = (deployable_size(&m, None), deployable_size(&q.model, None));
         println!(
             "{file}: weight-only int8 relative L2 error {e:.5}; deployable {} -> {} bytes",
@@ -480,27 +514,10 @@ fn weight_only_int8_stays_close_to_fp32() {
 /// the output stays within 3% relative L2 of fp32 while differing from it.
 #[test]
 fn dynamic_int8_fuses_in_ort_and_stays_close_to_fp32() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
-    for (file, input, dims, output, matmuls, convs) in [
-        (
-            "fixtures/audio-llm-tiny-test/projector.onnx",
-            "encoder_states",
-            vec![1i64, 1500, 16],
-            "audio_embeds",
-            2,
-            0,
-        ),
-        (
-            "fixtures/whisper-tiny-test/encoder.onnx",
-            "input_features",
-            vec![1, 80, 3000],
-            "last_hidden_state",
-            12,
-            2,
-        ),
-    ] {
-        let m = model::load(root.join(file)).unwrap();
+    for t in tiny_models() {
+        let (file, matmuls, convs) = (t.file, t.matmuls, t.convs);
+        let m = t.load();
         let policy = QuantPolicy {
             mode: QuantMode::Dynamic,
             target: Target::OrtCpu,
@@ -525,11 +542,7 @@ fn dynamic_int8_fuses_in_ort_and_stays_close_to_fp32() {
             "{file}: ORT did not fuse every dynamic MatMul: {opt:?}"
         );
         assert_eq!(count(&opt, "MatMulInteger"), 0, "{file}: {opt:?}");
-        let len: i64 = dims.iter().product();
-        let x = HostTensor::from_f32(input, &dims, &uniform(len as usize, 7));
-        let f = run(&mut session(&m, "fp32"), &x)[output].clone();
-        let y = run(&mut session(&q.model, "dynamic"), &x)[output].clone();
-        let e = rel_l2(&f, &y);
+        let e = t.error(&m, &q.model, "dynamic");
         println!("{file}: dynamic int8 relative L2 error {e:.5}");
         assert!(e > 0.0 && e < 0.03, "{file}: relative L2 error {e}");
     }

@@ -225,17 +225,7 @@ fn weight_only_recipes_run_without_calib() {
 #[test]
 fn from_autoquant_takes_the_reports_part_groups_and_modes() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = json(&root().join(FIXTURE).join("expected.json"));
-    let list = tmp.path().join("asr.tsv");
-    let mut text = String::new();
-    for c in exp["clips"].as_array().unwrap() {
-        text.push_str(&format!(
-            "{}\t{}\n",
-            c["wav"].as_str().unwrap(),
-            c["text"].as_str().unwrap().trim()
-        ));
-    }
-    std::fs::write(&list, text).unwrap();
+    let list = common::tiny_whisper_asr_list(tmp.path());
     let aq = tmp.path().join("aq");
     let o = voxq(&[
         "autoquant",

@@ -6,11 +6,29 @@
 
 use crate::common;
 
-use common::{assert_one_line_error, root, s, stderr, stdout, voxq};
+use common::{assert_one_line_error, s, stderr, stdout, voxq};
 use serde_json::Value;
 
 const LLM: &str = "fixtures/audio-llm-tiny-test/audio_llm.json";
 const LIST: &str = "fixtures/audio-llm-tiny-test/asr.tsv";
+
+/// `voxq eval-asr` of an autoquant model folder of the tiny audio LLM on [`LIST`]: its stdout.
+fn eval_asr_llm(model: &std::path::Path) -> String {
+    let o = voxq(&[
+        "eval-asr",
+        "--model",
+        s(&model.join("audio_llm.json")),
+        "--list",
+        LIST,
+        "--max-new-tokens",
+        "12",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
 
 fn json(p: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
@@ -80,23 +98,10 @@ fn autoquant_weight_only_audio_llm_writes_a_model_eval_asr_scores_alike() {
         (count("QuantizeLinear"), count("DequantizeLinear")),
         (0, 15)
     );
-    let o = voxq(&[
-        "eval-asr",
-        "--model",
-        s(&model.join("audio_llm.json")),
-        "--list",
-        LIST,
-        "--max-new-tokens",
-        "12",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let out = eval_asr_llm(&model);
     assert!(
-        stdout(&o).contains("WER 55.56% (5 errors / 9 reference words"),
-        "{}",
-        stdout(&o)
+        out.contains("WER 55.56% (5 errors / 9 reference words"),
+        "{out}"
     );
 }
 
@@ -105,17 +110,7 @@ fn autoquant_weight_only_audio_llm_writes_a_model_eval_asr_scores_alike() {
 #[test]
 fn sensitivity_of_the_whisper_decoder_per_group() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = json(&root().join("fixtures/whisper-tiny-test/expected.json"));
-    let list = tmp.path().join("asr.tsv");
-    let mut text = String::new();
-    for c in exp["clips"].as_array().unwrap() {
-        text.push_str(&format!(
-            "{}\t{}\n",
-            c["wav"].as_str().unwrap(),
-            c["text"].as_str().unwrap().trim()
-        ));
-    }
-    std::fs::write(&list, text).unwrap();
+    let list = common::tiny_whisper_asr_list(tmp.path());
     let out = tmp.path().join("sens");
     let o = voxq(&[
         "sensitivity",
@@ -257,17 +252,7 @@ fn sensitivity_of_the_whisper_decoder_in_several_modes() {
     let ln = "/dec/layers.0/final_layer_norm/LayerNormalization_output_0";
     let per_channel = t["tensors"][ln]["stats"]["channel_abs_max"].as_array();
     assert_eq!(per_channel.map(Vec::len), Some(16), "{ln}");
-    let exp = json(&root().join("fixtures/whisper-tiny-test/expected.json"));
-    let list = tmp.path().join("asr.tsv");
-    let mut text = String::new();
-    for c in exp["clips"].as_array().unwrap() {
-        text.push_str(&format!(
-            "{}\t{}\n",
-            c["wav"].as_str().unwrap(),
-            c["text"].as_str().unwrap().trim()
-        ));
-    }
-    std::fs::write(&list, text).unwrap();
+    let list = common::tiny_whisper_asr_list(tmp.path());
     let out = tmp.path().join("sens");
     let cache = tmp.path().join("cache");
     let o = voxq(&[
@@ -427,22 +412,9 @@ fn autoquant_dynamic_audio_llm_writes_integer_matmuls_eval_asr_scores_alike() {
     assert!(count("MatMulInteger") >= 14, "{}", count("MatMulInteger"));
     assert!(count("DynamicQuantizeLinear") >= 1);
     let wer = r["chosen_row"]["metric"].as_f64().unwrap();
-    let o = voxq(&[
-        "eval-asr",
-        "--model",
-        s(&model.join("audio_llm.json")),
-        "--list",
-        LIST,
-        "--max-new-tokens",
-        "12",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let out = eval_asr_llm(&model);
     assert!(
-        stdout(&o).contains(&format!("WER {wer:.2}%")),
-        "report {wer}: {}",
-        stdout(&o)
+        out.contains(&format!("WER {wer:.2}%")),
+        "report {wer}: {out}"
     );
 }

@@ -158,3 +158,22 @@ pub fn unit_range_table(model: &Path) -> String {
     serde_json::json!({"format": "voxq-calibration/1", "method": "max", "tensors": tensors})
         .to_string()
 }
+
+/// The tiny Whisper fixture's clips with their expected texts (its `expected.json`), written
+/// as an ASR list (`wav<TAB>text`) in `dir`: fp32 scores 0% on it.
+pub fn tiny_whisper_asr_list(dir: &Path) -> PathBuf {
+    let p = root().join("fixtures/whisper-tiny-test/expected.json");
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let mut text = String::new();
+    for c in exp["clips"].as_array().unwrap() {
+        text.push_str(&format!(
+            "{}\t{}\n",
+            c["wav"].as_str().unwrap(),
+            c["text"].as_str().unwrap().trim()
+        ));
+    }
+    let list = dir.join("asr.tsv");
+    std::fs::write(&list, text).unwrap();
+    list
+}
