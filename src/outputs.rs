@@ -18,6 +18,10 @@ pub(crate) const WHISPER_FOLDER: Form = Form::Folder {
     marker: runtime::whisper::CONFIG_FILE,
     kind: "a Whisper model folder",
 };
+pub(crate) const LLM_FOLDER: Form = Form::Folder {
+    marker: "llm.json",
+    kind: "an LLM model folder",
+};
 pub(crate) const TRITON_ENTRY: Form = Form::Folder {
     marker: "config.pbtxt",
     kind: "a Triton model entry",

@@ -246,12 +246,29 @@ def run_timed(cmd: list, log: Path) -> tuple:
     return wall, p.stdout
 
 
+def backend_of(folder: str) -> str:
+    """"OpenVINO" when the Whisper or LLM folder's parts are OpenVINO engine folders (`voxq build
+    MODEL_DIR --target openvino`), else "ONNX Runtime"."""
+    d = Path(folder)
+    for cfg, key in (("whisper.json", ("decoder_file",)), ("llm.json", ("files", "decoder"))):
+        if (d / cfg).is_file():
+            v = json.loads((d / cfg).read_text())
+            for k in key:
+                v = v.get(k, {}) if isinstance(v, dict) else {}
+            m = d / v / "manifest.json" if isinstance(v, str) else None
+            if m is not None and m.is_file() and json.loads(m.read_text()).get("target") == "openvino":
+                return "OpenVINO"
+    return "ONNX Runtime"
+
+
 def asr_systems(a) -> list:
     systems = []
     for name in a.systems.split(","):
         if name == "voxq":
             for m in [str(WHISPER_ONNX)] + a.voxq_model:
                 label = "voxq" if m == str(WHISPER_ONNX) else f"voxq {Path(m).name}"
+                if backend_of(m) == "OpenVINO":
+                    label += " (OpenVINO)"
                 systems.append({"id": label.replace(" ", "-"), "system": label, "kind": "voxq",
                                 "model": m, "precision": "fp32" if label == "voxq" else Path(m).name,
                                 "padding": PAD_AUDIO})
@@ -321,7 +338,7 @@ def run_llm(a, out: Path) -> list:
                        str(threads), "--device", "cpu", "--json", str(js)]
                 wall, _ = run_timed(cmd, out / "logs" / f"voxq-lm-{name}.t{threads}.log")
                 for r in json.loads(js.read_text()):
-                    res.append({"system": f"voxq {name} (ONNX Runtime)", "threads": threads, "repeat": rep,
+                    res.append({"system": f"voxq {name} ({backend_of(str(d))})", "threads": threads, "repeat": rep,
                                 "context": r["context"], "ttft_ms": r["prefill_ms"],
                                 "prompt_eval_tok_s": r["context"] / (r["prefill_ms"] / 1000.0),
                                 "gen_tok_s": r["tokens_per_s"], "gen_tokens": r["new_tokens"]})

@@ -16,10 +16,18 @@ use crate::EngineError;
 /// File name of the copied model config inside an engine folder.
 pub const CONFIG_FILE: &str = "model.json";
 
-/// `fp32`, `fp16` or `int8` from what the model holds: Q/DQ nodes mean int8.
+/// `fp32`, `fp16` or `int8` from what the model holds: Q/DQ nodes or integer ops (dynamic
+/// int8: `DynamicQuantizeLinear`, `MatMulInteger`, `ConvInteger`) mean int8.
 pub fn precision_of(m: &onnx_protobuf::ModelProto) -> &'static str {
     let ops = &summary(m).op_types;
-    if ops.contains_key("QuantizeLinear") || ops.contains_key("DequantizeLinear") {
+    let int8 = [
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+    ];
+    if int8.iter().any(|op| ops.contains_key(*op)) {
         "int8"
     } else if m
         .graph

@@ -208,10 +208,24 @@ pub fn manifest_specs(specs: &[TensorSpec]) -> Vec<IoSpec> {
         .collect()
 }
 
+/// An engine folder opened as its backend's own type, for callers that drive the backend
+/// directly (a step decoder keeping values between runs).
+pub enum Backend {
+    /// An ONNX Runtime session (`cpu` target) with the manifest's session settings.
+    Ort(Session),
+    /// An OpenVINO compiled model (`openvino` target).
+    Openvino(crate::openvino::OvEngine),
+}
+
 /// Opens an engine folder of a host target: `cpu` (ONNX Runtime, with the session settings the
-/// manifest records; `opts` gives threads when the manifest leaves them to the caller) or
+/// manifest records; `opts` gives threads when the manifest leaves them to the caller;
+/// `variable_shapes`: no memory arena, for inputs whose shapes change from run to run) or
 /// `openvino`. The manifest is checked against this machine first.
-pub fn open_folder(dir: &Path, opts: &CpuOptions) -> Result<Box<dyn Engine>, EngineError> {
+pub fn open_backend(
+    dir: &Path,
+    opts: &CpuOptions,
+    variable_shapes: bool,
+) -> Result<(Backend, Manifest), EngineError> {
     let manifest = Manifest::read(dir)?;
     let host = crate::manifest::Host::for_manifest(&manifest)?;
     manifest.check(dir, None, &host)?;
@@ -219,28 +233,42 @@ pub fn open_folder(dir: &Path, opts: &CpuOptions) -> Result<Box<dyn Engine>, Eng
         dir: dir.to_path_buf(),
         manifest,
     };
-    match folder.manifest.target.as_str() {
+    let backend = match folder.manifest.target.as_str() {
         "cpu" => {
             let mut o = crate::ort::session_options(&folder.manifest);
             if opts.intra_threads > 0 {
                 o.intra_threads = opts.intra_threads;
             }
             let path = folder.engine_path();
-            let s = crate::ort::cpu_session(&path, &o)?;
-            Ok(Box::new(OrtEngine::new(
-                &path.display().to_string(),
-                s,
-                "CPUExecutionProvider",
-                &folder.manifest.precision,
-            )))
+            Backend::Ort(if variable_shapes {
+                crate::ort::cpu_session_variable_shapes(&path, &o)?
+            } else {
+                crate::ort::cpu_session(&path, &o)?
+            })
         }
-        "openvino" => Ok(Box::new(crate::openvino::OvEngine::open(
+        "openvino" => Backend::Openvino(crate::openvino::OvEngine::open(
             &folder,
             opts.intra_threads,
-        )?)),
-        other => Err(EngineError::Manifest {
-            path: dir.join(crate::manifest::MANIFEST_FILE),
-            reason: format!("a '{other}' engine is not opened here (targets: cpu, openvino)"),
-        }),
-    }
+        )?),
+        other => {
+            return Err(EngineError::Manifest {
+                path: dir.join(crate::manifest::MANIFEST_FILE),
+                reason: format!("a '{other}' engine is not opened here (targets: cpu, openvino)"),
+            })
+        }
+    };
+    Ok((backend, folder.manifest))
+}
+
+/// Opens an engine folder of a host target as an [`Engine`] (see [`open_backend`]).
+pub fn open_folder(dir: &Path, opts: &CpuOptions) -> Result<Box<dyn Engine>, EngineError> {
+    Ok(match open_backend(dir, opts, false)? {
+        (Backend::Ort(s), m) => Box::new(OrtEngine::new(
+            &dir.join(&m.engine_file).display().to_string(),
+            s,
+            "CPUExecutionProvider",
+            &m.precision,
+        )),
+        (Backend::Openvino(e), _) => Box::new(e),
+    })
 }

@@ -5,6 +5,7 @@
 pub mod asr_eval;
 pub mod audio;
 pub mod audio_llm;
+mod backend;
 pub mod bench;
 pub mod calibrate;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod evaluate;
 pub mod fsutil;
 pub mod generation;
 pub mod llm;
+pub mod model_engine;
 pub mod progress;
 pub mod server;
 mod session;

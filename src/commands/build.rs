@@ -1,21 +1,24 @@
-//! `voxq build`: a deployable engine folder (model + manifest) for ONNX Runtime CPU, a
-//! TensorRT plan, or ONNX Runtime's TensorRT execution provider.
+//! `voxq build`: a deployable engine folder (model + manifest) for ONNX Runtime CPU, OpenVINO,
+//! a TensorRT plan, or ONNX Runtime's TensorRT execution provider; a Whisper or LLM model
+//! folder becomes a folder of OpenVINO part engines (`runtime::model_engine`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use engines::ort::CpuOptions;
 
 use crate::args::{int, threads, threads_help, EngineTarget, Precision};
 use crate::outputs::{self, Output};
 
 /// Shown after `--help`.
-pub(crate) const EXAMPLES: &str = "Examples:\n  voxq build campplus.int8.onnx --target cpu --out engines/cpu-int8\n  voxq build campplus.int8.onnx --target openvino --out engines/openvino-int8\n  voxq build campplus.int8.onnx --target tensorrt --profile feats:1x100x80:8x300x80:32x3000x80 --out engines/trt-int8";
+pub(crate) const EXAMPLES: &str = "Examples:\n  voxq build campplus.int8.onnx --target cpu --out engines/cpu-int8\n  voxq build campplus.int8.onnx --target openvino --out engines/openvino-int8\n  voxq build out/whisper-int8 --target openvino --out engines/whisper-openvino\n  voxq build campplus.int8.onnx --target tensorrt --profile feats:1x100x80:8x300x80:32x3000x80 --out engines/trt-int8";
 
 #[derive(Args)]
 pub(crate) struct BuildArgs {
-    /// fp32 or int8 QDQ ONNX model (a JSON config beside it is copied into the engine).
+    /// fp32 or int8 QDQ ONNX model (a JSON config beside it is copied into the engine), or a
+    /// Whisper or LLM model folder (whisper.json / llm.json; --target openvino): each ONNX part
+    /// becomes an engine folder inside --out, the rest is copied.
     model: PathBuf,
     /// Engine kind. cpu: ONNX Runtime CPU (optimised model, manifest, warm-up run);
     /// openvino: OpenVINO on the CPU (the model, its compiled-model cache, manifest with the
@@ -53,6 +56,9 @@ pub(crate) struct BuildArgs {
 pub(crate) fn run(a: &BuildArgs) -> Result<()> {
     if a.opt_level > 3 {
         bail!("--opt-level {}: expected 0-3", a.opt_level);
+    }
+    if let Some(kind) = runtime::model_engine::ModelKind::of(&a.model) {
+        return model_folder(a, kind);
     }
     outputs::check(
         &outputs::model_with_config(&a.model),
@@ -93,6 +99,7 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
                 precision: a.precision.openvino()?,
                 threads: a.threads,
                 rewrite: !a.as_is,
+                warm_up: true,
             };
             engines::openvino::build_openvino(&a.model, cfg, &a.out, &opts)?
         }
@@ -135,6 +142,58 @@ pub(crate) fn run(a: &BuildArgs) -> Result<()> {
             .map(|i| format!("{} {:?}", i.name, i.shape))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    Ok(())
+}
+
+/// A Whisper or LLM model folder: every ONNX part built for OpenVINO, the rest copied.
+fn model_folder(a: &BuildArgs, kind: runtime::model_engine::ModelKind) -> Result<()> {
+    let what = format!("the {} model folder", kind.name());
+    if a.target != EngineTarget::Openvino {
+        bail!(
+            "{}: --target {}: a {} model folder builds for --target openvino (ONNX Runtime on the CPU runs the folder as it is)",
+            a.model.display(),
+            a.target
+                .to_possible_value()
+                .map_or(String::new(), |v| v.get_name().to_string()),
+            kind.name()
+        );
+    }
+    if !a.profile.is_empty() || a.opt_level != 3 {
+        bail!("--profile and --opt-level do not apply to --target openvino");
+    }
+    let form = match kind {
+        runtime::model_engine::ModelKind::Whisper => outputs::WHISPER_FOLDER,
+        runtime::model_engine::ModelKind::Llm => outputs::LLM_FOLDER,
+    };
+    outputs::check(
+        &outputs::model_folder(&what, &a.model),
+        &[Output::new("--out", a.out.clone(), form)],
+    )?;
+    let opts = engines::openvino::OvBuildOptions {
+        precision: a.precision.openvino()?,
+        threads: a.threads,
+        rewrite: !a.as_is,
+        warm_up: true,
+    };
+    let built = runtime::model_engine::build_openvino_model(&a.model, &a.out, &opts)?;
+    for (folder, m) in &built.parts {
+        println!(
+            "built {} engine {folder}/ ({}, {} {}, computes in {}), source sha256 {}…",
+            m.target,
+            m.precision,
+            m.builder.name,
+            m.builder.version,
+            m.openvino
+                .as_ref()
+                .map_or("?", |o| o.inference_precision.as_str()),
+            &m.source_model.sha256[..12]
+        );
+    }
+    println!(
+        "built the {} model engine folder at {} (warm-up run passed)",
+        kind.name(),
+        a.out.display()
     );
     Ok(())
 }

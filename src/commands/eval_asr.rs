@@ -139,9 +139,10 @@ pub(crate) fn run(a: &EvalAsrArgs) -> Result<()> {
             let c = &r.counts;
             writeln!(
                 say,
-                "model {label} ({}): WER {:.2}% ({} / {}: {}, {}, {}) over {} ({} non-speech \
-                 left out); {:.1} s of audio decoded in {:.1} s",
+                "model {label} ({} on {}): WER {:.2}% ({} / {}: {}, {}, {}) over {} ({} \
+                 non-speech left out); {:.1} s of audio decoded in {:.1} s",
                 r.kind,
+                r.backend,
                 r.wer_percent,
                 count(r.errors, "error"),
                 count(c.words, "reference word"),

@@ -20,15 +20,15 @@ use runtime::generation::{GenerateOptions, Strategy};
 use runtime::llm::Llm;
 use runtime::whisper::Whisper;
 
-const WHISPER_FIXTURE: &str = "fixtures/whisper-tiny-test";
-const LLM_FIXTURE: &str = "fixtures/audio-llm-tiny-test";
-const CLIPS: [&str; 2] = [
+pub(crate) const WHISPER_FIXTURE: &str = "fixtures/whisper-tiny-test";
+pub(crate) const LLM_FIXTURE: &str = "fixtures/audio-llm-tiny-test";
+pub(crate) const CLIPS: [&str; 2] = [
     ".cache/speech/allison/en/all-circuits-busy-now.wav",
     ".cache/speech/allison/en/vm-repeat.wav",
 ];
 
 // Ids the copying decoder gave (commit 5f5c43f), greedy 40 tokens and 3-beam 12 tokens.
-const WHISPER_GREEDY: [&[u32]; 2] = [
+pub(crate) const WHISPER_GREEDY: [&[u32]; 2] = [
     &[
         39385, 7917, 7917, 7917, 33238, 33238, 21347, 21347, 21347, 19080, 19080, 19080, 19080,
         19080, 19080, 19080, 19080, 19080, 19080, 27144, 27144, 34491, 34491, 34491, 34491, 34491,
@@ -49,7 +49,7 @@ const WHISPER_BEAM: [&[u32]; 2] = [
         9479, 17683, 7917, 7917, 7917, 7917, 50424, 21693, 21693, 21693, 21693, 21693,
     ],
 ];
-const LLM_GREEDY_TEXT: &[u32] = &[
+pub(crate) const LLM_GREEDY_TEXT: &[u32] = &[
     11545, 24750, 32243, 24750, 41744, 45028, 46565, 9858, 14186, 5565, 10536, 21645, 10471, 18544,
     26191, 2743, 440, 46741, 27340, 8323, 13010, 2425, 14248, 2497, 13516, 34090, 6932, 5565,
     30149, 6, 45028, 6982, 23798, 4992, 21039, 11954, 1709, 7640, 22129, 8130,
@@ -57,25 +57,25 @@ const LLM_GREEDY_TEXT: &[u32] = &[
 const LLM_BEAM_TEXT: &[u32] = &[
     11545, 38733, 18748, 1809, 36777, 14113, 2425, 24577, 19405, 5565, 3847, 14186,
 ];
-const LLM_GREEDY_AUDIO: &[u32] = &[
+pub(crate) const LLM_GREEDY_AUDIO: &[u32] = &[
     27410, 43341, 14186, 22673, 22673, 22673, 6428, 14186, 42459, 6541, 14186, 22673, 22673, 9706,
     45028, 14186, 14186, 22673, 22673, 36145, 45028, 4728, 13974, 3111, 16085, 6428, 14186, 10536,
     7556, 26305, 14186, 3847, 4728, 440, 36738, 36738, 36738, 28723, 32702, 27410,
 ];
 /// Whisper tiny.en on the three LibriVox clips (66 tokens), and SmolLM2 (40 tokens).
-const TINY_EN_LIBRIVOX: &[u32] = &[
+pub(crate) const TINY_EN_LIBRIVOX: &[u32] = &[
     843, 1770, 13, 1757, 16189, 3822, 550, 788, 24638, 284, 2074, 703, 881, 612, 1244, 307, 25220,
     1473, 287, 465, 1176, 284, 466, 329, 606, 13, 17486, 284, 307, 2138, 4692, 12, 20122, 290,
     2138, 20363, 11, 318, 284, 307, 2801, 12, 6381, 29813, 13, 11161, 339, 6405, 257, 517, 716,
     3379, 2415, 11, 339, 1244, 423, 587, 925, 991, 517, 27721, 621, 339, 373, 13,
 ];
-const SMOLLM2_SEA: &[u32] = &[
+pub(crate) const SMOLLM2_SEA: &[u32] = &[
     504, 3426, 314, 253, 4749, 284, 11965, 7815, 28, 2073, 282, 13278, 284, 16251, 579, 30, 533,
     3201, 1711, 28, 260, 3426, 436, 253, 1666, 282, 6877, 284, 9675, 28, 837, 260, 9734, 10832, 30,
     378, 3426, 436, 1137, 288,
 ];
 
-fn greedy(n: usize) -> GenerateOptions {
+pub(crate) fn greedy(n: usize) -> GenerateOptions {
     GenerateOptions {
         max_new_tokens: n,
         ..Default::default()
@@ -93,13 +93,13 @@ fn beam(n: usize) -> GenerateOptions {
     }
 }
 
-fn read(wav: &Path) -> Vec<f32> {
+pub(crate) fn read(wav: &Path) -> Vec<f32> {
     runtime::audio::wav::read_wav(wav).unwrap().samples
 }
 
 /// Whisper greedy ids over `samples`, then for each position the token a cache-free run over
 /// the prompt plus all earlier ids picks (its first step sees the whole prefix at once).
-fn whisper_vs_recompute(w: &Whisper, wav: &Path, samples: &[f32], n: usize) -> Vec<u32> {
+pub(crate) fn whisper_vs_recompute(w: &Whisper, wav: &Path, samples: &[f32], n: usize) -> Vec<u32> {
     let prompt = w.config.prompt_notimestamps.clone();
     let ids = w
         .transcribe_window(wav, samples, &greedy(n), &mut |_| true)
@@ -124,7 +124,7 @@ fn whisper_vs_recompute(w: &Whisper, wav: &Path, samples: &[f32], n: usize) -> V
 }
 
 /// LLM greedy ids after `prompt`, each checked against a cache-free run over the prefix.
-fn llm_vs_recompute(llm: &Llm, prompt: &[u32], n: usize) -> Vec<u32> {
+pub(crate) fn llm_vs_recompute(llm: &Llm, prompt: &[u32], n: usize) -> Vec<u32> {
     let ids = llm
         .generate(Vec::new(), prompt, &greedy(n), &mut |_| true)
         .unwrap();
@@ -188,7 +188,7 @@ fn llm_fixture_long_outputs_unchanged_and_equal_recomputation() {
 }
 
 /// Three LibriVox clips back to back (about 18 s): a long real transcription.
-fn librivox() -> (std::path::PathBuf, Vec<f32>) {
+pub(crate) fn librivox() -> (std::path::PathBuf, Vec<f32>) {
     let dir = root().join(".cache/whisper/transcripts/audio");
     let mut all = Vec::new();
     for n in ["0870", "0890", "0920"] {

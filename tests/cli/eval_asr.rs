@@ -174,7 +174,7 @@ fn audio_llm_wer_and_qa() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("(audio-llm): WER 11.76% (2 errors / 17 reference words: 1 substitution, 0 deletions, 1 insertion) over 2 utterances (0 non-speech left out)"),
+        stdout(&o).contains("(audio-llm on onnxruntime): WER 11.76% (2 errors / 17 reference words: 1 substitution, 0 deletions, 1 insertion) over 2 utterances (0 non-speech left out)"),
         "{}",
         stdout(&o)
     );

@@ -19,6 +19,7 @@ mod engines_openvino;
 mod engines_trt;
 mod eval_asr;
 mod numeric_ranges;
+mod openvino_decode;
 mod outputs;
 mod placements;
 mod quantize_bad_input;

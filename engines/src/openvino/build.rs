@@ -54,6 +54,9 @@ pub struct OvBuildOptions {
     pub threads: usize,
     /// Apply the exact rewrites of [`crate::build::deployable`] (false: the graph as given).
     pub rewrite: bool,
+    /// A warm-up run on zeros of the model's float32 inputs (false: the caller runs the model
+    /// itself, e.g. a decoder whose inputs are token ids and a KV cache).
+    pub warm_up: bool,
 }
 
 /// Builds an OpenVINO CPU engine folder at `out` from `model` (fp32 or int8 QDQ). A failed
@@ -125,7 +128,9 @@ pub fn build_openvino(
             manifest,
         };
         let mut engine = OvEngine::open(&folder, 0)?;
-        warm_up(&mut engine, &folder.manifest, &out.join(OV_ENGINE_FILE))?;
+        if opts.warm_up {
+            warm_up(&mut engine, &folder.manifest, &out.join(OV_ENGINE_FILE))?;
+        }
         folder.manifest.write(scratch)?;
         Ok(folder.manifest)
     })

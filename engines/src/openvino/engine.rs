@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use openvino::{Core, DeviceType, ElementType, InferRequest, RwPropertyKey, Shape, Tensor};
+use openvino::{Core, DeviceType, ElementType, InferRequest, RwPropertyKey};
 
 use super::library::load;
+use super::tensor::{f32_values, OvTensor};
 use crate::engine::{manifest_specs, Engine, F32Tensor, Folder, IoSpec, Served};
 use crate::manifest::OpenvinoSettings;
 use crate::EngineError;
@@ -192,7 +193,96 @@ impl OvEngine {
     }
 }
 
-fn elem_name(t: ElementType) -> &'static str {
+/// The reason of a tensor error, for an error that names the model and input itself.
+fn tensor_reason(e: EngineError) -> String {
+    match e {
+        EngineError::Tensor { reason, .. } => reason,
+        e => e.to_string(),
+    }
+}
+
+/// Step-decoding use: inputs bound by reference to caller-owned tensors, one inference, and
+/// outputs read (the tail of a large one) or copied out into caller-owned tensors.
+impl OvEngine {
+    /// Binds input `name` to `t` (no copy: the request shares the tensor's buffer).
+    pub fn bind(&mut self, name: &str, t: &OvTensor) -> Result<(), EngineError> {
+        self.request
+            .set_tensor(name, &t.0)
+            .map_err(|e| EngineError::Input {
+                model: self.label.clone(),
+                input: name.to_string(),
+                reason: ov_text(e),
+            })
+    }
+
+    /// Binds output `name` to `t`: the next run writes that output into `t` when its shape
+    /// is `t`'s (see [`OvEngine::wrote_into`]).
+    pub fn bind_output(&mut self, name: &str, t: &OvTensor) -> Result<(), EngineError> {
+        self.request
+            .set_tensor(name, &t.0)
+            .map_err(|e| self.out_err(name, ov_text(e)))
+    }
+
+    /// Whether the last run wrote output `name` into `t` (bound with
+    /// [`OvEngine::bind_output`]) rather than into a buffer of its own.
+    pub fn wrote_into(&self, name: &str, t: &OvTensor) -> Result<bool, EngineError> {
+        let got = self
+            .request
+            .get_tensor(name)
+            .map_err(|e| self.out_err(name, ov_text(e)))?;
+        let ours = OvTensor::data_ptr(&t.0);
+        Ok(!ours.is_null()
+            && OvTensor::data_ptr(&got) == ours
+            && got.get_shape().ok().map(|s| s.get_dimensions().to_vec()) == t.dims().ok())
+    }
+
+    /// Runs the model on the bound inputs.
+    pub fn infer(&mut self) -> Result<(), EngineError> {
+        self.request.infer().map_err(|e| EngineError::Run {
+            model: self.label.clone(),
+            reason: format!("OpenVINO: {}", ov_text(e)),
+        })
+    }
+
+    fn out_err(&self, name: &str, reason: String) -> EngineError {
+        EngineError::Output {
+            model: self.label.clone(),
+            output: name.to_string(),
+            reason,
+        }
+    }
+
+    /// The dims of f32 output `name` of the last run and its last `count` values (all of them
+    /// when it holds fewer): the last position's logits without copying a prompt's worth.
+    pub fn output_tail(
+        &self,
+        name: &str,
+        count: usize,
+    ) -> Result<(Vec<i64>, Vec<f32>), EngineError> {
+        let t = self
+            .request
+            .get_tensor(name)
+            .map_err(|e| self.out_err(name, ov_text(e)))?;
+        f32_values(name, &t, count).map_err(|e| self.out_err(name, tensor_reason(e)))
+    }
+
+    /// A caller-owned copy of output `name` of the last run (the request reuses its own
+    /// output buffers at the next run).
+    pub fn take_output(&self, name: &str) -> Result<OvTensor, EngineError> {
+        let t = self
+            .request
+            .get_tensor(name)
+            .map_err(|e| self.out_err(name, ov_text(e)))?;
+        OvTensor::copy_of(name, &t).map_err(|e| self.out_err(name, tensor_reason(e)))
+    }
+
+    /// A label for errors: the model file.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+pub(super) fn elem_name(t: ElementType) -> &'static str {
     match t {
         ElementType::F32 => "float32",
         ElementType::F16 => "float16",
@@ -226,61 +316,25 @@ impl Engine for OvEngine {
         outputs: &[&str],
     ) -> Result<Vec<F32Tensor>, EngineError> {
         for t in inputs {
-            let bad = |reason: String| EngineError::Input {
-                model: self.label.clone(),
-                input: t.name.clone(),
-                reason,
-            };
-            let n: i64 = t.dims.iter().product();
-            if t.dims.iter().any(|&d| d < 0) || n as usize != t.data.len() {
-                return Err(bad(format!(
-                    "shape {:?} does not hold {} values",
-                    t.dims,
-                    t.data.len()
-                )));
-            }
-            let shape = Shape::new(&t.dims).map_err(|e| bad(ov_text(e)))?;
-            let mut tensor = Tensor::new(ElementType::F32, &shape).map_err(|e| bad(ov_text(e)))?;
-            let raw = tensor.get_raw_data_mut().map_err(|e| bad(ov_text(e)))?;
-            for (dst, v) in raw.chunks_exact_mut(4).zip(&t.data) {
-                dst.copy_from_slice(&v.to_ne_bytes());
-            }
-            self.request
-                .set_tensor(&t.name, &tensor)
-                .map_err(|e| bad(ov_text(e)))?;
+            let tensor =
+                OvTensor::new(&t.name, &t.dims, &t.data).map_err(|e| EngineError::Input {
+                    model: self.label.clone(),
+                    input: t.name.clone(),
+                    reason: tensor_reason(e),
+                })?;
+            self.bind(&t.name, &tensor)?;
         }
-        self.request.infer().map_err(|e| EngineError::Run {
-            model: self.label.clone(),
-            reason: format!("OpenVINO: {}", ov_text(e)),
-        })?;
-        let mut out = Vec::with_capacity(outputs.len());
-        for name in outputs {
-            let bad = |reason: String| EngineError::Output {
-                model: self.label.clone(),
-                output: name.to_string(),
-                reason,
-            };
-            let t = self.request.get_tensor(name).map_err(|e| bad(ov_text(e)))?;
-            let ty = t.get_element_type().map_err(|e| bad(ov_text(e)))?;
-            if ty != ElementType::F32 {
-                return Err(bad(format!("is {}, not float32", elem_name(ty))));
-            }
-            let dims = t
-                .get_shape()
-                .map_err(|e| bad(ov_text(e)))?
-                .get_dimensions()
-                .to_vec();
-            let raw = t.get_raw_data().map_err(|e| bad(ov_text(e)))?;
-            let data = raw
-                .chunks_exact(4)
-                .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            out.push(F32Tensor {
-                name: name.to_string(),
-                dims,
-                data,
-            });
-        }
-        Ok(out)
+        self.infer()?;
+        outputs
+            .iter()
+            .map(|name| {
+                let (dims, data) = self.output_tail(name, usize::MAX)?;
+                Ok(F32Tensor {
+                    name: name.to_string(),
+                    dims,
+                    data,
+                })
+            })
+            .collect()
     }
 }

@@ -8,8 +8,10 @@ mod build;
 mod cpu;
 mod engine;
 mod library;
+mod tensor;
 
 pub use build::{build_openvino, OvBuildOptions, OvPrecision, OV_ENGINE_FILE};
 pub use cpu::{cpu_isa, cpu_model, relied_isa};
 pub use engine::OvEngine;
 pub use library::{dylib_candidates, find_dylib, load, openvino_version, OPENVINO_VERSION};
+pub use tensor::{OvElement, OvTensor};

@@ -124,6 +124,15 @@ impl AsrModel {
         }
     }
 
+    /// Which backend decodes: `onnxruntime` or `openvino` (an audio LLM: its LLM's; its
+    /// encoder and projector run in ONNX Runtime).
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AsrModel::Whisper(w, _) => w.backend(),
+            AsrModel::AudioLlm(m) => m.llm.backend(),
+        }
+    }
+
     /// The text of 16 kHz audio: Whisper transcribes it (30 s windows); the audio LLM
     /// answers the `asr` task, or `qa` with `question`.
     pub fn run(
@@ -202,6 +211,8 @@ pub struct AsrUtterance {
 pub struct AsrReport {
     pub model: String,
     pub kind: String,
+    /// The backend that decodes (`onnxruntime`, `openvino`).
+    pub backend: String,
     pub task: String,
     pub wer_percent: f64,
     #[serde(flatten)]
@@ -252,6 +263,7 @@ pub fn evaluate_asr(
     Ok(AsrReport {
         model: label.to_string(),
         kind: model.kind().into(),
+        backend: model.backend().into(),
         task: "asr".into(),
         wer_percent: total.wer_percent(),
         errors: total.errors(),

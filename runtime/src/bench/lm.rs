@@ -23,6 +23,8 @@ const EDGE: usize = 10;
 #[derive(Debug, Clone, Serialize)]
 pub struct LmBenchRow {
     pub model: String,
+    /// The backend that runs it (`onnxruntime`, `openvino`).
+    pub backend: String,
     /// Prompt tokens fed in the first step.
     pub context: usize,
     pub runs: usize,
@@ -77,10 +79,11 @@ pub fn bench_lm(
                 super::mean(&later[later.len() - k..]),
             ])
         })?;
-        for ((label, _, _), med) in prompted.iter().zip(medians) {
+        for ((label, llm, _), med) in prompted.iter().zip(medians) {
             let med = |k: usize| med[k];
             rows.push(LmBenchRow {
                 model: (*label).clone(),
+                backend: llm.backend().into(),
                 context: ctx,
                 runs,
                 new_tokens: med(0) as usize,
@@ -97,12 +100,13 @@ pub fn bench_lm(
 /// The LLM benchmark as a Markdown table.
 pub fn lm_markdown(rows: &[LmBenchRow]) -> String {
     let mut s = String::from(
-        "| model | context | runs | new tokens | prompt step (ms) | tokens/s | ms/step, first 10 | ms/step, last 10 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | backend | context | runs | new tokens | prompt step (ms) | tokens/s | ms/step, first 10 | ms/step, last 10 |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| `{}` | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
+            "| `{}` | {} | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
             r.model,
+            r.backend,
             r.context,
             r.runs,
             r.new_tokens,

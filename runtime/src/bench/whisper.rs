@@ -21,6 +21,8 @@ const EDGE: usize = 10;
 #[derive(Debug, Clone, Serialize)]
 pub struct WhisperBenchRow {
     pub model: String,
+    /// The backend that runs it (`onnxruntime`, `openvino`).
+    pub backend: String,
     pub audio_seconds: f64,
     pub runs: usize,
     /// New tokens (stop token excluded).
@@ -56,13 +58,14 @@ pub fn bench_whisper(
         let samples = crate::audio::logmel::to_16k(name, &a.samples, a.sample_rate)?;
         let medians =
             interleaved_medians(models, runs, |(_, w)| run_once(w, name, &samples, max_new))?;
-        for ((label, _), med) in models.iter().zip(medians) {
+        for ((label, w), med) in models.iter().zip(medians) {
             let med = |k: usize| med[k];
             let steps_ms = med(4);
             let tokens = med(0) as usize;
             let n_steps = med(7);
             rows.push(WhisperBenchRow {
                 model: label.clone(),
+                backend: w.backend().into(),
                 audio_seconds: secs,
                 runs,
                 tokens,
@@ -133,12 +136,13 @@ fn run_once(w: &Whisper, name: &Path, samples: &[f32], max_new: usize) -> Result
 /// The Whisper benchmark as a Markdown table.
 pub fn whisper_markdown(rows: &[WhisperBenchRow]) -> String {
     let mut s = String::from(
-        "| model | audio (s) | runs | new tokens | front end (ms) | encoder (ms) | first step (ms) | later steps (ms) | steps/s | ms/step, first 10 | ms/step, last 10 | total (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | backend | audio (s) | runs | new tokens | front end (ms) | encoder (ms) | first step (ms) | later steps (ms) | steps/s | ms/step, first 10 | ms/step, last 10 | total (ms) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| `{}` | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+            "| `{}` | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
             r.model,
+            r.backend,
             r.audio_seconds,
             r.runs,
             r.tokens,

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod decode;
 pub mod model;
+mod openvino;
 
 pub use config::{ChatTemplate, LlmConfig, LlmFiles};
 pub use model::{Llm, LlmCache};

@@ -1,32 +1,36 @@
-//! A decoder-only LLM in ONNX Runtime: its session, token-embedding table and tokenizer, and
-//! the decoder step over the KV cache the caller owns ([`LlmCache`], made by [`Llm::cache`]).
-//! The KV cache holds the present outputs ONNX Runtime returned, fed back by reference as the
-//! next step's past: no KV tensor is copied between steps.
+//! A decoder-only LLM: its decoder (an ONNX Runtime session, or OpenVINO when the folder's
+//! decoder is an engine folder of that target, see [`crate::backend`]), token-embedding table
+//! and tokenizer, and the decoder step over the KV cache the caller owns ([`LlmCache`], made
+//! by [`Llm::cache`]). In ONNX Runtime the KV cache holds the present outputs the session
+//! returned, fed back by reference as the next step's past: no KV tensor is copied between
+//! steps (OpenVINO: `super::openvino`).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use engines::ort::{cpu_session_variable_shapes, first_line, CpuOptions};
+use engines::openvino::OvTensor;
+use engines::ort::{first_line, CpuOptions};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
 use super::config::LlmConfig;
+use crate::backend::{is_engine_folder, Part, Shapes};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
 use crate::session::f32_output;
 use crate::sync::lock;
 
-/// A decoder-only LLM opened in ONNX Runtime.
+/// A decoder-only LLM opened on its backend.
 pub struct Llm {
     pub config: LlmConfig,
-    dir: PathBuf,
-    session: Mutex<Session>,
+    pub(super) dir: PathBuf,
+    session: Part,
     embed: Vec<f32>,
     tokenizer: tokenizers::Tokenizer,
     /// `past_key_values.{i}.{key,value}` and `present.{i}.{key,value}`, at `2 * i + k`.
-    past_names: Vec<String>,
-    present_names: Vec<String>,
+    pub(super) past_names: Vec<String>,
+    pub(super) present_names: Vec<String>,
 }
 
 /// KV cache of one hypothesis, plus embeddings still to be fed before the next tokens (the
@@ -34,10 +38,17 @@ pub struct Llm {
 /// cloning the cache (beam search) shares them, since a step never writes into its inputs.
 #[derive(Clone)]
 pub struct LlmCache {
-    /// Per layer key and value; empty before the first step.
-    kv: Vec<Arc<DynValue>>,
-    past: usize,
-    pending: Vec<f32>,
+    /// Per layer key and value, held by the backend that made them; empty before the first
+    /// step.
+    kv: KvOn,
+    pub(super) past: usize,
+    pub(super) pending: Vec<f32>,
+}
+
+#[derive(Clone)]
+enum KvOn {
+    Ort(Vec<Arc<DynValue>>),
+    Openvino(Vec<Arc<OvTensor>>),
 }
 
 impl Llm {
@@ -58,7 +69,8 @@ impl Llm {
             &config.files.embed_tokens,
             &config.files.tokenizer,
         ] {
-            if !dir.join(f).is_file() {
+            let engine = f == &config.files.decoder && is_engine_folder(&dir.join(f));
+            if !dir.join(f).is_file() && !engine {
                 return Err(cfg_err(&dir.join(f), "missing from the LLM folder".into()));
             }
         }
@@ -95,19 +107,8 @@ impl Llm {
             .collect();
         // Prompts of any length: no arena, so a long prompt's memory is returned after its run.
         let dec_path = dir.join(&config.files.decoder);
-        let session = match decoder {
-            None => cpu_session_variable_shapes(&dec_path, opts)?,
-            Some(b) => engines::ort::cpu_session_from_bytes_variable_shapes(
-                &dec_path.display().to_string(),
-                b,
-                opts,
-            )?,
-        };
-        let names: Vec<String> = session
-            .inputs()
-            .iter()
-            .map(|i| i.name().to_string())
-            .collect();
+        let session = Part::open(&dec_path, opts, Shapes::Variable, decoder)?;
+        let names = session.input_names();
         for i in 0..config.n_layers {
             let n = format!("past_key_values.{i}.key");
             if !names.contains(&n) {
@@ -133,7 +134,7 @@ impl Llm {
             present_names: kv_names(&|i, kv| format!("present.{i}.{kv}")),
             config,
             dir: dir.to_path_buf(),
-            session: Mutex::new(session),
+            session,
             embed,
             tokenizer,
         })
@@ -169,14 +170,23 @@ impl Llm {
 
     /// An empty cache with `prefix` embeddings to feed first.
     pub fn cache(&self, prefix: Vec<f32>) -> LlmCache {
+        let n = 2 * self.config.n_layers;
         LlmCache {
-            kv: Vec::with_capacity(2 * self.config.n_layers),
+            kv: match self.session {
+                Part::Ort(_) => KvOn::Ort(Vec::with_capacity(n)),
+                Part::Openvino(_) => KvOn::Openvino(Vec::with_capacity(n)),
+            },
             past: 0,
             pending: prefix,
         }
     }
 
-    fn run_err(&self, e: impl std::fmt::Display) -> RuntimeError {
+    /// Which backend runs the decoder: `onnxruntime` or `openvino`.
+    pub fn backend(&self) -> &'static str {
+        self.session.backend()
+    }
+
+    pub(super) fn run_err(&self, e: impl std::fmt::Display) -> RuntimeError {
         RuntimeError::Model {
             model: self.dir.join(&self.config.files.decoder),
             reason: first_line(&e.to_string()),
@@ -188,13 +198,37 @@ impl StepDecoder for Llm {
     type State = LlmCache;
 
     fn step(&self, st: &mut LlmCache, new: &[u32]) -> Result<Vec<f32>> {
-        let c = &self.config;
-        let h = c.hidden_size;
         let mut x = std::mem::take(&mut st.pending);
         x.extend(self.embed(new));
+        let n = x.len() / self.config.hidden_size;
+        let logits = match (&self.session, &mut st.kv) {
+            (Part::Ort(s), KvOn::Ort(kv)) => self.ort_step(s, kv, st.past, x)?,
+            (Part::Openvino(e), KvOn::Openvino(kv)) => {
+                super::openvino::step(self, &mut lock(e), kv, st.past, x)?
+            }
+            _ => return Err(self.run_err("the KV cache was made for another backend")),
+        };
+        st.past += n;
+        Ok(logits)
+    }
+}
+
+impl Llm {
+    /// One step in ONNX Runtime over `x` (`[n, hidden]` embeddings) after `past` positions:
+    /// the last position's logits; `kv` becomes this step's present KV, kept as the values
+    /// ONNX Runtime made.
+    fn ort_step(
+        &self,
+        s: &Mutex<Session>,
+        kv: &mut Vec<Arc<DynValue>>,
+        past: usize,
+        x: Vec<f32>,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let h = c.hidden_size;
         let n = x.len() / h;
         let e = |e: ort::Error| self.run_err(e);
-        let total = st.past + n;
+        let total = past + n;
         let mut feeds: Vec<(Cow<str>, SessionInputValue)> = vec![
             (
                 "inputs_embeds".into(),
@@ -212,14 +246,14 @@ impl StepDecoder for Llm {
                 "position_ids".into(),
                 Tensor::<i64>::from_array((
                     vec![1i64, n as i64],
-                    (st.past as i64..total as i64).collect::<Vec<_>>(),
+                    (past as i64..total as i64).collect::<Vec<_>>(),
                 ))
                 .map_err(e)?
                 .into(),
             ),
         ];
         for (j, name) in self.past_names.iter().enumerate() {
-            let past = match st.kv.get(j) {
+            let past = match kv.get(j) {
                 Some(v) => v.as_ref().into(),
                 // the first step: a zero-length past
                 None => Tensor::<f32>::from_array((
@@ -231,24 +265,14 @@ impl StepDecoder for Llm {
             };
             feeds.push((Cow::Borrowed(name.as_str()), past));
         }
-        let mut s = lock(&self.session);
+        let mut s = lock(s);
         let mut out = s.run(feeds).map_err(e)?;
         let out_err = |r: String| self.run_err(r);
         let (shape, logits) = f32_output(&out, "logits").map_err(out_err)?;
         let vocab = *shape.last().unwrap_or(&0) as usize;
-        let start = logits.len().checked_sub(vocab);
-        let (Some(start), true) = (start, vocab == c.vocab_size) else {
-            return Err(cfg_err(
-                &self.dir.join(&c.files.decoder),
-                format!(
-                    "logits have {vocab} entries, llm.json says vocab_size {}",
-                    c.vocab_size
-                ),
-            ));
-        };
-        let last = logits[start..].to_vec();
-        // this step's present KV is the next step's past, kept as the values ONNX Runtime made
-        st.kv = self
+        self.check_vocab(vocab, logits.len().min(vocab))?;
+        let last = logits[logits.len() - vocab..].to_vec();
+        *kv = self
             .present_names
             .iter()
             .map(|p| {
@@ -257,7 +281,21 @@ impl StepDecoder for Llm {
                     .ok_or_else(|| self.run_err(format!("the model has no output '{p}'")))
             })
             .collect::<Result<Vec<_>>>()?;
-        st.past = total;
         Ok(last)
+    }
+
+    /// The logits' last axis (`vocab`) and the values read (`got`) are the config's vocabulary.
+    pub(super) fn check_vocab(&self, vocab: usize, got: usize) -> Result<()> {
+        let c = &self.config;
+        if vocab != c.vocab_size || got != c.vocab_size {
+            return Err(cfg_err(
+                &self.dir.join(&c.files.decoder),
+                format!(
+                    "logits have {vocab} entries, llm.json says vocab_size {}",
+                    c.vocab_size
+                ),
+            ));
+        }
+        Ok(())
     }
 }

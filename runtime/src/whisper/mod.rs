@@ -16,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod decode;
 pub mod model;
+mod openvino;
 pub mod safeguards;
 pub mod window;
 

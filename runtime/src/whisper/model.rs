@@ -1,14 +1,17 @@
-//! The Whisper model in ONNX Runtime: the encoder and decoder sessions, the tokenizer, the
-//! encoder pass over one window's log-mel features, and the decoder step over a KV cache the
-//! caller owns ([`WhisperCache`]). The encoder output and every KV tensor stay the ONNX Runtime
-//! values the sessions returned: a step feeds them by reference and keeps its present KV
-//! outputs as the next step's past, so no tensor is copied between steps.
+//! The Whisper model: the encoder and decoder parts (ONNX Runtime sessions, or OpenVINO when
+//! the folder's parts are engine folders of that target, see [`crate::backend`]), the
+//! tokenizer, the encoder pass over one window's log-mel features, and the decoder step over a
+//! KV cache the caller owns ([`WhisperCache`]). In ONNX Runtime the encoder output and every
+//! KV tensor stay the values the sessions returned: a step feeds them by reference and keeps
+//! its present KV outputs as the next step's past, so no tensor is copied between steps
+//! (OpenVINO: `super::openvino`).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use engines::ort::{cpu_session, first_line, CpuOptions};
+use engines::openvino::OvTensor;
+use engines::ort::{first_line, CpuOptions};
 use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::{DynValue, Tensor};
 
@@ -16,19 +19,20 @@ use super::calibrate::{observe, Tap};
 use super::config::{read_config, WhisperConfig, CONFIG_FILE};
 use super::context::AudioCtx;
 use crate::audio::logmel::{LogMel, LogMelExtractor};
+use crate::backend::{is_engine_folder, Part, Shapes};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
 use crate::session::f32_output;
 use crate::sync::lock;
 
-/// A Whisper model opened in ONNX Runtime sessions.
+/// A Whisper model opened on its backend.
 pub struct Whisper {
     pub config: WhisperConfig,
     pub(super) dir: PathBuf,
     mel: LogMelExtractor,
-    encoder: Mutex<Session>,
-    decoder: Mutex<Session>,
-    names: KvNames,
+    encoder: Part,
+    decoder: Part,
+    pub(super) names: KvNames,
     pub(super) tokenizer: tokenizers::Tokenizer,
     /// Encoder positions per window ([`AudioCtx::Full`] unless set).
     audio_ctx: AudioCtx,
@@ -37,11 +41,11 @@ pub struct Whisper {
 }
 
 /// The decoder's KV input and output names, per layer key then value (`2 * layer + k`).
-struct KvNames {
-    past_self: Vec<String>,
-    past_cross: Vec<String>,
-    present_self: Vec<String>,
-    present_cross: Vec<String>,
+pub(super) struct KvNames {
+    pub(super) past_self: Vec<String>,
+    pub(super) past_cross: Vec<String>,
+    pub(super) present_self: Vec<String>,
+    pub(super) present_cross: Vec<String>,
 }
 
 impl KvNames {
@@ -60,30 +64,64 @@ impl KvNames {
     }
 }
 
-/// One window's encoder output `[1, n_audio_ctx, d_model]`, the value the encoder session
-/// returned (fed to every decoder step by reference).
-pub struct EncoderOutput(DynValue);
+/// One window's encoder output `[1, n_audio_ctx, d_model]`, the value the encoder returned
+/// (fed to every decoder step by reference).
+pub enum EncoderOutput {
+    Ort(DynValue),
+    Openvino(OvTensor),
+}
 
-/// The KV cache of one hypothesis: per decoder layer, self-attention key and value (the
-/// previous step's present outputs, growing) and cross-attention key and value (computed at
-/// the first step, then shared), with the encoder output. Cloning it (beam search) shares
-/// every tensor: a step never writes into its inputs, it returns new values.
+/// The KV tensors of one hypothesis on one backend (`V`: an ONNX Runtime value or an
+/// OpenVINO tensor).
+pub(super) struct Kv<V> {
+    /// Per decoder layer self-attention key and value (the previous step's present outputs,
+    /// growing); empty before the first step.
+    pub(super) self_kv: Vec<Arc<V>>,
+    /// Cross-attention keys and values, computed at the first step, then shared; empty
+    /// before the first step.
+    pub(super) cross_kv: Arc<Vec<V>>,
+    pub(super) encoder_out: Arc<V>,
+}
+
+impl<V> Clone for Kv<V> {
+    fn clone(&self) -> Self {
+        Kv {
+            self_kv: self.self_kv.clone(),
+            cross_kv: Arc::clone(&self.cross_kv),
+            encoder_out: Arc::clone(&self.encoder_out),
+        }
+    }
+}
+
+impl<V> Kv<V> {
+    fn new(n_layers: usize, encoder_out: V) -> Kv<V> {
+        Kv {
+            self_kv: Vec::with_capacity(2 * n_layers),
+            cross_kv: Arc::new(Vec::new()),
+            encoder_out: Arc::new(encoder_out),
+        }
+    }
+}
+
+/// The KV cache of one hypothesis: per decoder layer, self-attention key and value and
+/// cross-attention key and value, with the encoder output, held by the backend that made them.
+/// Cloning it (beam search) shares every tensor: a step never writes into its inputs, it
+/// returns new values.
 #[derive(Clone)]
-pub struct WhisperCache {
-    /// Empty before the first step.
-    self_kv: Vec<Arc<DynValue>>,
-    /// Empty before the first step.
-    cross_kv: Arc<Vec<DynValue>>,
-    encoder_out: Arc<EncoderOutput>,
+pub struct WhisperCache(CacheOn);
+
+#[derive(Clone)]
+enum CacheOn {
+    Ort(Kv<DynValue>),
+    Openvino(Kv<OvTensor>),
 }
 
 impl WhisperCache {
     /// An empty cache of `n_layers` decoder layers over one window's encoder output.
     pub(crate) fn new(n_layers: usize, encoder_out: EncoderOutput) -> WhisperCache {
-        WhisperCache {
-            self_kv: Vec::with_capacity(2 * n_layers),
-            cross_kv: Arc::new(Vec::new()),
-            encoder_out: Arc::new(encoder_out),
+        match encoder_out {
+            EncoderOutput::Ort(v) => WhisperCache(CacheOn::Ort(Kv::new(n_layers, v))),
+            EncoderOutput::Openvino(t) => WhisperCache(CacheOn::Openvino(Kv::new(n_layers, t))),
         }
     }
 }
@@ -133,21 +171,25 @@ impl Whisper {
             &config.decoder_file,
             &"tokenizer.json".to_string(),
         ] {
-            if !dir.join(f).is_file() {
+            if !dir.join(f).is_file() && !is_engine_folder(&dir.join(f)) {
                 return Err(cfg_err(
                     &dir.join(f),
                     "missing from the Whisper model folder".into(),
                 ));
             }
         }
-        let session = |file: &str, bytes: Option<&[u8]>| match bytes {
-            None => cpu_session(&dir.join(file), opts),
-            Some(b) => {
-                engines::ort::cpu_session_from_bytes(&dir.join(file).display().to_string(), b, opts)
-            }
-        };
-        let encoder = session(&config.encoder_file, encoder)?;
-        let decoder = session(&config.decoder_file, decoder)?;
+        let encoder = Part::open(
+            &dir.join(&config.encoder_file),
+            opts,
+            Shapes::Steady,
+            encoder,
+        )?;
+        let decoder = Part::open(
+            &dir.join(&config.decoder_file),
+            opts,
+            Shapes::Steady,
+            decoder,
+        )?;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| cfg_err(&tok_path, format!("cannot load tokenizer: {e}")))?;
@@ -156,8 +198,8 @@ impl Whisper {
             config,
             dir,
             mel,
-            encoder: Mutex::new(encoder),
-            decoder: Mutex::new(decoder),
+            encoder,
+            decoder,
             names,
             tokenizer,
             audio_ctx: AudioCtx::Full,
@@ -169,13 +211,22 @@ impl Whisper {
 
     fn check_io(&self) -> Result<()> {
         let c = &self.config;
-        let dec = lock(&self.decoder);
-        let names: Vec<&str> = dec.inputs().iter().map(|i| i.name()).collect();
+        if self.encoder.backend() != self.decoder.backend() {
+            return Err(cfg_err(
+                &self.dir.join(CONFIG_FILE),
+                format!(
+                    "the encoder runs on {} and the decoder on {}: both parts must run on one backend (build the folder with `voxq build MODEL_DIR --target openvino`)",
+                    self.encoder.backend(),
+                    self.decoder.backend()
+                ),
+            ));
+        }
+        let names = self.decoder.input_names();
         for i in 0..c.n_layers {
             for kind in ["decoder", "encoder"] {
                 for kv in ["key", "value"] {
                     let n = format!("past_key_values.{i}.{kind}.{kv}");
-                    if !names.contains(&n.as_str()) {
+                    if !names.contains(&n) {
                         return Err(cfg_err(
                             &self.dir.join(&c.decoder_file),
                             format!(
@@ -197,15 +248,6 @@ impl Whisper {
     /// 3000-frame shapes is refused here, before any audio is read.
     pub fn set_audio_ctx(&mut self, ctx: AudioCtx) -> Result<()> {
         if ctx != AudioCtx::Full {
-            let fixed = |s: &Mutex<Session>, input: &str, axis: usize| {
-                lock(s)
-                    .inputs()
-                    .iter()
-                    .find(|i| i.name() == input)
-                    .and_then(|i| i.dtype().tensor_shape().map(|d| d.get(axis).copied()))
-                    .flatten()
-                    .is_some_and(|d| d > 0)
-            };
             for (s, file, input, axis) in [
                 (
                     &self.encoder,
@@ -220,7 +262,7 @@ impl Whisper {
                     1,
                 ),
             ] {
-                if fixed(s, input, axis) {
+                if s.fixed_dim(input, axis) {
                     return Err(cfg_err(
                         &self.dir.join(file),
                         format!(
@@ -240,7 +282,7 @@ impl Whisper {
     }
 
     /// Encoder output for one 30 s window of 16 kHz samples.
-    pub(super) fn encode(&self, name: &Path, samples: &[f32]) -> Result<EncoderOutput> {
+    pub(crate) fn encode(&self, name: &Path, samples: &[f32]) -> Result<EncoderOutput> {
         self.encode_features(self.features(name, samples)?)
     }
 
@@ -269,10 +311,25 @@ impl Whisper {
 
     /// The encoder pass over one window's features.
     pub(crate) fn encode_features(&self, m: LogMel) -> Result<EncoderOutput> {
-        let positions = (m.frames / 2) as i64;
-        let t = Tensor::<f32>::from_array((vec![1i64, m.n_mels as i64, m.frames as i64], m.data))
-            .map_err(|e| self.run_err("encoder", e))?;
-        let mut s = lock(&self.encoder);
+        let want = [1, (m.frames / 2) as i64, self.config.d_model as i64];
+        let dims = vec![1i64, m.n_mels as i64, m.frames as i64];
+        let s = match &self.encoder {
+            Part::Ort(s) => s,
+            Part::Openvino(e) => {
+                let mut e = lock(e);
+                e.bind(
+                    "input_features",
+                    &OvTensor::new("input_features", &dims, &m.data)?,
+                )?;
+                e.infer()?;
+                let out = e.take_output("last_hidden_state")?;
+                self.check_encoder_shape(&out.dims()?, &want)?;
+                return Ok(EncoderOutput::Openvino(out));
+            }
+        };
+        let t =
+            Tensor::<f32>::from_array((dims, m.data)).map_err(|e| self.run_err("encoder", e))?;
+        let mut s = lock(s);
         // the input stays alive (borrowed) until its outputs are read: an exposed graph input
         // may come back as an output sharing its buffer
         let mut out = s
@@ -283,18 +340,26 @@ impl Whisper {
         }
         let (shape, _) =
             f32_output(&out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
-        let want = [1, positions, self.config.d_model as i64];
-        if **shape != want {
+        self.check_encoder_shape(shape, &want)?;
+        let v = take(&mut out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
+        Ok(EncoderOutput::Ort(v))
+    }
+
+    fn check_encoder_shape(&self, shape: &[i64], want: &[i64; 3]) -> Result<()> {
+        if shape != want {
             return Err(cfg_err(
                 &self.dir.join(&self.config.encoder_file),
                 format!(
-                    "encoder output shape {:?}, {CONFIG_FILE} implies {want:?} (mismatched sizes)",
-                    &**shape
+                    "encoder output shape {shape:?}, {CONFIG_FILE} implies {want:?} (mismatched sizes)"
                 ),
             ));
         }
-        let v = take(&mut out, "last_hidden_state").map_err(|e| self.run_err("encoder", e))?;
-        Ok(EncoderOutput(v))
+        Ok(())
+    }
+
+    /// Which backend runs the decoder: `onnxruntime` or `openvino`.
+    pub fn backend(&self) -> &'static str {
+        self.decoder.backend()
     }
 
     fn run_err(&self, which: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -326,7 +391,27 @@ impl StepDecoder for Step<'_> {
     type State = WhisperCache;
 
     fn step(&self, st: &mut WhisperCache, new: &[u32]) -> Result<Vec<f32>> {
-        let w = self.w;
+        match (&self.w.decoder, &mut st.0) {
+            (Part::Ort(s), CacheOn::Ort(kv)) => ort_step(self.w, s, kv, new),
+            (Part::Openvino(e), CacheOn::Openvino(kv)) => {
+                super::openvino::step(self.w, &mut lock(e), kv, new)
+            }
+            _ => Err(self.w.run_err(
+                "decoder",
+                "the KV cache comes from an encoder on another backend",
+            )),
+        }
+    }
+}
+
+/// One decoder step in ONNX Runtime, every KV value fed by reference.
+fn ort_step(
+    w: &Whisper,
+    s: &Mutex<Session>,
+    st: &mut Kv<DynValue>,
+    new: &[u32],
+) -> Result<Vec<f32>> {
+    {
         let c = &w.config;
         let n = &w.names;
         let e = |e: ort::Error| w.run_err("decoder", e);
@@ -346,7 +431,10 @@ impl StepDecoder for Step<'_> {
         };
         let mut feeds: Vec<(Cow<str>, SessionInputValue)> = Vec::with_capacity(2 + 8 * c.n_layers);
         feeds.push(("input_ids".into(), ids.into()));
-        feeds.push(("encoder_hidden_states".into(), (&st.encoder_out.0).into()));
+        feeds.push((
+            "encoder_hidden_states".into(),
+            st.encoder_out.as_ref().into(),
+        ));
         for j in 0..2 * c.n_layers {
             let past = match st.self_kv.get(j) {
                 Some(v) => v.as_ref().into(),
@@ -359,7 +447,7 @@ impl StepDecoder for Step<'_> {
             };
             feeds.push((Cow::Borrowed(n.past_cross[j].as_str()), cross));
         }
-        let mut s = lock(&w.decoder);
+        let mut s = lock(s);
         let mut out = s.run(feeds).map_err(e)?;
         let (shape, logits) = f32_output(&out, "logits").map_err(out_err)?;
         let vocab = *shape.last().unwrap_or(&0) as usize;

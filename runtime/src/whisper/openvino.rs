@@ -1,0 +1,94 @@
+//! Whisper's decoder step on OpenVINO: the encoder output and the cross-attention keys and
+//! values are caller-owned OpenVINO tensors bound by reference at every step (copied out of
+//! the request once per window); each step's present self-attention keys and values are
+//! copied out once into tensors the next step binds (the request reuses its output buffers),
+//! and only the last position's logits are read.
+
+use std::sync::Arc;
+
+use engines::openvino::{OvEngine, OvTensor};
+
+use super::config::CONFIG_FILE;
+use super::model::{Kv, Whisper};
+use crate::error::{cfg_err, Result};
+
+/// One decoder step over `st` with `new` tokens; returns the last position's logits.
+pub(super) fn step(
+    w: &Whisper,
+    dec: &mut OvEngine,
+    st: &mut Kv<OvTensor>,
+    new: &[u32],
+) -> Result<Vec<f32>> {
+    let c = &w.config;
+    let n = &w.names;
+    let ids: Vec<i64> = new.iter().map(|&t| t as i64).collect();
+    dec.bind(
+        "input_ids",
+        &OvTensor::new("input_ids", &[1, ids.len() as i64], &ids)?,
+    )?;
+    dec.bind("encoder_hidden_states", &st.encoder_out)?;
+    // zero-length past: the first step (no tensor to share yet)
+    let empty = OvTensor::new::<f32>(
+        "past_key_values",
+        &[1, c.n_heads as i64, 0, c.head_dim as i64],
+        &[],
+    )?;
+    for j in 0..2 * c.n_layers {
+        dec.bind(
+            &n.past_self[j],
+            st.self_kv.get(j).map_or(&empty, |t| t.as_ref()),
+        )?;
+        dec.bind(&n.past_cross[j], st.cross_kv.get(j).unwrap_or(&empty))?;
+    }
+    // this step's present self-attention KV is written straight into tensors the next step
+    // binds
+    let past = match st.self_kv.first() {
+        Some(t) => t.dims()?.get(2).copied().unwrap_or(0),
+        None => 0,
+    };
+    let dims = [
+        1,
+        c.n_heads as i64,
+        past + ids.len() as i64,
+        c.head_dim as i64,
+    ];
+    let present = n
+        .present_self
+        .iter()
+        .map(|p| {
+            let t = OvTensor::zeros::<f32>(p, &dims)?;
+            dec.bind_output(p, &t)?;
+            Ok(t)
+        })
+        .collect::<std::result::Result<Vec<_>, engines::EngineError>>()?;
+    dec.infer()?;
+    let (dims, last) = dec.output_tail("logits", c.vocab_size)?;
+    let vocab = dims.last().copied().unwrap_or(0);
+    if vocab != c.vocab_size as i64 || last.len() != c.vocab_size {
+        return Err(cfg_err(
+            &w.dir.join(&c.decoder_file),
+            format!(
+                "decoder logits have {vocab} entries, {CONFIG_FILE} says vocab_size {}",
+                c.vocab_size
+            ),
+        ));
+    }
+    st.self_kv = n
+        .present_self
+        .iter()
+        .zip(present)
+        .map(|(p, t)| match dec.wrote_into(p, &t)? {
+            true => Ok(Arc::new(t)),
+            false => dec.take_output(p).map(Arc::new),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if st.cross_kv.is_empty() {
+        st.cross_kv = Arc::new(
+            n.present_cross
+                .iter()
+                .map(|p| dec.take_output(p))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        );
+    }
+    Ok(last)
+}
