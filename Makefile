@@ -91,11 +91,21 @@ bench: setup-ort setup-openvino setup-speech build
 # voxq's Whisper tiny.en and SmolLM2 against faster-whisper, whisper.cpp and llama.cpp (issue 21):
 # the peers in their own pinned venvs (tools/setup_peers.sh), then one alternated run on the
 # 556-utterance list and the LLM contexts (tools/bench_asr.py). Report: out/bench-asr/REPORT.md.
-# BENCH_ASR_ARGS passes options (e.g. --limit 100, --voxq-model DIR for an int8 folder).
-.PHONY: bench-asr
-bench-asr: audio-llm build
+# BENCH_ASR_ARGS passes options (e.g. --limit 100, --voxq-model DIR for another folder); the
+# folders of `make asr-models` (int8, OpenVINO) are compared by default.
+.PHONY: bench-asr asr-models
+bench-asr: audio-llm build asr-models
 	bash tools/setup_peers.sh
-	python3 tools/bench_asr.py --llm $(BENCH_ASR_ARGS)
+	python3 tools/bench_asr.py --llm $(ASR_MODELS_ARGS) $(BENCH_ASR_ARGS)
+
+# The int8 and OpenVINO folders of Whisper tiny.en and SmolLM2 the peer table compares
+# (tools/build_asr_models.sh, out/asr-models/; kept when present).
+ASR_MODELS := out/asr-models
+ASR_MODELS_ARGS := --voxq-model $(ASR_MODELS)/whisper-int8 --voxq-model $(ASR_MODELS)/whisper-openvino-fp32 \
+	--voxq-model $(ASR_MODELS)/whisper-openvino-int8 --voxq-lm $(ASR_MODELS)/smollm2-int8 \
+	--voxq-lm $(ASR_MODELS)/smollm2-openvino-fp32 --voxq-lm $(ASR_MODELS)/smollm2-openvino-int8
+asr-models: audio-llm setup-openvino build
+	bash tools/build_asr_models.sh
 
 # Engine folders with manifests (issue 5): ONNX Runtime CPU and OpenVINO engines (fp32, bf16,
 # int8) for every float model under fixtures/models; TensorRT when found (TRT=1: required).

@@ -18,7 +18,7 @@ use exporter::sensitivity::policy_for_groups;
 use onnx_protobuf::ModelProto;
 use runtime::calibrate::read_list;
 
-use super::whisper_recipe::{self, Recipe, DEFAULT_MODES};
+use super::whisper_recipe::{self, Recipe};
 use crate::args::{bins, selectors, threads, threads_help, QuantTarget};
 use crate::outputs;
 
@@ -41,7 +41,8 @@ pub(crate) struct QuantizeWhisperArgs {
     /// default recipe was chosen with.
     #[arg(long, default_value = whisper_recipe::DEFAULT_METHOD)]
     method: Method,
-    /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels) or tensorrt (no dynamic mode).
+    /// QDQ placement: ort-cpu (ONNX Runtime CPU kernels), tensorrt (no dynamic mode) or
+    /// openvino (whose default recipe has weight-only where ort-cpu's has dynamic).
     #[arg(long, value_enum, ignore_case = true, default_value_t = QuantTarget::OrtCpu)]
     target: QuantTarget,
     /// Histogram bins per tensor [range: [128, 65536]].
@@ -55,10 +56,12 @@ pub(crate) struct QuantizeWhisperArgs {
     groups: String,
     /// Encoder modes: GROUP=MODE,… with MODE full, smooth, dynamic, weight-only or float;
     /// *=MODE for every group not named [default: what autoquant chose for tiny.en,
-    /// enc.conv=full,enc.block0=full,enc.block1=full,*=dynamic].
+    /// enc.conv=full,enc.block0=full,enc.block1=full,*=dynamic; --target openvino:
+    /// *=weight-only instead of *=dynamic].
     #[arg(long)]
     encoder_modes: Option<String>,
-    /// Decoder modes, as --encoder-modes [default: *=dynamic].
+    /// Decoder modes, as --encoder-modes [default: *=dynamic; --target openvino:
+    /// *=weight-only].
     #[arg(long)]
     decoder_modes: Option<String>,
     /// An autoquant --out folder (holding autoquant.json): its part takes the report's chosen
@@ -187,26 +190,21 @@ pub(crate) fn run(a: &QuantizeWhisperArgs) -> Result<()> {
                 let mut r =
                     whisper_recipe::parse(spec.as_deref().unwrap_or(default), groups, option)?;
                 if spec.is_none() {
-                    r.source = "default: autoquant's tiny.en choice".into();
+                    r.source = match target {
+                        Target::Openvino => {
+                            "default for openvino: autoquant's tiny.en choice, dynamic groups as weight-only"
+                        }
+                        _ => "default: autoquant's tiny.en choice",
+                    }
+                    .into();
                 }
                 Ok(r)
             }
         }
     };
-    let rec_e = recipe(
-        rec_e,
-        &a.encoder_modes,
-        DEFAULT_MODES.0,
-        &enc,
-        "--encoder-modes",
-    )?;
-    let rec_d = recipe(
-        rec_d,
-        &a.decoder_modes,
-        DEFAULT_MODES.1,
-        &dec,
-        "--decoder-modes",
-    )?;
+    let defaults = whisper_recipe::default_modes(target);
+    let rec_e = recipe(rec_e, &a.encoder_modes, defaults.0, &enc, "--encoder-modes")?;
+    let rec_d = recipe(rec_d, &a.decoder_modes, defaults.1, &dec, "--decoder-modes")?;
     // Every refusal (a selection that quantizes nothing, dynamic for TensorRT, a missing
     // --calib) before calibrating.
     let pe = plan_part("encoder", enc_file, enc, rec_e, &a.encoder_include, target)?;

@@ -18,6 +18,23 @@ pub(crate) const DEFAULT_MODES: (&str, &str) = (
     "*=dynamic",
 );
 
+/// The default recipes for the OpenVINO placement: the same choice with its dynamic groups as
+/// weight-only. OpenVINO has no fused kernel for `DynamicQuantizeLinear -> MatMulInteger`
+/// (tiny.en's dynamic decoder on OpenVINO: 14.5 ms per token against 7.2 ms weight-only, whose
+/// int8 weights it decompresses inside its MatMul; `voxq bench whisper`, 1 thread).
+pub(crate) const OPENVINO_MODES: (&str, &str) = (
+    "enc.conv=full,enc.block0=full,enc.block1=full,*=weight-only",
+    "*=weight-only",
+);
+
+/// The default recipes for a QDQ placement.
+pub(crate) fn default_modes(target: exporter::policy::Target) -> (&'static str, &'static str) {
+    match target {
+        exporter::policy::Target::Openvino => OPENVINO_MODES,
+        _ => DEFAULT_MODES,
+    }
+}
+
 /// The calibration method of the full-int8 groups: autoquant chose them from a percentile
 /// 99.99 table (entropy costs tiny.en +3.3 WER points on the 80 utterances with the default
 /// recipe, 9.85% vs 6.95%; fp32 6.56%).

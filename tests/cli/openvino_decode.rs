@@ -266,3 +266,55 @@ fn smollm2_on_openvino_gives_the_onnx_runtime_ids() {
     let ids = llm_vs_recompute(&llm, &prompt, 40);
     assert_eq!(ids, SMOLLM2_SEA, "{}", llm.decode(&ids).unwrap());
 }
+
+/// `quantize-whisper --target openvino`: the default recipe with weight-only where ONNX
+/// Runtime's has dynamic (OpenVINO has no fused dynamic int8 MatMul); the folder builds for
+/// OpenVINO and decodes there as it does in ONNX Runtime.
+#[test]
+fn openvino_default_recipe_is_weight_only_where_ort_is_dynamic() {
+    use crate::quantize_whisper::{calib, count, q_under, weights_behind_dq};
+    let tmp = tempfile::tempdir().unwrap();
+    let int8 = tmp.path().join("int8");
+    let o = voxq(&[
+        "quantize-whisper",
+        "--model",
+        WHISPER_FIXTURE,
+        "--calib",
+        s(&calib(tmp.path())),
+        "--audio-root",
+        s(&crate::common::speech()),
+        "--target",
+        "openvino",
+        "--out",
+        s(&int8),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stdout(&o);
+    assert!(
+        said.contains("encoder (default for openvino: autoquant's tiny.en choice, dynamic groups as weight-only): full: enc.block0, enc.block1, enc.conv; weight-only: (other)"),
+        "{said}"
+    );
+    let enc = exporter::model::load(int8.join("encoder.onnx")).unwrap();
+    let dec = exporter::model::load(int8.join("decoder.onnx")).unwrap();
+    assert!(q_under(&enc, "/enc/layers.1/") >= 1, "block 1 is full int8");
+    for (m, part) in [(&enc, "encoder"), (&dec, "decoder")] {
+        for op in ["DynamicQuantizeLinear", "MatMulInteger"] {
+            assert_eq!(count(m, op), 0, "{op} in the {part}");
+        }
+        assert!(weights_behind_dq(m), "{part}");
+    }
+    assert_eq!(count(&dec, "QuantizeLinear"), 0, "a weight-only decoder");
+    let ov = tmp.path().join("int8-ov");
+    build(&int8, &ov);
+    let m = manifest(&ov.join("decoder"));
+    assert_eq!(m["precision"], "int8", "{m}");
+    let a = Whisper::open(&int8, &Default::default()).unwrap();
+    let b = Whisper::open(&ov, &Default::default()).unwrap();
+    let wav = root().join(CLIPS[1]);
+    let x = read(&wav);
+    let ids = |w: &Whisper| {
+        w.transcribe_window(&wav, &x, &greedy(20), &mut |_| true)
+            .unwrap()
+    };
+    assert_eq!(ids(&b), ids(&a), "int8 on OpenVINO and ONNX Runtime");
+}

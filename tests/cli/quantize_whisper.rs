@@ -14,11 +14,11 @@ use serde_json::Value;
 
 const FIXTURE: &str = "fixtures/whisper-tiny-test";
 
-fn json(p: &Path) -> Value {
+pub(crate) fn json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-fn calib(dir: &Path) -> PathBuf {
+pub(crate) fn calib(dir: &Path) -> PathBuf {
     let c = dir.join("calib.txt");
     std::fs::write(
         &c,
@@ -28,12 +28,12 @@ fn calib(dir: &Path) -> PathBuf {
     c
 }
 
-fn count(m: &ModelProto, op: &str) -> usize {
+pub(crate) fn count(m: &ModelProto, op: &str) -> usize {
     m.graph.node.iter().filter(|n| n.op_type == op).count()
 }
 
 /// QuantizeLinear nodes whose input tensor starts with `prefix`.
-fn q_under(m: &ModelProto, prefix: &str) -> usize {
+pub(crate) fn q_under(m: &ModelProto, prefix: &str) -> usize {
     m.graph
         .node
         .iter()
@@ -43,7 +43,7 @@ fn q_under(m: &ModelProto, prefix: &str) -> usize {
 
 /// Every MatMul/Conv of `m` reads its weight from a DequantizeLinear (int8 weights), none
 /// from a float initializer.
-fn weights_behind_dq(m: &ModelProto) -> bool {
+pub(crate) fn weights_behind_dq(m: &ModelProto) -> bool {
     let dq: std::collections::BTreeSet<&str> = m
         .graph
         .node

@@ -69,6 +69,16 @@ pub fn build_openvino(
 ) -> Result<Manifest, EngineError> {
     let version = openvino_version()?;
     let (bytes, proto) = read_model(model)?;
+    let external = proto
+        .graph
+        .as_ref()
+        .is_some_and(|g| g.initializer.iter().any(|t| !t.external_data.is_empty()));
+    if external {
+        return Err(EngineError::Build {
+            path: model.to_path_buf(),
+            reason: "keeps its weights in external data; an OpenVINO engine folder holds one model file: save the model as one file (it must be under 2 GiB)".into(),
+        });
+    }
     check_config(config, model, &bytes, &proto)?;
     let precision = precision_of(&proto);
     let have = cpu_isa();

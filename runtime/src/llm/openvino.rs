@@ -1,6 +1,7 @@
-//! The LLM's decoder step on OpenVINO: each step's present keys and values are copied out once
-//! into caller-owned tensors that the next step binds by reference (the request reuses its
-//! output buffers), and only the last position's logits are read.
+//! The LLM's decoder step on OpenVINO: each step's present keys and values are written by
+//! OpenVINO straight into tensors the caller allocated and bound as outputs, which the next
+//! step binds as its past by reference (copied out only if OpenVINO used buffers of its own);
+//! only the last position's logits are read.
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
 //! Whisper's decoder step on OpenVINO: the encoder output and the cross-attention keys and
-//! values are caller-owned OpenVINO tensors bound by reference at every step (copied out of
-//! the request once per window); each step's present self-attention keys and values are
-//! copied out once into tensors the next step binds (the request reuses its output buffers),
-//! and only the last position's logits are read.
+//! values are caller-owned OpenVINO tensors bound by reference at every step (the cross KV
+//! copied out of the request once per window); each step's present self-attention keys and
+//! values are written by OpenVINO straight into tensors the caller allocated and bound as
+//! outputs, which the next step binds as its past (copied out only if OpenVINO used buffers of
+//! its own); only the last position's logits are read.
 
 use std::sync::Arc;
 
