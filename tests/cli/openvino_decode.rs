@@ -269,7 +269,7 @@ fn smollm2_on_openvino_gives_the_onnx_runtime_ids() {
 
 /// `quantize-whisper --target openvino`: the default recipe with weight-only where ONNX
 /// Runtime's has dynamic (OpenVINO has no fused dynamic int8 MatMul); the folder builds for
-/// OpenVINO and decodes there as it does in ONNX Runtime.
+/// OpenVINO and decodes there, its KV cache consistent with a cache-free recomputation.
 #[test]
 fn openvino_default_recipe_is_weight_only_where_ort_is_dynamic() {
     use crate::quantize_whisper::{calib, count, q_under, weights_behind_dq};
@@ -308,13 +308,11 @@ fn openvino_default_recipe_is_weight_only_where_ort_is_dynamic() {
     build(&int8, &ov);
     let m = manifest(&ov.join("decoder"));
     assert_eq!(m["precision"], "int8", "{m}");
-    let a = Whisper::open(&int8, &Default::default()).unwrap();
-    let b = Whisper::open(&ov, &Default::default()).unwrap();
+    // int8 kernels differ between the backends, so the check is OpenVINO's own: every greedy
+    // token of the cached decode equals a cache-free run on the same engine
+    let w = Whisper::open(&ov, &Default::default()).unwrap();
+    assert_eq!(w.backend(), "openvino");
     let wav = root().join(CLIPS[1]);
-    let x = read(&wav);
-    let ids = |w: &Whisper| {
-        w.transcribe_window(&wav, &x, &greedy(20), &mut |_| true)
-            .unwrap()
-    };
-    assert_eq!(ids(&b), ids(&a), "int8 on OpenVINO and ONNX Runtime");
+    let ids = whisper_vs_recompute(&w, &wav, &read(&wav), 20);
+    assert!(ids.len() >= 10, "{ids:?}");
 }
