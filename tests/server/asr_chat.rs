@@ -309,3 +309,40 @@ fn chat_completions_with_audio() {
         "verify without --speaker-model",
     );
 }
+
+/// The server on a Whisper folder built for OpenVINO (`voxq build DIR --target openvino`): it
+/// says so when ready and transcribes as the CLI does on the ONNX folder.
+#[test]
+fn transcriptions_on_openvino_match_the_onnx_runtime_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ov = tmp.path().join("whisper-ov");
+    let o = voxq(&["build", WHISPER, "--target", "openvino", "--out", s(&ov)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(WHISPER).join("expected.json")).unwrap(),
+    )
+    .unwrap();
+    let wav = root().join(exp["clips"][0]["wav"].as_str().unwrap());
+    let o = voxq(&["transcribe", "--model", WHISPER, "--device", "cpu", s(&wav)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cli_text = stdout(&o)
+        .trim_end_matches('\n')
+        .split_once('\t')
+        .expect("path<TAB>text")
+        .1
+        .to_string();
+    let srv = Server::start(&["--whisper", s(&ov)]);
+    assert!(
+        srv.log()
+            .lines()
+            .any(|l| l.starts_with("voxq: ready") && l.contains("on openvino")),
+        "{}",
+        srv.log()
+    );
+    let r = srv.post_form(
+        "/v1/audio/transcriptions",
+        file_form(&wav).text("model", "whisper-1"),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.body, srv.tail());
+    assert_eq!(r.json(), json!({"text": cli_text}));
+}

@@ -279,11 +279,11 @@ async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         engines
             .whisper
             .as_ref()
-            .map(|w| format!("whisper {}", w.config.model)),
+            .map(|w| format!("whisper {} on {}", w.config.model, w.backend())),
         engines
             .llm
             .as_ref()
-            .map(|l| format!("audio LLM {}", l.config.model)),
+            .map(|l| format!("audio LLM {} (LLM on {})", l.config.model, l.llm.backend())),
     ]
     .into_iter()
     .flatten()
