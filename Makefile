@@ -96,14 +96,11 @@ bench: setup-ort setup-openvino setup-speech build
 .PHONY: bench-asr asr-models
 bench-asr: audio-llm build asr-models
 	bash tools/setup_peers.sh
-	python3 tools/bench_asr.py --llm $(ASR_MODELS_ARGS) $(BENCH_ASR_ARGS)
+	python3 tools/bench_asr.py --llm $$(cat out/asr-models/bench_args) $(BENCH_ASR_ARGS)
 
 # The int8 and OpenVINO folders of Whisper tiny.en and SmolLM2 the peer table compares
-# (tools/build_asr_models.sh, out/asr-models/; kept when present).
-ASR_MODELS := out/asr-models
-ASR_MODELS_ARGS := --voxq-model $(ASR_MODELS)/whisper-int8 --voxq-model $(ASR_MODELS)/whisper-openvino-fp32 \
-	--voxq-model $(ASR_MODELS)/whisper-openvino-int8 --voxq-lm $(ASR_MODELS)/smollm2-int8 \
-	--voxq-lm $(ASR_MODELS)/smollm2-openvino-fp32 --voxq-lm $(ASR_MODELS)/smollm2-openvino-int8
+# (tools/build_asr_models.sh, out/asr-models/; kept when present; their bench_asr.py options
+# in out/asr-models/bench_args).
 asr-models: audio-llm setup-openvino build
 	bash tools/build_asr_models.sh
 

@@ -8,10 +8,13 @@
 #   whisper-openvino-int8    quantize-whisper --target openvino (dynamic groups as weight-only:
 #                            OpenVINO has no fused kernel for DynamicQuantizeLinear ->
 #                            MatMulInteger), then built for OpenVINO
+#   whisper-openvino-int8-bf16   the same int8 folder with OpenVINO computing its float parts in
+#                            bf16 (only on a CPU with AVX-512 BF16 or AMX)
 #   smollm2-int8             SmolLM2 with a weight-only int8 decoder (voxq quantize --mode
 #                            weight-only), the LLM int8 that keeps the audio LLM's accuracy
 #   smollm2-openvino-fp32, smollm2-openvino-int8   the two on OpenVINO
-# Each step is skipped when its folder exists (remove out/asr-models to rebuild).
+# Each step is skipped when its folder exists (remove out/asr-models to rebuild). The
+# bench_asr.py options naming the folders built go to $OUT/bench_args (read by `make bench-asr`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOXQ=${VOXQ:-target/release/voxq}
@@ -52,7 +55,23 @@ step whisper-openvino-fp32 "$VOXQ" build "$WHISPER" --target openvino --out "$OU
 step whisper-int8-openvino-onnx quantize_whisper "$OUT/whisper-int8-openvino-onnx" --target openvino
 step whisper-openvino-int8 "$VOXQ" build "$OUT/whisper-int8-openvino-onnx" --target openvino \
   --out "$OUT/whisper-openvino-int8"
+if grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  step whisper-openvino-int8-bf16 "$VOXQ" build "$OUT/whisper-int8-openvino-onnx" --target openvino \
+    --precision bf16 --out "$OUT/whisper-openvino-int8-bf16"
+else
+  echo "no AVX-512 BF16 or AMX on this CPU: no bf16 OpenVINO folder"
+fi
 step smollm2-int8 llm_int8 "$OUT/smollm2-int8"
 step smollm2-openvino-fp32 "$VOXQ" build "$LLM" --target openvino --out "$OUT/smollm2-openvino-fp32"
 step smollm2-openvino-int8 "$VOXQ" build "$OUT/smollm2-int8" --target openvino \
   --out "$OUT/smollm2-openvino-int8"
+
+args=()
+for m in whisper-int8 whisper-openvino-fp32 whisper-openvino-int8 whisper-openvino-int8-bf16; do
+  [ -d "$OUT/$m" ] && args+=(--voxq-model "$OUT/$m")
+done
+for m in smollm2-int8 smollm2-openvino-fp32 smollm2-openvino-int8; do
+  [ -d "$OUT/$m" ] && args+=(--voxq-lm "$OUT/$m")
+done
+echo "${args[@]}" > "$OUT/bench_args"
+echo "bench_asr.py options: $(cat "$OUT/bench_args")"

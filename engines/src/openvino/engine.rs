@@ -201,8 +201,8 @@ fn tensor_reason(e: EngineError) -> String {
     }
 }
 
-/// Step-decoding use: inputs bound by reference to caller-owned tensors, one inference, and
-/// outputs read (the tail of a large one) or copied out into caller-owned tensors.
+/// Step-decoding use: inputs bound by reference to caller-owned tensors, outputs written into
+/// caller-owned tensors bound before the run, read (the tail of a large one) or copied out.
 impl OvEngine {
     /// Binds input `name` to `t` (no copy: the request shares the tensor's buffer).
     pub fn bind(&mut self, name: &str, t: &OvTensor) -> Result<(), EngineError> {
@@ -216,7 +216,8 @@ impl OvEngine {
     }
 
     /// Binds output `name` to `t`: the next run writes that output into `t` when its shape
-    /// is `t`'s (see [`OvEngine::wrote_into`]).
+    /// is `t`'s (see [`OvEngine::wrote_into`]). It stays bound until rebound, so a caller that
+    /// shares `t` afterwards binds a fresh tensor before every later run.
     pub fn bind_output(&mut self, name: &str, t: &OvTensor) -> Result<(), EngineError> {
         self.request
             .set_tensor(name, &t.0)

@@ -8,11 +8,14 @@ use openvino::{ElementType, Shape, Tensor};
 use super::engine::ov_text;
 use crate::EngineError;
 
-/// A tensor the caller owns: immutable once made, bound to infer requests by reference.
+/// A tensor the caller owns: bound to infer requests by reference; written only by the one
+/// inference it is bound to as an output (before anyone shares it), then read-only.
 pub struct OvTensor(pub(super) Tensor);
 
-// SAFETY: an `OvTensor` is never written after it is made (no `&mut` access leaves this
-// module); OpenVINO's tensor is a shared pointer to a host buffer, and reading that buffer or
+// SAFETY: no `&mut` access to an `OvTensor`'s buffer leaves this module; OpenVINO writes into
+// one only during the inference it was bound to as an output (`OvEngine::bind_output`), which
+// the step that made it runs before the tensor is shared (step decoders put it behind an `Arc`
+// afterwards). OpenVINO's tensor is a shared pointer to a host buffer: reading that buffer or
 // binding it to a request (which copies the shared pointer, an atomic count) from several
 // threads at once is what OpenVINO's own multi-request use does.
 unsafe impl Sync for OvTensor {}
