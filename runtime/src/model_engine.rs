@@ -15,6 +15,7 @@ use engines::ort::CpuOptions;
 use crate::backend::is_engine_folder;
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
+use crate::llm::config::CONFIG_FILE as LLM_CONFIG;
 
 /// What a model folder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +55,6 @@ impl ModelKind {
     }
 }
 
-const LLM_CONFIG: &str = "llm.json";
-
 /// A built model engine folder: its kind and each part's folder name and manifest.
 pub struct ModelEngine {
     pub kind: ModelKind,
@@ -72,14 +71,10 @@ fn parts(kind: ModelKind, dir: &Path) -> Result<Vec<(&'static str, String)>> {
                 ("/decoder_file", c.decoder_file),
             ]
         }
-        ModelKind::Llm => {
-            let p = dir.join(LLM_CONFIG);
-            let text = exporter::textfile::read_text(&p, "an LLM config")
-                .map_err(|e| cfg_err(&p, format!("cannot read LLM config: {e}")))?;
-            let c: crate::llm::config::LlmConfig = serde_json::from_str(&text)
-                .map_err(|e| cfg_err(&p, format!("not an LLM config: {e}")))?;
-            vec![("/files/decoder", c.files.decoder)]
-        }
+        ModelKind::Llm => vec![(
+            "/files/decoder",
+            crate::llm::config::read_config(dir)?.files.decoder,
+        )],
     })
 }
 

@@ -82,7 +82,7 @@ pub(crate) fn greedy(n: usize) -> GenerateOptions {
     }
 }
 
-fn beam(n: usize) -> GenerateOptions {
+pub(crate) fn beam(n: usize) -> GenerateOptions {
     GenerateOptions {
         strategy: Strategy::Beam {
             beams: 3,
@@ -171,20 +171,23 @@ fn llm_fixture_long_outputs_unchanged_and_equal_recomputation() {
         .unwrap();
     assert_eq!(b, LLM_BEAM_TEXT, "beam text");
     // the audio prompt: prefix embeddings (text + audio rows) fed before the tokens
+    assert_eq!(audio_greedy(&m), LLM_GREEDY_AUDIO, "greedy audio");
+}
+
+/// The audio LLM's greedy ids (40 at most) for the `asr` task on the first clip.
+pub(crate) fn audio_greedy(m: &AudioLlm) -> Vec<u32> {
     let wav = root().join(CLIPS[0]);
     let a = runtime::audio::wav::read_wav(&wav).unwrap();
     let user = m.user_turn("asr", None, None).unwrap();
-    let got = m
-        .generate(
-            &wav,
-            &a.samples,
-            a.sample_rate,
-            &user,
-            &greedy(40),
-            &mut |_| true,
-        )
-        .unwrap();
-    assert_eq!(got, LLM_GREEDY_AUDIO, "greedy audio");
+    m.generate(
+        &wav,
+        &a.samples,
+        a.sample_rate,
+        &user,
+        &greedy(40),
+        &mut |_| true,
+    )
+    .unwrap()
 }
 
 /// Three LibriVox clips back to back (about 18 s): a long real transcription.

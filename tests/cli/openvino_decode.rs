@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{assert_one_line_error, root, s, stderr, stdout, voxq};
 use crate::decode_nocopy::{
-    greedy, librivox, llm_vs_recompute, read, whisper_vs_recompute, CLIPS, LLM_FIXTURE,
+    audio_greedy, beam, librivox, llm_vs_recompute, read, whisper_vs_recompute, CLIPS, LLM_FIXTURE,
     LLM_GREEDY_AUDIO, LLM_GREEDY_TEXT, SMOLLM2_SEA, TINY_EN_LIBRIVOX, WHISPER_FIXTURE,
     WHISPER_GREEDY,
 };
 use runtime::audio_llm::AudioLlm;
-use runtime::generation::{GenerateOptions, Strategy};
 use runtime::llm::Llm;
 use runtime::whisper::Whisper;
 
@@ -39,17 +38,6 @@ fn build(src: &Path, out: &Path) -> String {
 
 fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
-fn beam3(n: usize) -> GenerateOptions {
-    GenerateOptions {
-        strategy: Strategy::Beam {
-            beams: 3,
-            length_penalty: 1.0,
-        },
-        max_new_tokens: n,
-        ..Default::default()
-    }
 }
 
 #[test]
@@ -84,10 +72,10 @@ fn whisper_fixture_on_openvino_gives_the_onnx_runtime_ids() {
         let ids = whisper_vs_recompute(&ov, &wav, &a, 40);
         assert_eq!(ids, WHISPER_GREEDY[i], "greedy on OpenVINO, {clip}");
         let b_ort = ort
-            .transcribe_window(&wav, &a, &beam3(12), &mut |_| true)
+            .transcribe_window(&wav, &a, &beam(12), &mut |_| true)
             .unwrap();
         let b_ov = ov
-            .transcribe_window(&wav, &a, &beam3(12), &mut |_| true)
+            .transcribe_window(&wav, &a, &beam(12), &mut |_| true)
             .unwrap();
         assert_eq!(b_ov, b_ort, "beam, {clip}");
     }
@@ -145,7 +133,7 @@ fn llm_fixture_on_openvino_gives_the_onnx_runtime_ids() {
     assert_eq!(ids, LLM_GREEDY_TEXT, "greedy text on OpenVINO");
     let ort = Llm::open(&root().join(LLM_FIXTURE), &Default::default()).unwrap();
     let beam = |m: &Llm| {
-        m.generate(Vec::new(), &prompt, &beam3(12), &mut |_| true)
+        m.generate(Vec::new(), &prompt, &beam(12), &mut |_| true)
             .unwrap()
     };
     assert_eq!(beam(&ov), beam(&ort), "beam text");
@@ -154,20 +142,7 @@ fn llm_fixture_on_openvino_gives_the_onnx_runtime_ids() {
     let cfg = audio_llm_config_with_llm(tmp.path(), &out);
     let m = AudioLlm::open(&cfg, &Default::default()).unwrap();
     assert_eq!(m.llm.backend(), "openvino");
-    let wav = root().join(CLIPS[0]);
-    let a = runtime::audio::wav::read_wav(&wav).unwrap();
-    let user = m.user_turn("asr", None, None).unwrap();
-    let got = m
-        .generate(
-            &wav,
-            &a.samples,
-            a.sample_rate,
-            &user,
-            &greedy(40),
-            &mut |_| true,
-        )
-        .unwrap();
-    assert_eq!(got, LLM_GREEDY_AUDIO, "greedy audio");
+    assert_eq!(audio_greedy(&m), LLM_GREEDY_AUDIO, "greedy audio");
 }
 
 #[test]

@@ -215,26 +215,57 @@ impl OvEngine {
             })
     }
 
-    /// Binds output `name` to `t`: the next run writes that output into `t` when its shape
-    /// is `t`'s (see [`OvEngine::wrote_into`]). It stays bound until rebound, so a caller that
-    /// shares `t` afterwards binds a fresh tensor before every later run.
-    pub fn bind_output(&mut self, name: &str, t: &OvTensor) -> Result<(), EngineError> {
-        self.request
-            .set_tensor(name, &t.0)
-            .map_err(|e| self.out_err(name, ov_text(e)))
+    /// Binds each output of `names` to a new zero tensor of `dims`: the next run writes those
+    /// outputs straight into them when their shape is `dims`. Call it before every run whose
+    /// outputs are kept (a bound tensor stays bound until rebound), then
+    /// [`OvEngine::keep_outputs`] after the run.
+    pub fn bind_new_outputs<S: AsRef<str>>(
+        &mut self,
+        names: &[S],
+        dims: &[i64],
+    ) -> Result<Vec<OvTensor>, EngineError> {
+        names
+            .iter()
+            .map(|n| {
+                let n = n.as_ref();
+                let t = OvTensor::zeros::<f32>(n, dims)?;
+                self.request
+                    .set_tensor(n, &t.0)
+                    .map_err(|e| self.out_err(n, ov_text(e)))?;
+                Ok(t)
+            })
+            .collect()
     }
 
-    /// Whether the last run wrote output `name` into `t` (bound with
-    /// [`OvEngine::bind_output`]) rather than into a buffer of its own.
-    pub fn wrote_into(&self, name: &str, t: &OvTensor) -> Result<bool, EngineError> {
-        let got = self
-            .request
-            .get_tensor(name)
-            .map_err(|e| self.out_err(name, ov_text(e)))?;
-        let ours = OvTensor::data_ptr(&t.0);
-        Ok(!ours.is_null()
-            && OvTensor::data_ptr(&got) == ours
-            && got.get_shape().ok().map(|s| s.get_dimensions().to_vec()) == t.dims().ok())
+    /// The outputs `names` of the last run as caller-owned tensors: each tensor of `bound`
+    /// (from [`OvEngine::bind_new_outputs`]) the run wrote into, else a copy of the buffer
+    /// OpenVINO used instead.
+    pub fn keep_outputs<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        bound: Vec<OvTensor>,
+    ) -> Result<Vec<OvTensor>, EngineError> {
+        names
+            .iter()
+            .zip(bound)
+            .map(|(n, t)| {
+                let n = n.as_ref();
+                let got = self
+                    .request
+                    .get_tensor(n)
+                    .map_err(|e| self.out_err(n, ov_text(e)))?;
+                let ours = OvTensor::data_ptr(&t.0);
+                let same = !ours.is_null()
+                    && OvTensor::data_ptr(&got) == ours
+                    && got.get_shape().ok().map(|s| s.get_dimensions().to_vec()) == t.dims().ok();
+                match same {
+                    true => Ok(t),
+                    false => {
+                        OvTensor::copy_of(n, &got).map_err(|e| self.out_err(n, tensor_reason(e)))
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Runs the model on the bound inputs.
@@ -275,11 +306,6 @@ impl OvEngine {
             .get_tensor(name)
             .map_err(|e| self.out_err(name, ov_text(e)))?;
         OvTensor::copy_of(name, &t).map_err(|e| self.out_err(name, tensor_reason(e)))
-    }
-
-    /// A label for errors: the model file.
-    pub fn label(&self) -> &str {
-        &self.label
     }
 }
 

@@ -1,7 +1,14 @@
 //! `llm.json` (written by `tools/llm_export.py`): sizes, stop tokens, the chat template and the
 //! files of a decoder-only LLM folder.
 
+use std::path::Path;
+
 use serde::Deserialize;
+
+use crate::error::{cfg_err, Result};
+
+/// File of the config inside an LLM folder.
+pub const CONFIG_FILE: &str = "llm.json";
 
 /// One chat turn's wrapping.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,4 +43,12 @@ pub struct LlmConfig {
     pub stop_token_ids: Vec<u32>,
     pub chat: ChatTemplate,
     pub files: LlmFiles,
+}
+
+/// Reads and parses `dir/llm.json`.
+pub fn read_config(dir: &Path) -> Result<LlmConfig> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path)
+        .map_err(|e| cfg_err(&cfg_path, format!("cannot read LLM config: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| cfg_err(&cfg_path, format!("not an LLM config: {e}")))
 }

@@ -14,7 +14,7 @@ use engines::ort::{first_line, CpuOptions};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
-use super::config::LlmConfig;
+use super::config::{read_config, LlmConfig, CONFIG_FILE};
 use crate::backend::{is_engine_folder, Part, Shapes};
 use crate::error::{cfg_err, Result, RuntimeError};
 use crate::generation::StepDecoder;
@@ -59,11 +59,8 @@ impl Llm {
     /// Opens the LLM with its decoder given as a serialized ONNX model (e.g. a quantized
     /// variant under study) instead of its file.
     pub fn open_replacing(dir: &Path, opts: &CpuOptions, decoder: Option<&[u8]>) -> Result<Llm> {
-        let cfg_path = dir.join("llm.json");
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| cfg_err(&cfg_path, format!("cannot read LLM config: {e}")))?;
-        let config: LlmConfig = serde_json::from_str(&text)
-            .map_err(|e| cfg_err(&cfg_path, format!("not an LLM config: {e}")))?;
+        let cfg_path = dir.join(CONFIG_FILE);
+        let config = read_config(dir)?;
         for f in [
             &config.files.decoder,
             &config.files.embed_tokens,

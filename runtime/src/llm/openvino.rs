@@ -45,27 +45,17 @@ pub(super) fn step(
         dec.bind(name, kv.get(j).map_or(&empty, |t| t.as_ref()))?;
     }
     // this step's present KV is written straight into tensors the next step binds
-    let present_dims = [1, c.n_kv_heads as i64, total as i64, c.head_dim as i64];
-    let present = llm
-        .present_names
-        .iter()
-        .map(|p| {
-            let t = OvTensor::zeros::<f32>(p, &present_dims)?;
-            dec.bind_output(p, &t)?;
-            Ok(t)
-        })
-        .collect::<std::result::Result<Vec<_>, engines::EngineError>>()?;
+    let present = dec.bind_new_outputs(
+        &llm.present_names,
+        &[1, c.n_kv_heads as i64, total as i64, c.head_dim as i64],
+    )?;
     dec.infer()?;
     let (dims, last) = dec.output_tail("logits", c.vocab_size)?;
     llm.check_vocab(dims.last().copied().unwrap_or(0) as usize, last.len())?;
-    *kv = llm
-        .present_names
-        .iter()
-        .zip(present)
-        .map(|(p, t)| match dec.wrote_into(p, &t)? {
-            true => Ok(Arc::new(t)),
-            false => dec.take_output(p).map(Arc::new),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    *kv = dec
+        .keep_outputs(&llm.present_names, present)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     Ok(last)
 }

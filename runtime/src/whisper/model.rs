@@ -357,6 +357,22 @@ impl Whisper {
         Ok(())
     }
 
+    /// The logits' last axis (`vocab`) and the values read (`got`) are the config's
+    /// vocabulary.
+    pub(super) fn check_vocab(&self, vocab: i64, got: usize) -> Result<()> {
+        let c = &self.config;
+        if vocab != c.vocab_size as i64 || got != c.vocab_size {
+            return Err(cfg_err(
+                &self.dir.join(&c.decoder_file),
+                format!(
+                    "decoder logits have {vocab} entries, {CONFIG_FILE} says vocab_size {}",
+                    c.vocab_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Which backend runs the decoder: `onnxruntime` or `openvino`.
     pub fn backend(&self) -> &'static str {
         self.decoder.backend()
@@ -450,18 +466,9 @@ fn ort_step(
         let mut s = lock(s);
         let mut out = s.run(feeds).map_err(e)?;
         let (shape, logits) = f32_output(&out, "logits").map_err(out_err)?;
-        let vocab = *shape.last().unwrap_or(&0) as usize;
-        let start = logits.len().checked_sub(vocab);
-        let (Some(start), true) = (start, vocab == c.vocab_size) else {
-            return Err(cfg_err(
-                &w.dir.join(&c.decoder_file),
-                format!(
-                    "decoder logits have {vocab} entries, {CONFIG_FILE} says vocab_size {}",
-                    c.vocab_size
-                ),
-            ));
-        };
-        let last = logits[start..].to_vec();
+        let vocab = *shape.last().unwrap_or(&0);
+        w.check_vocab(vocab, logits.len().min(c.vocab_size))?;
+        let last = logits[logits.len() - c.vocab_size..].to_vec();
         if let Some(tap) = &w.tap {
             observe(&out, &mut lock(tap).decoder).map_err(out_err)?;
         }

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use engines::openvino::{OvEngine, OvTensor};
 
-use super::config::CONFIG_FILE;
 use super::model::{Kv, Whisper};
-use crate::error::{cfg_err, Result};
+use crate::error::Result;
 
 /// One decoder step over `st` with `new` tokens; returns the last position's logits.
 pub(super) fn step(
@@ -47,42 +46,23 @@ pub(super) fn step(
         Some(t) => t.dims()?.get(2).copied().unwrap_or(0),
         None => 0,
     };
-    let dims = [
-        1,
-        c.n_heads as i64,
-        past + ids.len() as i64,
-        c.head_dim as i64,
-    ];
-    let present = n
-        .present_self
-        .iter()
-        .map(|p| {
-            let t = OvTensor::zeros::<f32>(p, &dims)?;
-            dec.bind_output(p, &t)?;
-            Ok(t)
-        })
-        .collect::<std::result::Result<Vec<_>, engines::EngineError>>()?;
+    let present = dec.bind_new_outputs(
+        &n.present_self,
+        &[
+            1,
+            c.n_heads as i64,
+            past + ids.len() as i64,
+            c.head_dim as i64,
+        ],
+    )?;
     dec.infer()?;
     let (dims, last) = dec.output_tail("logits", c.vocab_size)?;
-    let vocab = dims.last().copied().unwrap_or(0);
-    if vocab != c.vocab_size as i64 || last.len() != c.vocab_size {
-        return Err(cfg_err(
-            &w.dir.join(&c.decoder_file),
-            format!(
-                "decoder logits have {vocab} entries, {CONFIG_FILE} says vocab_size {}",
-                c.vocab_size
-            ),
-        ));
-    }
-    st.self_kv = n
-        .present_self
-        .iter()
-        .zip(present)
-        .map(|(p, t)| match dec.wrote_into(p, &t)? {
-            true => Ok(Arc::new(t)),
-            false => dec.take_output(p).map(Arc::new),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    w.check_vocab(dims.last().copied().unwrap_or(0), last.len())?;
+    st.self_kv = dec
+        .keep_outputs(&n.present_self, present)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     if st.cross_kv.is_empty() {
         st.cross_kv = Arc::new(
             n.present_cross
